@@ -1,0 +1,122 @@
+//! Storage: one small [`Backend`] trait that every repository byte goes through.
+//!
+//! Owns the repository layout (which object lives under which path) and the storage error
+//! kinds. Knows nothing of encryption or object contents. Implementations: [`opendal`] (local
+//! folders through OpenDAL's fs service, and an in-memory store for unit tests). Cross-cutting
+//! behaviour (retries, fault injection) wraps the trait rather than flagging it.
+
+pub mod opendal;
+
+use std::fmt;
+
+use crate::id::Id;
+
+/// The kinds of file in a repository and the folder each lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileType {
+    /// The single `config` file.
+    Config,
+    /// `keys/<id>`.
+    Key,
+    /// `data/<first two hex digits>/<id>`.
+    Pack,
+    /// `index/<id>`.
+    Index,
+    /// `snapshots/<id>`.
+    Snapshot,
+    /// `locks/<id>`.
+    Lock,
+}
+
+impl FileType {
+    /// All types, in the order `init` creates their folders.
+    pub const ALL: [FileType; 6] = [
+        Self::Config,
+        Self::Key,
+        Self::Pack,
+        Self::Index,
+        Self::Snapshot,
+        Self::Lock,
+    ];
+
+    /// Folder holding this type (empty for the config).
+    pub fn dir(self) -> &'static str {
+        match self {
+            Self::Config => "",
+            Self::Key => "keys",
+            Self::Pack => "data",
+            Self::Index => "index",
+            Self::Snapshot => "snapshots",
+            Self::Lock => "locks",
+        }
+    }
+
+    /// Repository-relative path of an object (the id is ignored for the config).
+    pub fn path(self, id: &Id) -> String {
+        match self {
+            Self::Config => "config".to_owned(),
+            Self::Pack => {
+                let h = id.to_hex();
+                format!("data/{}/{}", &h[..2], h)
+            }
+            other => format!("{}/{}", other.dir(), id.to_hex()),
+        }
+    }
+}
+
+/// How a storage operation failed, so callers can branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// A write found the object already there (writes never overwrite).
+    AlreadyExists,
+    /// Worth retrying (timeouts, throttling, connection resets).
+    Transient,
+    /// Anything else: permissions, full disk, invalid configuration.
+    Permanent,
+}
+
+/// A storage error with the path it concerns.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{op} {path}: {message}")]
+pub struct BackendError {
+    /// Branchable kind.
+    pub kind: ErrorKind,
+    /// The operation (`read`, `write`, ...).
+    pub op: &'static str,
+    /// Location of the object or folder concerned.
+    pub path: String,
+    /// The underlying error, one line.
+    pub message: String,
+}
+
+/// Storage for one repository. Implementations must be safe to call from many threads.
+///
+/// Contract: `write` is atomic (readers see all of an object or nothing) and durable when it
+/// returns, and never replaces an existing object (`AlreadyExists`); `list` returns every
+/// object durable before the call began.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Human description (`local:/srv/backup`), for messages.
+    fn location(&self) -> String;
+    /// Creates the repository's folders; fails if a config already exists.
+    fn create(&self) -> Result<(), BackendError>;
+    /// Ids and sizes of every object of one type.
+    fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>, BackendError>;
+    /// The whole object.
+    fn read(&self, t: FileType, id: &Id) -> Result<Vec<u8>, BackendError>;
+    /// `len` bytes from `offset`; fewer bytes than asked for is an error.
+    fn read_range(
+        &self,
+        t: FileType,
+        id: &Id,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, BackendError>;
+    /// Size of an object.
+    fn size(&self, t: FileType, id: &Id) -> Result<u64, BackendError>;
+    /// Stores a new object atomically and durably; never overwrites.
+    fn write(&self, t: FileType, id: &Id, bytes: Vec<u8>) -> Result<(), BackendError>;
+    /// Removes an object; removing a missing object is `NotFound`.
+    fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError>;
+}

@@ -1,0 +1,93 @@
+//! zstd compression of blob and metadata payloads, with size caps on the way back.
+//!
+//! A payload is compressed only when that saves space; decompression is bounded by the length
+//! the index or object cap allows, so a hostile zstd frame cannot balloon memory.
+
+use crate::format::FormatError;
+
+/// Compressed form of `data` if it is smaller by at least 1/64 (otherwise storing it raw is
+/// cheaper to read back and leaks no more).
+pub fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    if data.len() < 64 {
+        return None;
+    }
+    let limit = data.len() - data.len() / 64;
+    let mut out = Vec::with_capacity(limit);
+    // `compress_to_buffer` fails when the output would not fit: exactly "does not save space".
+    zstd::bulk::Compressor::new(level)
+        .ok()?
+        .compress_to_buffer(data, &mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// Decompresses one zstd frame that must expand to exactly `expected` bytes (at most `max`).
+pub fn decompress_exact(
+    frame: &[u8],
+    expected: usize,
+    what: &'static str,
+) -> Result<Vec<u8>, FormatError> {
+    let out = zstd::bulk::decompress(frame, expected)
+        .map_err(|e| FormatError::malformed(what, format!("bad zstd frame: {e}")))?;
+    if out.len() != expected {
+        return Err(FormatError::malformed(
+            what,
+            "decompressed length differs from the index",
+        ));
+    }
+    Ok(out)
+}
+
+/// Decompresses one zstd frame of unknown length, refusing output beyond `max` bytes.
+pub fn decompress_capped(
+    frame: &[u8],
+    max: u64,
+    what: &'static str,
+) -> Result<Vec<u8>, FormatError> {
+    let cap = usize::try_from(max).unwrap_or(usize::MAX);
+    let size = zstd::zstd_safe::get_frame_content_size(frame)
+        .ok()
+        .flatten();
+    match size {
+        Some(n) if n > max => Err(FormatError::TooLarge { what, len: n, max }),
+        Some(n) => decompress_exact(frame, n as usize, what),
+        None => zstd::bulk::decompress(frame, cap)
+            .map_err(|e| FormatError::malformed(what, format!("bad zstd frame: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn compresses_text_skips_random() {
+        let text = b"INSERT INTO t VALUES (1, 'abc');\n".repeat(1000);
+        let c = compress(&text, 3).unwrap();
+        assert!(c.len() < text.len() / 10);
+        assert_eq!(decompress_exact(&c, text.len(), "x").unwrap(), text);
+        assert_eq!(decompress_capped(&c, 1 << 20, "x").unwrap(), text);
+        let random: Vec<u8> = (0..10_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let _ = compress(&random, 3); // may or may not compress; must not panic
+        assert!(compress(b"short", 3).is_none());
+    }
+
+    #[test]
+    fn fail_bomb_is_refused() {
+        let zeros = vec![0u8; 1 << 20];
+        let c = compress(&zeros, 3).unwrap();
+        assert!(decompress_exact(&c, 1000, "x").is_err());
+        assert!(decompress_capped(&c, 1000, "x").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decompress_arbitrary_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), n in 0usize..5000) {
+            let _ = decompress_exact(&bytes, n, "x");
+            let _ = decompress_capped(&bytes, 5000, "x");
+        }
+    }
+}

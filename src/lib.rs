@@ -1,0 +1,30 @@
+//! cista: encrypted, content-addressed, deduplicating backups.
+//!
+//! The library holds every algorithm; the `cista` binary is a thin CLI over it. Layers, from
+//! the bottom: [`format`] (pure encode/decode of stored bytes, normative in docs/FORMAT.md),
+//! [`crypto`], [`chunker`] and [`compress`]; [`backend`] (storage); [`repo`] (composes them
+//! into a repository: keys, packs, index, snapshots, locks); [`ops`] (backup, restore, ...).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use cista::backend::opendal::OpendalBackend;
+//! use cista::repo::{Repository, InitOptions};
+//!
+//! let backend = Arc::new(OpendalBackend::local("/srv/backup/repo")?);
+//! let repo = Repository::init(backend, b"passphrase", &InitOptions::default())?;
+//! println!("created repository {}", repo.id_hex());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod chunker;
+pub mod compress;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod id;
+pub mod ops;
+pub mod repo;
+
+pub use error::{Error, Result};
