@@ -1,1 +1,26 @@
-fn main() {}
+//! The `cista` command: parse, run, map the outcome to a documented exit code (docs/CLI.md).
+#![forbid(unsafe_code)]
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = <cli::Cli as clap::Parser>::parse();
+    match cli::run(args) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            // One line: the error and its causes, outermost first.
+            let mut msg = format!("cista: {err}");
+            for cause in err.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("{msg}");
+            ExitCode::from(cli::exit_code(&err))
+        }
+    }
+}

@@ -1,1 +1,422 @@
-//! Repository.
+//! A repository: storage, keys and format composed into typed operations.
+//!
+//! Owns opening and creating repositories, sealing and opening stored objects, reading blobs
+//! through the index, and saving/loading snapshots and index files. The algorithms that use
+//! these (backup, restore, check) live in [`crate::ops`].
+
+pub mod index;
+pub mod keys;
+pub mod lock;
+pub mod packer;
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::backend::{Backend, ErrorKind, FileType};
+use crate::chunker::Chunker;
+use crate::compress;
+use crate::crypto::{self, MasterKey};
+use crate::error::{Error, Result};
+use crate::format::config::{ChunkerParams, Config};
+use crate::format::index::{IndexFile, IndexPack, MAX_INDEX_LEN};
+use crate::format::key::KdfParams;
+use crate::format::pack::{self, BlobType, MAX_BLOB_LEN, PackHeader};
+use crate::format::snapshot::{MAX_SNAPSHOT_LEN, Snapshot};
+use crate::format::{
+    self as fmt, ObjectKind, PAYLOAD_RAW, PAYLOAD_ZSTD, check_header, header, split_payload,
+};
+use crate::id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
+pub use index::{BlobLocation, Index};
+
+/// Parameters fixed when a repository is created.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Chunk sizes.
+    pub chunker: ChunkerParams,
+    /// Pack target size in bytes.
+    pub pack_size: u32,
+    /// zstd level.
+    pub compression_level: i32,
+    /// Argon2id costs for the first key.
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            chunker: ChunkerParams::DEFAULT,
+            pack_size: Config::DEFAULT_PACK_SIZE,
+            compression_level: Config::DEFAULT_COMPRESSION_LEVEL,
+            kdf: KdfParams::DEFAULT,
+        }
+    }
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    key: MasterKey,
+    key_id: KeyId,
+    config: Config,
+    chunker: Chunker,
+}
+
+/// An open repository. Cheap to clone; safe to share between threads.
+#[derive(Clone)]
+pub struct Repository {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.inner.backend.location())
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_found_as_repo_missing(e: Error, location: &str) -> Error {
+    if e.is_not_found() {
+        Error::RepoNotFound {
+            location: location.to_owned(),
+        }
+    } else {
+        e
+    }
+}
+
+impl Repository {
+    /// Creates a repository: folders, a fresh master key wrapped under `passphrase`, then the
+    /// config last (its presence is what makes the folder a repository).
+    pub fn init(backend: Arc<dyn Backend>, passphrase: &[u8], opts: &InitOptions) -> Result<Self> {
+        let location = backend.location();
+        match backend.size(FileType::Config, &Id::default()) {
+            Ok(_) => return Err(Error::RepoExists { location }),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        opts.chunker.validate()?;
+        backend.create().map_err(|e| {
+            if e.kind == ErrorKind::AlreadyExists {
+                Error::RepoExists {
+                    location: location.clone(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+        let key = MasterKey::generate()?;
+        let key_id = keys::add_key(
+            &*backend,
+            &key,
+            passphrase,
+            opts.kdf,
+            &crate::ops::hostname(),
+            &crate::ops::username(),
+        )?;
+        let mut repo_id = [0u8; 32];
+        crypto::random_bytes(&mut repo_id)?;
+        let config = Config {
+            repo_id,
+            chunker: opts.chunker,
+            pack_size: opts.pack_size,
+            compression_level: opts.compression_level,
+        };
+        // Round-trip through the decoder so init never writes a config open() would refuse.
+        let plain = config.encode();
+        Config::decode(&plain)?;
+        let h = header(ObjectKind::Config);
+        let mut bytes = h.to_vec();
+        bytes.extend_from_slice(&key.seal(&h, &plain)?);
+        backend.write(FileType::Config, &Id::default(), bytes)?;
+        Ok(Self::assemble(backend, key, key_id, config))
+    }
+
+    /// Opens a repository with any of its passphrases.
+    pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
+        let location = backend.location();
+        let config_bytes = backend
+            .read(FileType::Config, &Id::default())
+            .map_err(|e| not_found_as_repo_missing(e.into(), &location))?;
+        // Check the header before the expensive KDF, so a newer repository says so at once.
+        let body = check_header(&config_bytes, ObjectKind::Config)?;
+        let (key, key_id) = keys::open_master(&*backend, passphrase)?;
+        let plain = key
+            .open(&header(ObjectKind::Config), body)
+            .map_err(|e| Error::corrupt("config", "config", e))?;
+        let config = Config::decode(&plain).map_err(|e| Error::corrupt("config", "config", e))?;
+        Ok(Self::assemble(backend, key, key_id, config))
+    }
+
+    fn assemble(backend: Arc<dyn Backend>, key: MasterKey, key_id: KeyId, config: Config) -> Self {
+        let chunker = Chunker::new(config.chunker, key.gear_table());
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                key,
+                key_id,
+                config,
+                chunker,
+            }),
+        }
+    }
+
+    /// The storage.
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.inner.backend
+    }
+
+    /// The storage, shareable.
+    pub fn backend_arc(&self) -> Arc<dyn Backend> {
+        self.inner.backend.clone()
+    }
+
+    /// The repository parameters.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The repository id in hex.
+    pub fn id_hex(&self) -> String {
+        hex::encode(self.inner.config.repo_id)
+    }
+
+    /// The key file this session was opened with.
+    pub fn key_id(&self) -> KeyId {
+        self.inner.key_id
+    }
+
+    /// The master key (for adding key files).
+    pub fn master_key(&self) -> &MasterKey {
+        &self.inner.key
+    }
+
+    /// The chunker with this repository's secret gear table.
+    pub fn chunker(&self) -> &Chunker {
+        &self.inner.chunker
+    }
+
+    /// Keyed id of a blob plaintext.
+    pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
+        self.inner.key.blob_id(plaintext)
+    }
+
+    /// `header || seal(header, plaintext)`: the stored form of config, index, snapshot, lock.
+    pub fn seal_object(&self, kind: ObjectKind, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let h = header(kind);
+        let sealed = self.inner.key.seal(&h, plaintext)?;
+        let mut out = Vec::with_capacity(h.len() + sealed.len());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Checks a stored object's name and header and opens it. `id` is its storage name.
+    pub fn open_object(&self, kind: ObjectKind, id: &Id, bytes: &[u8]) -> Result<Vec<u8>> {
+        let what = kind.name();
+        if Id::of_stored(bytes) != *id {
+            return Err(Error::corrupt(
+                what,
+                id,
+                "contents do not match the name (bit rot or tampering)",
+            ));
+        }
+        let body = check_header(bytes, kind).map_err(|e| Error::corrupt(what, id, e))?;
+        self.inner
+            .key
+            .open(&header(kind), body)
+            .map_err(|e| Error::corrupt(what, id, e))
+    }
+
+    /// A payload-framed plaintext: flag byte, then the body, zstd-compressed when that helps.
+    fn frame_payload(&self, body: &[u8]) -> Vec<u8> {
+        match compress::compress(body, self.inner.config.compression_level) {
+            Some(c) => [&[PAYLOAD_ZSTD][..], &c].concat(),
+            None => [&[PAYLOAD_RAW][..], body].concat(),
+        }
+    }
+
+    fn unframe_payload(
+        plain: &[u8],
+        max: u64,
+        what: &'static str,
+    ) -> Result<Vec<u8>, fmt::FormatError> {
+        let (compressed, body) = split_payload(plain, what)?;
+        if compressed {
+            compress::decompress_capped(body, max, what)
+        } else {
+            Ok(body.to_vec())
+        }
+    }
+
+    /// Compresses (data blobs, when it helps) and seals a blob for a pack.
+    pub fn seal_blob(&self, blob_type: BlobType, id: &BlobId, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let payload = self.frame_payload(plaintext);
+        Ok(self
+            .inner
+            .key
+            .seal(&pack::blob_ad(blob_type, id), &payload)?)
+    }
+
+    /// Opens a sealed blob and checks its plaintext against its id.
+    pub fn open_blob(&self, entry: &pack::PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+        let what = "blob";
+        let plain = self
+            .inner
+            .key
+            .open(&pack::blob_ad(entry.blob_type, &entry.id), sealed)
+            .map_err(|e| Error::corrupt(what, entry.id, e))?;
+        let (compressed, body) =
+            split_payload(&plain, what).map_err(|e| Error::corrupt(what, entry.id, e))?;
+        let data = if compressed {
+            compress::decompress_exact(body, entry.raw_len as usize, what)
+                .map_err(|e| Error::corrupt(what, entry.id, e))?
+        } else {
+            body.to_vec()
+        };
+        if data.len() != entry.raw_len as usize {
+            return Err(Error::corrupt(
+                what,
+                entry.id,
+                "length differs from the index",
+            ));
+        }
+        if self.blob_id(&data) != entry.id {
+            return Err(Error::corrupt(
+                what,
+                entry.id,
+                "contents do not match the id",
+            ));
+        }
+        Ok(data)
+    }
+
+    /// Reads, opens and verifies one blob.
+    pub fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = index
+            .get(id)
+            .ok_or_else(|| Error::corrupt("blob", id, "not in any index"))?;
+        let e = loc.entry;
+        if e.raw_len > MAX_BLOB_LEN {
+            return Err(Error::corrupt("blob", id, "larger than the blob cap"));
+        }
+        let sealed = self.backend().read_range(
+            FileType::Pack,
+            &loc.pack.0,
+            u64::from(e.offset),
+            u64::from(e.length),
+        )?;
+        self.open_blob(&e, &sealed)
+    }
+
+    /// Loads a tree blob.
+    pub fn read_tree(&self, index: &Index, id: &BlobId) -> Result<crate::format::tree::Tree> {
+        let bytes = self.read_blob(index, id)?;
+        crate::format::tree::Tree::decode(&bytes).map_err(|e| Error::corrupt("tree", id, e))
+    }
+
+    /// Reads and verifies a pack's header (the trailer, then the sealed header).
+    pub fn read_pack_header(&self, id: &PackId, pack_len: u64) -> Result<PackHeader> {
+        let what = "pack";
+        let tail_len = pack::TRAILER_LEN as u64;
+        if pack_len < tail_len {
+            return Err(Error::corrupt(what, id, "shorter than its trailer"));
+        }
+        let tail =
+            self.backend()
+                .read_range(FileType::Pack, &id.0, pack_len - tail_len, tail_len)?;
+        let mut t = [0u8; pack::TRAILER_LEN];
+        t.copy_from_slice(&tail);
+        let (start, end) =
+            pack::header_range(pack_len, t).map_err(|e| Error::corrupt(what, id, e))?;
+        let sealed = self
+            .backend()
+            .read_range(FileType::Pack, &id.0, start, end - start)?;
+        let plain = self
+            .inner
+            .key
+            .open(&pack::pack_header_ad(), &sealed)
+            .map_err(|e| Error::corrupt(what, id, e))?;
+        PackHeader::decode(&plain, start).map_err(|e| Error::corrupt(what, id, e))
+    }
+
+    /// Stores an index file describing `packs`; returns its id.
+    pub fn save_index(&self, packs: Vec<IndexPack>) -> Result<IndexId> {
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs,
+        };
+        let bytes = self.seal_object(ObjectKind::Index, &self.frame_payload(&file.encode()))?;
+        let id = Id::of_stored(&bytes);
+        self.backend().write(FileType::Index, &id, bytes)?;
+        Ok(IndexId(id))
+    }
+
+    /// Loads one index file.
+    pub fn load_index_file(&self, id: &Id) -> Result<IndexFile> {
+        let bytes = self.backend().read(FileType::Index, id)?;
+        let plain = self.open_object(ObjectKind::Index, id, &bytes)?;
+        let body = Self::unframe_payload(&plain, MAX_INDEX_LEN, "index file")
+            .map_err(|e| Error::corrupt("index file", id, e))?;
+        IndexFile::decode(&body).map_err(|e| Error::corrupt("index file", id, e))
+    }
+
+    /// Loads every index file into one in-memory index.
+    pub fn load_index(&self) -> Result<Index> {
+        let ids = self.backend().list(FileType::Index)?;
+        let files: Vec<Result<IndexFile>> = ids
+            .par_iter()
+            .map(|(id, _)| self.load_index_file(id))
+            .collect();
+        let mut index = Index::new();
+        for f in files {
+            for p in f?.packs {
+                index.add_pack(&p);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Stores a snapshot; returns its id.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        let bytes = self.seal_object(ObjectKind::Snapshot, &self.frame_payload(&snap.encode()))?;
+        let id = Id::of_stored(&bytes);
+        self.backend().write(FileType::Snapshot, &id, bytes)?;
+        Ok(SnapshotId(id))
+    }
+
+    /// Loads one snapshot.
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let bytes = self.backend().read(FileType::Snapshot, &id.0)?;
+        let plain = self.open_object(ObjectKind::Snapshot, &id.0, &bytes)?;
+        let body = Self::unframe_payload(&plain, MAX_SNAPSHOT_LEN, "snapshot")
+            .map_err(|e| Error::corrupt("snapshot", id, e))?;
+        Snapshot::decode(&body).map_err(|e| Error::corrupt("snapshot", id, e))
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let ids = self.backend().list(FileType::Snapshot)?;
+        let mut out = ids
+            .par_iter()
+            .map(|(id, _)| {
+                let id = SnapshotId(*id);
+                self.load_snapshot(&id).map(|s| (id, s))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.1.time_unix_ns.cmp(&b.1.time_unix_ns).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Adds another passphrase.
+    pub fn add_key(&self, passphrase: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        keys::add_key(
+            self.backend(),
+            &self.inner.key,
+            passphrase,
+            kdf,
+            &crate::ops::hostname(),
+            &crate::ops::username(),
+        )
+    }
+}

@@ -1,0 +1,118 @@
+//! `key list|add|remove|passwd`.
+
+use anyhow::Result;
+use cista::format::key::KdfParams;
+use cista::id::KeyId;
+use cista::repo::keys;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::{Env, code, output, parse_kdf};
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the keys.
+    List,
+    /// Add a passphrase (read from CISTA_NEW_PASSWORD_FILE or a prompt).
+    Add(NewKeyArgs),
+    /// Remove a key by id prefix (not the one in use, not the last one).
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+    /// Change the passphrase used to open the repository.
+    Passwd(NewKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewKeyArgs {
+    /// File holding the new passphrase.
+    #[arg(long, env = "CISTA_NEW_PASSWORD_FILE", hide_env_values = true)]
+    new_password_file: Option<std::path::PathBuf>,
+    /// Argon2id cost as MEMORY_KIB,ITERATIONS,PARALLELISM.
+    #[arg(long, value_parser = parse_kdf)]
+    kdf_params: Option<KdfParams>,
+}
+
+fn new_passphrase(env: &Env, a: &NewKeyArgs) -> Result<zeroize::Zeroizing<String>> {
+    match &a.new_password_file {
+        Some(f) => {
+            let text = zeroize::Zeroizing::new(std::fs::read_to_string(f)?);
+            let pw = text.lines().next().unwrap_or_default().to_owned();
+            if pw.is_empty() {
+                anyhow::bail!("the new password file {} is empty", f.display());
+            }
+            Ok(zeroize::Zeroizing::new(pw))
+        }
+        None => env.prompt("enter the new password: ", true),
+    }
+}
+
+fn resolve(list: &[keys::KeyInfo], prefix: &str) -> Result<KeyId> {
+    let m: Vec<_> = list
+        .iter()
+        .filter(|k| k.id.0.hex_starts_with(prefix))
+        .collect();
+    match m.as_slice() {
+        [k] => Ok(k.id),
+        [] => anyhow::bail!("no key matches {prefix:?}; see `cista key list`"),
+        _ => anyhow::bail!("key prefix {prefix:?} is ambiguous; give more digits"),
+    }
+}
+
+pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
+    let repo = env.open()?;
+    match cmd {
+        KeyCommand::List => {
+            let list = keys::list_keys(repo.backend())?;
+            if env.json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|k| {
+                        json!({"id": k.id.to_hex(), "current": k.id == repo.key_id(), "hostName": k.hostname,
+                               "userName": k.username, "created": output::rfc3339(k.created_unix_ns, 0)})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                println!(" {:<10} {:<12} {:<20} created", "id", "user", "host");
+                for k in &list {
+                    let cur = if k.id == repo.key_id() { '*' } else { ' ' };
+                    println!(
+                        "{cur}{:<10} {:<12} {:<20} {}",
+                        k.id.to_string(),
+                        k.username,
+                        k.hostname,
+                        output::short_time(k.created_unix_ns, 0)
+                    );
+                }
+            }
+        }
+        KeyCommand::Add(a) => {
+            let pw = new_passphrase(env, &a)?;
+            let id = repo.add_key(pw.as_bytes(), a.kdf_params.unwrap_or(KdfParams::DEFAULT))?;
+            env.info(format_args!("saved new key {id}"));
+        }
+        KeyCommand::Remove { id } => {
+            let list = keys::list_keys(repo.backend())?;
+            let id = resolve(&list, &id)?;
+            if id == repo.key_id() {
+                anyhow::bail!(
+                    "refusing to remove the key you opened the repository with; open it with another key first"
+                );
+            }
+            keys::remove_key(repo.backend(), &id)?;
+            env.info(format_args!("removed key {id}"));
+        }
+        KeyCommand::Passwd(a) => {
+            let pw = new_passphrase(env, &a)?;
+            let new = repo.add_key(pw.as_bytes(), a.kdf_params.unwrap_or(KdfParams::DEFAULT))?;
+            keys::remove_key(repo.backend(), &repo.key_id())?;
+            env.info(format_args!(
+                "password changed: new key {new} replaces {}",
+                repo.key_id()
+            ));
+        }
+    }
+    Ok(code::OK)
+}

@@ -1,0 +1,135 @@
+//! `init`, `check`, `unlock`.
+
+use anyhow::Result;
+use cista::format::config::{ChunkerParams, Config};
+use cista::format::key::KdfParams;
+use cista::ops::check::{self, CheckOptions};
+use cista::repo::{InitOptions, Repository};
+use clap::Args;
+use serde_json::json;
+
+use super::{Env, code, parse_kdf};
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Chunk sizes in bytes as MIN,AVG,MAX (even numbers; default 524288,1048576,8388608).
+    #[arg(long, value_parser = parse_chunker)]
+    chunk_sizes: Option<ChunkerParams>,
+    /// Pack target size in MiB.
+    #[arg(long, default_value_t = Config::DEFAULT_PACK_SIZE >> 20)]
+    pack_size_mib: u32,
+    /// zstd compression level (1-19).
+    #[arg(long, default_value_t = Config::DEFAULT_COMPRESSION_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
+    compression: i32,
+    /// Argon2id cost as MEMORY_KIB,ITERATIONS,PARALLELISM (default 65536,3,4; lower only for tests).
+    #[arg(long, value_parser = parse_kdf)]
+    kdf_params: Option<KdfParams>,
+}
+
+fn parse_chunker(s: &str) -> Result<ChunkerParams, String> {
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|x| x.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let [min, avg, max] = v[..] else {
+        return Err("expected MIN,AVG,MAX".into());
+    };
+    let p = ChunkerParams { min, avg, max };
+    p.validate().map_err(|e| e.to_string())?;
+    Ok(p)
+}
+
+pub fn init(env: &Env, a: InitArgs) -> Result<u8> {
+    let backend = env.backend()?;
+    let pw = env.passphrase("enter password for new repository: ", true)?;
+    let opts = InitOptions {
+        chunker: a.chunk_sizes.unwrap_or(ChunkerParams::DEFAULT),
+        pack_size: a.pack_size_mib.saturating_mul(1 << 20),
+        compression_level: a.compression,
+        kdf: a.kdf_params.unwrap_or(KdfParams::DEFAULT),
+    };
+    if !cista::format::config::PACK_SIZE_RANGE.contains(&opts.pack_size) {
+        anyhow::bail!("--pack-size-mib must be between 1 and 512");
+    }
+    let repo = Repository::init(backend.clone(), pw.as_bytes(), &opts)?;
+    if env.json {
+        println!(
+            "{}",
+            json!({"message_type": "initialized", "id": repo.id_hex(), "repository": cista::backend::Backend::location(&*backend)})
+        );
+    } else {
+        env.info(format_args!(
+            "created cista repository {} at {}\n\nKeep the password safe: losing it means losing access to the data.\nAdd a recovery password with `cista key add`.",
+            &repo.id_hex()[..10],
+            cista::backend::Backend::location(&*backend)
+        ));
+    }
+    Ok(code::OK)
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also read every pack and verify every blob.
+    #[arg(long)]
+    read_data: bool,
+}
+
+pub fn check(env: &Env, a: CheckArgs) -> Result<u8> {
+    let repo = env.open()?;
+    let _lock = repo.lock(false)?;
+    let r = check::run(
+        &repo,
+        &CheckOptions {
+            read_data: a.read_data,
+        },
+    )?;
+    if env.json {
+        println!(
+            "{}",
+            json!({"message_type": "summary", "ok": r.is_ok(), "errors": r.errors, "warnings": r.warnings,
+                   "snapshots": r.snapshots, "packs": r.packs, "blobs": r.blobs, "packs_read": r.packs_read})
+        );
+    } else {
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
+        for e in &r.errors {
+            eprintln!("error: {e}");
+        }
+        env.info(format_args!(
+            "checked {} snapshots, {} packs, {} blobs{}",
+            r.snapshots,
+            r.packs,
+            r.blobs,
+            if a.read_data {
+                format!(", read {} packs", r.packs_read)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if r.is_ok() {
+        env.info("no errors were found");
+        Ok(code::OK)
+    } else {
+        anyhow::bail!(
+            "the repository has {} errors (listed above)",
+            r.errors.len()
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones.
+    #[arg(long)]
+    remove_all: bool,
+}
+
+pub fn unlock(env: &Env, a: UnlockArgs) -> Result<u8> {
+    let repo = env.open()?;
+    let n = repo.unlock(a.remove_all)?;
+    env.info(format_args!("removed {n} locks"));
+    Ok(code::OK)
+}

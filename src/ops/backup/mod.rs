@@ -1,0 +1,427 @@
+//! Backup: walk sources, chunk and store new content, build the Merkle tree of directories,
+//! write the snapshot last.
+//!
+//! Parallelism: every directory's entries are processed with rayon (`par_iter`), and inside a
+//! file each segment's chunks are hashed, compressed and sealed in parallel, so both small-file
+//! trees and one large dump keep every core busy. Packs are assembled by the workers and
+//! uploaded by the packer's own thread. A chunk is claimed (index or in-flight set) before it
+//! is sealed, so duplicate content is never compressed or encrypted twice.
+//!
+//! Memory: each worker holds one read segment ([`segment_len`]) per file it is chunking, plus
+//! the packer's bound (docs/DESIGN.md, "Memory bound").
+
+mod source;
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+pub use source::{Excludes, VirtualRoot};
+
+use crate::error::{Error, Result};
+use crate::format::pack::BlobType;
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::id::{BlobId, SnapshotId};
+use crate::ops::{CancelFlag, Progress, now_unix_ns};
+use crate::repo::packer::{Packer, SealedBlob};
+use crate::repo::{Index, Repository};
+
+/// What to back up.
+#[derive(Debug)]
+pub enum Source {
+    /// Files and directories, by path.
+    Paths(Vec<PathBuf>),
+    /// Standard input (or any reader), stored as one file `/NAME`.
+    Stdin {
+        /// File name in the snapshot.
+        name: String,
+    },
+    /// A command's standard output, stored as `/NAME`; the snapshot is written only if the
+    /// command exits successfully.
+    Command {
+        /// File name in the snapshot.
+        name: String,
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+}
+
+/// Options of a backup run.
+#[derive(Debug, Default, Clone)]
+pub struct BackupOptions {
+    /// Skip paths matching these.
+    pub excludes: Excludes,
+    /// Do not cross file-system boundaries below each source path.
+    pub one_file_system: bool,
+    /// Snapshot tags.
+    pub tags: Vec<String>,
+    /// Host name recorded (default: this machine's).
+    pub host: Option<String>,
+    /// Use this parent instead of the latest matching snapshot.
+    pub parent: Option<SnapshotId>,
+    /// Read every file even if the parent says it is unchanged.
+    pub force: bool,
+}
+
+/// What a backup produced.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    /// The new snapshot's id.
+    pub id: SnapshotId,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+}
+
+/// Length of the read segment for chunking: room for two maximal chunks, at least 8 MiB.
+pub fn segment_len(max_chunk: u32) -> usize {
+    (2 * max_chunk as usize).max(8 << 20)
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unmodified: AtomicU64,
+    dirs_new: AtomicU64,
+    dirs_changed: AtomicU64,
+    dirs_unmodified: AtomicU64,
+    data_added: AtomicU64,
+    total_files: AtomicU64,
+    total_bytes: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// State shared by every worker of one backup run.
+pub(crate) struct Ctx<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    claimed: Mutex<HashSet<BlobId>>,
+    packer: Packer,
+    counters: Counters,
+    progress: &'a dyn Progress,
+    cancel: &'a CancelFlag,
+    opts: &'a BackupOptions,
+}
+
+impl Ctx<'_> {
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        if self.packer.has_failed() {
+            return Err(Error::InvalidInput("pack upload failed".into()));
+        }
+        Ok(())
+    }
+
+    fn warn(&self, msg: String) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.progress.warn(&msg);
+    }
+
+    /// True if this call is the one that must store `id`.
+    fn claim(&self, id: &BlobId) -> bool {
+        if self.index.contains(id) {
+            return false;
+        }
+        self.claimed
+            .lock()
+            .map(|mut c| c.insert(*id))
+            .unwrap_or(false)
+    }
+
+    fn store_blob(&self, blob_type: BlobType, data: &[u8]) -> Result<BlobId> {
+        let id = self.repo.blob_id(data);
+        if self.claim(&id) {
+            let sealed = self.repo.seal_blob(blob_type, &id, data)?;
+            self.counters
+                .data_added
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            // Blob lengths are bounded by the chunker's max (≤ 16 MiB) or the tree cap.
+            let raw_len = u32::try_from(data.len())
+                .map_err(|_| Error::InvalidInput("blob too large".into()))?;
+            self.packer.add(SealedBlob {
+                blob_type,
+                id,
+                raw_len,
+                sealed,
+            })?;
+        }
+        Ok(id)
+    }
+
+    /// Chunks a stream and stores its new chunks; returns (chunk ids, length).
+    fn store_stream(&self, reader: &mut dyn Read, what: &Path) -> Result<(Vec<BlobId>, u64)> {
+        let chunker = self.repo.chunker();
+        let seg = segment_len(chunker.params().max);
+        let mut buf: Vec<u8> = Vec::with_capacity(seg);
+        let mut ids = Vec::new();
+        let mut total = 0u64;
+        let mut eof = false;
+        loop {
+            self.check_cancel()?;
+            while !eof && buf.len() < seg {
+                let start = buf.len();
+                buf.resize(seg, 0);
+                match reader.read(&mut buf[start..]) {
+                    Ok(0) => {
+                        buf.truncate(start);
+                        eof = true;
+                    }
+                    Ok(n) => buf.truncate(start + n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+                    Err(e) => return Err(Error::io(what, e)),
+                }
+            }
+            let mut cuts = Vec::new();
+            let mut pos = 0;
+            while let Some(n) = chunker.next_cut(&buf[pos..], eof) {
+                cuts.push(pos..pos + n);
+                pos += n;
+            }
+            let batch: Vec<Result<BlobId>> = cuts
+                .par_iter()
+                .map(|r| self.store_blob(BlobType::Data, &buf[r.clone()]))
+                .collect();
+            for id in batch {
+                ids.push(id?);
+            }
+            total += pos as u64;
+            self.progress.bytes(pos as u64);
+            buf.drain(..pos);
+            if eof && buf.is_empty() {
+                return Ok((ids, total));
+            }
+        }
+    }
+
+    fn store_tree(&self, mut nodes: Vec<Node>) -> Result<BlobId> {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let bytes = Tree { nodes }.encode();
+        self.store_blob(BlobType::Tree, &bytes)
+    }
+}
+
+/// Runs a backup and writes its snapshot. A source that fails to read is a warning (the
+/// snapshot is marked incomplete); a failing command or storage error writes no snapshot.
+pub fn run(
+    repo: &Repository,
+    source: Source,
+    stdin: Option<&mut dyn Read>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    cancel: &CancelFlag,
+) -> Result<BackupOutcome> {
+    let _lock = repo.lock(false)?;
+    let start = now_unix_ns();
+    let mut index = repo.load_index()?;
+    adopt_orphan_packs(repo, &mut index)?;
+
+    let hostname = opts.host.clone().unwrap_or_else(super::hostname);
+    let (paths, root) = match &source {
+        Source::Paths(p) => {
+            let root = VirtualRoot::new(p)?;
+            (root.paths(), Some(root))
+        }
+        Source::Stdin { name } | Source::Command { name, .. } => {
+            if !Node::name_is_safe(name.as_bytes()) {
+                return Err(Error::InvalidInput(format!(
+                    "--stdin-filename {name:?} must be a plain file name"
+                )));
+            }
+            (vec![format!("/{name}")], None)
+        }
+    };
+    let parent = find_parent(repo, opts, &hostname, &paths)?;
+    let parent_tree = match &parent {
+        Some((_, s)) => Some(repo.read_tree(&index, &s.tree)?),
+        None => None,
+    };
+
+    let ctx = Ctx {
+        repo,
+        index: &index,
+        claimed: Mutex::new(HashSet::new()),
+        packer: Packer::new(repo)?,
+        counters: Counters::default(),
+        progress,
+        cancel,
+        opts,
+    };
+    let tree = match (&source, root) {
+        (Source::Paths(_), Some(root)) => source::archive_root(&ctx, &root, parent_tree.as_ref()),
+        (Source::Stdin { name }, _) => match stdin {
+            Some(r) => store_single(&ctx, name, r),
+            None => Err(Error::InvalidInput("no standard input given".into())),
+        },
+        (Source::Command { name, argv }, _) => store_command(&ctx, name, argv),
+        _ => Err(Error::InvalidInput("no source".into())),
+    };
+    // Whatever happened, make uploaded packs durable and indexed so the next run reuses them.
+    let Ctx {
+        packer, counters, ..
+    } = ctx;
+    let blobs_added = packer.blobs_added.load(Ordering::Relaxed);
+    let packed = packer.bytes_added.load(Ordering::Relaxed);
+    let flushed = packer.finish();
+    let tree = tree?;
+    flushed?;
+
+    let c = counters;
+    let summary = Summary {
+        files_new: c.files_new.into_inner(),
+        files_changed: c.files_changed.into_inner(),
+        files_unmodified: c.files_unmodified.into_inner(),
+        dirs_new: c.dirs_new.into_inner(),
+        dirs_changed: c.dirs_changed.into_inner(),
+        dirs_unmodified: c.dirs_unmodified.into_inner(),
+        blobs_added,
+        data_added: c.data_added.into_inner(),
+        data_added_packed: packed,
+        total_files_processed: c.total_files.into_inner(),
+        total_bytes_processed: c.total_bytes.into_inner(),
+        backup_start_ns: start,
+        backup_end_ns: now_unix_ns(),
+        errors: c.errors.into_inner(),
+    };
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let snapshot = Snapshot {
+        time_unix_ns: start,
+        tz_offset_s: local_offset_s(),
+        hostname,
+        username: super::username(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        paths,
+        tags,
+        tree,
+        parent: parent.map(|(id, _)| id),
+        program_version: format!("cista {}", env!("CARGO_PKG_VERSION")),
+        incomplete: summary.errors > 0,
+        summary,
+    };
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupOutcome { id, snapshot })
+}
+
+fn local_offset_s() -> i32 {
+    jiff::Zoned::now().offset().seconds()
+}
+
+/// The latest snapshot of the same host and paths, unless one was named.
+fn find_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    hostname: &str,
+    paths: &[String],
+) -> Result<Option<(SnapshotId, Snapshot)>> {
+    if opts.force {
+        return Ok(None);
+    }
+    if let Some(id) = opts.parent {
+        return Ok(Some((id, repo.load_snapshot(&id)?)));
+    }
+    Ok(repo
+        .list_snapshots()?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| s.hostname == hostname && s.paths == paths))
+}
+
+fn file_node(name: &str, content: Vec<BlobId>, size: u64) -> Node {
+    let now = now_unix_ns();
+    Node {
+        name: name.as_bytes().to_vec(),
+        kind: NodeKind::File { size, content },
+        mode: 0o100644,
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        mtime_ns: now,
+        atime_ns: now,
+        ctime_ns: now,
+        inode: 0,
+        device: 0,
+        links: 1,
+        xattrs: Vec::new(),
+    }
+}
+
+fn store_single(ctx: &Ctx<'_>, name: &str, reader: &mut dyn Read) -> Result<BlobId> {
+    let (content, size) = ctx.store_stream(reader, Path::new("standard input"))?;
+    ctx.counters.files_new.fetch_add(1, Ordering::Relaxed);
+    ctx.counters.total_files.fetch_add(1, Ordering::Relaxed);
+    ctx.counters.total_bytes.fetch_add(size, Ordering::Relaxed);
+    ctx.store_tree(vec![file_node(name, content, size)])
+}
+
+fn store_command(ctx: &Ctx<'_>, name: &str, argv: &[String]) -> Result<BlobId> {
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| Error::InvalidInput("no command given".into()))?;
+    let mut child = std::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::CommandFailed {
+            command: format!("{prog:?}"),
+            status: format!("could not start: {e}"),
+        })?;
+    let result = match child.stdout.take() {
+        Some(mut out) => store_single(ctx, name, &mut out),
+        None => Err(Error::InvalidInput("command has no standard output".into())),
+    };
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|e| Error::io(prog, e))?;
+    if !status.success() {
+        return Err(Error::CommandFailed {
+            command: format!("{prog:?}"),
+            status: status.to_string(),
+        });
+    }
+    result
+}
+
+/// Indexes packs that no index names (left by an interrupted backup), so their blobs are
+/// reused instead of uploaded again. Unreadable packs are left for `check` to report.
+pub fn adopt_orphan_packs(repo: &Repository, index: &mut Index) -> Result<usize> {
+    let orphans: Vec<_> = repo
+        .backend()
+        .list(crate::backend::FileType::Pack)?
+        .into_iter()
+        .filter(|(id, _)| !index.has_pack(&crate::id::PackId(*id)))
+        .collect();
+    if orphans.is_empty() {
+        return Ok(0);
+    }
+    let adopted: Vec<crate::format::index::IndexPack> = orphans
+        .par_iter()
+        .filter_map(|(id, len)| {
+            let id = crate::id::PackId(*id);
+            repo.read_pack_header(&id, *len)
+                .ok()
+                .map(|h| crate::format::index::IndexPack {
+                    id,
+                    blobs: h.entries,
+                })
+        })
+        .collect();
+    if adopted.is_empty() {
+        return Ok(0);
+    }
+    for p in &adopted {
+        index.add_pack(p);
+    }
+    let n = adopted.len();
+    repo.save_index(adopted)?;
+    Ok(n)
+}

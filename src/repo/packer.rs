@@ -1,0 +1,301 @@
+//! Pack writing: collects sealed blobs into packs, shuffles and pads them, verifies the
+//! header it wrote, uploads packs on a separate thread, and writes index files only after the
+//! packs they name are durable.
+//!
+//! Memory is bounded: at most one open pack per blob type (each up to the pack target plus one
+//! blob), [`UPLOAD_QUEUE`] finished packs waiting, and one being written; a finished pack
+//! transiently holds its blobs twice while it is assembled.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::backend::{ErrorKind, FileType};
+use crate::crypto;
+use crate::error::{Error, Result};
+use crate::format::index::IndexPack;
+use crate::format::pack::{self, BlobType, PackEntry, PackHeader};
+use crate::id::{BlobId, Id, PackId};
+use crate::repo::Repository;
+
+/// Finished packs waiting for the uploader.
+pub const UPLOAD_QUEUE: usize = 2;
+/// An index file is written after this many packs, so an interrupted backup leaves most of
+/// its work indexed (the rest is adopted from pack headers by the next backup).
+pub const PACKS_PER_INDEX: usize = 64;
+
+/// A sealed blob waiting for its pack.
+#[derive(Debug)]
+pub struct SealedBlob {
+    /// Data or tree.
+    pub blob_type: BlobType,
+    /// Keyed id of the plaintext.
+    pub id: BlobId,
+    /// Plaintext length.
+    pub raw_len: u32,
+    /// `nonce || ciphertext || tag`.
+    pub sealed: Vec<u8>,
+}
+
+/// A pack ready to store.
+#[derive(Debug)]
+pub struct FinishedPack {
+    /// BLAKE3 of `bytes`.
+    pub id: PackId,
+    /// The whole pack file.
+    pub bytes: Vec<u8>,
+    /// Its blobs, for the index.
+    pub entries: Vec<PackEntry>,
+}
+
+fn random_u64() -> Result<u64> {
+    let mut b = [0u8; 8];
+    crypto::random_bytes(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Assembles a pack: blobs in random order, random padding, sealed header, trailer; then
+/// re-reads the header it wrote (verify after write) before anything is uploaded.
+pub fn assemble(repo: &Repository, mut blobs: Vec<SealedBlob>) -> Result<FinishedPack> {
+    // Fisher-Yates: the order in which blobs were produced must not show in the pack.
+    for i in (1..blobs.len()).rev() {
+        let j = (random_u64()? % (i as u64 + 1)) as usize;
+        blobs.swap(i, j);
+    }
+    let body: usize = blobs.iter().map(|b| b.sealed.len()).sum();
+    let pad_max = (body / 64).max(4096);
+    let pad = (random_u64()? % (pad_max as u64 + 1)) as usize;
+    let mut bytes =
+        Vec::with_capacity(pack::pack_magic().len() + body + pad + 64 * blobs.len() + 64);
+    bytes.extend_from_slice(&pack::pack_magic());
+    let mut entries = Vec::with_capacity(blobs.len());
+    for b in blobs {
+        let too_big = || Error::InvalidInput("pack exceeds 4 GiB; lower the pack size".into());
+        let offset = u32::try_from(bytes.len()).map_err(|_| too_big())?;
+        let length = u32::try_from(b.sealed.len()).map_err(|_| too_big())?;
+        entries.push(PackEntry {
+            blob_type: b.blob_type,
+            id: b.id,
+            offset,
+            length,
+            raw_len: b.raw_len,
+        });
+        bytes.extend_from_slice(&b.sealed);
+    }
+    let pad_start = bytes.len();
+    bytes.resize(pad_start + pad, 0);
+    crypto::random_bytes(&mut bytes[pad_start..])?;
+    let header = PackHeader { entries };
+    let sealed_header = repo
+        .master_key()
+        .seal(&pack::pack_header_ad(), &header.encode())?;
+    let header_len = u32::try_from(sealed_header.len())
+        .map_err(|_| Error::InvalidInput("pack header too large".into()))?;
+    bytes.extend_from_slice(&sealed_header);
+    bytes.extend_from_slice(&header_len.to_le_bytes());
+
+    // Verify after write: what a reader will parse is what we meant to write.
+    let trailer = [
+        bytes[bytes.len() - 4],
+        bytes[bytes.len() - 3],
+        bytes[bytes.len() - 2],
+        bytes[bytes.len() - 1],
+    ];
+    let verify = || -> std::result::Result<(), String> {
+        let (s, e) = pack::header_range(bytes.len() as u64, trailer).map_err(|e| e.to_string())?;
+        let plain = repo
+            .master_key()
+            .open(&pack::pack_header_ad(), &bytes[s as usize..e as usize])
+            .map_err(|e| e.to_string())?;
+        let parsed = PackHeader::decode(&plain, s).map_err(|e| e.to_string())?;
+        if parsed != header {
+            Err("header differs after re-reading".into())
+        } else {
+            Ok(())
+        }
+    };
+    verify().map_err(|reason| Error::corrupt("pack", "being written", reason))?;
+    Ok(FinishedPack {
+        id: PackId(Id::of_stored(&bytes)),
+        bytes,
+        entries: header.entries,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Builder {
+    blobs: Vec<SealedBlob>,
+    bytes: usize,
+}
+
+/// Shared by the backup's worker threads: `add` sealed blobs, then `finish` once.
+#[derive(Debug)]
+pub struct Packer {
+    repo: Repository,
+    target: usize,
+    data: Mutex<Builder>,
+    tree: Mutex<Builder>,
+    tx: Option<Sender<FinishedPack>>,
+    uploader: Option<JoinHandle<Result<Vec<IndexPack>>>>,
+    failed: std::sync::Arc<AtomicBool>,
+    /// Bytes of sealed blobs added (what this run adds to storage, before padding).
+    pub bytes_added: AtomicU64,
+    /// Blobs added.
+    pub blobs_added: AtomicU64,
+}
+
+fn upload_loop(
+    repo: Repository,
+    rx: Receiver<FinishedPack>,
+    failed: std::sync::Arc<AtomicBool>,
+) -> Result<Vec<IndexPack>> {
+    let mut all = Vec::new();
+    let mut unindexed = Vec::new();
+    let mut first_error = None;
+    for p in rx {
+        if first_error.is_some() {
+            continue; // keep draining so producers never block on a dead uploader
+        }
+        let res = match repo.backend().write(FileType::Pack, &p.id.0, p.bytes) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(Error::from(e)),
+        };
+        let res = res.and_then(|()| {
+            unindexed.push(IndexPack {
+                id: p.id,
+                blobs: p.entries,
+            });
+            if unindexed.len() >= PACKS_PER_INDEX {
+                repo.save_index(unindexed.clone())?;
+                all.append(&mut unindexed);
+            }
+            Ok(())
+        });
+        if let Err(e) = res {
+            failed.store(true, Ordering::Relaxed);
+            first_error = Some(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if !unindexed.is_empty() {
+        repo.save_index(unindexed.clone())?;
+        all.append(&mut unindexed);
+    }
+    Ok(all)
+}
+
+impl Packer {
+    /// Starts the uploader thread.
+    pub fn new(repo: &Repository) -> Result<Self> {
+        let (tx, rx) = bounded(UPLOAD_QUEUE);
+        let failed = std::sync::Arc::new(AtomicBool::new(false));
+        let uploader = {
+            let (repo, failed) = (repo.clone(), failed.clone());
+            std::thread::Builder::new()
+                .name("cista-upload".into())
+                .spawn(move || upload_loop(repo, rx, failed))
+                .map_err(|e| Error::io("upload thread", e))?
+        };
+        Ok(Self {
+            repo: repo.clone(),
+            target: repo.config().pack_size as usize,
+            data: Mutex::default(),
+            tree: Mutex::default(),
+            tx: Some(tx),
+            uploader: Some(uploader),
+            failed,
+            bytes_added: AtomicU64::new(0),
+            blobs_added: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether the uploader has failed (callers stop producing; `finish` returns the error).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Adds a sealed blob; when its pack is full, assembles it and queues it for upload
+    /// (blocking while the queue is full, which is what bounds memory).
+    pub fn add(&self, blob: SealedBlob) -> Result<()> {
+        self.bytes_added
+            .fetch_add(blob.sealed.len() as u64, Ordering::Relaxed);
+        self.blobs_added.fetch_add(1, Ordering::Relaxed);
+        let slot = if blob.blob_type == BlobType::Tree {
+            &self.tree
+        } else {
+            &self.data
+        };
+        let full = {
+            let mut b = slot
+                .lock()
+                .map_err(|_| Error::InvalidInput("pack builder poisoned".into()))?;
+            b.bytes += blob.sealed.len();
+            b.blobs.push(blob);
+            if b.bytes >= self.target {
+                Some(std::mem::take(&mut *b))
+            } else {
+                None
+            }
+        };
+        if let Some(b) = full {
+            self.send(b)?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, b: Builder) -> Result<()> {
+        if b.blobs.is_empty() {
+            return Ok(());
+        }
+        let pack = assemble(&self.repo, b.blobs)?;
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| Error::InvalidInput("packer already finished".into()))?;
+        if tx.send(pack).is_err() || self.has_failed() {
+            return Err(Error::InvalidInput(
+                "pack upload stopped after an earlier error".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Flushes the open packs, waits for every upload, writes the last index file, and
+    /// returns every pack stored by this packer.
+    pub fn finish(mut self) -> Result<Vec<IndexPack>> {
+        let data = std::mem::take(
+            &mut *self
+                .data
+                .lock()
+                .map_err(|_| Error::InvalidInput("poisoned".into()))?,
+        );
+        let tree = std::mem::take(
+            &mut *self
+                .tree
+                .lock()
+                .map_err(|_| Error::InvalidInput("poisoned".into()))?,
+        );
+        let flushed = self.send(data).and_then(|()| self.send(tree));
+        drop(self.tx.take());
+        let uploaded = match self.uploader.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(Error::InvalidInput("upload thread panicked".into())),
+        };
+        flushed?;
+        uploaded
+    }
+}
+
+impl Drop for Packer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.uploader.take() {
+            let _ = h.join();
+        }
+    }
+}
