@@ -5,6 +5,8 @@
 //! folders through OpenDAL's fs service, and an in-memory store for unit tests). Cross-cutting
 //! behaviour (retries, fault injection) wraps the trait rather than flagging it.
 
+#[cfg(test)]
+mod conformance;
 pub mod opendal;
 
 use std::fmt;
@@ -101,7 +103,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn location(&self) -> String;
     /// Creates the repository's folders; fails if a config already exists.
     fn create(&self) -> Result<(), BackendError>;
-    /// Ids and sizes of every object of one type.
+    /// Ids and sizes of every object of one type; the config, if present, is listed once under
+    /// the zero id. Names that are not objects (not hex, wrong folder, `tmp/`) are skipped.
     fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>, BackendError>;
     /// The whole object.
     fn read(&self, t: FileType, id: &Id) -> Result<Vec<u8>, BackendError>;
