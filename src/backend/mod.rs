@@ -3,11 +3,14 @@
 //! Owns the repository layout (which object lives under which path) and the storage error
 //! kinds. Knows nothing of encryption or object contents. Implementations: [`opendal`] (local
 //! folders through OpenDAL's fs service, and an in-memory store for unit tests). Cross-cutting
-//! behaviour (retries, fault injection) wraps the trait rather than flagging it.
+//! behaviour wraps the trait rather than flagging it: [`retry`] for transient failures,
+//! [`fault`] for injecting failures in tests.
 
 #[cfg(test)]
 mod conformance;
+pub mod fault;
 pub mod opendal;
+pub mod retry;
 
 use std::fmt;
 
