@@ -3,9 +3,14 @@
 //! Owns the repository layout (which object lives under which path) and the storage error
 //! kinds. Knows nothing of encryption or object contents. Implementations: [`opendal`] (local
 //! folders through OpenDAL's fs service, and an in-memory store for unit tests). Cross-cutting
-//! behaviour (retries, fault injection) wraps the trait rather than flagging it.
+//! behaviour wraps the trait rather than flagging it: [`retry`] for transient failures,
+//! [`fault`] for injecting failures in tests.
 
+#[cfg(test)]
+mod conformance;
+pub mod fault;
 pub mod opendal;
+pub mod retry;
 
 use std::fmt;
 
@@ -101,7 +106,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn location(&self) -> String;
     /// Creates the repository's folders; fails if a config already exists.
     fn create(&self) -> Result<(), BackendError>;
-    /// Ids and sizes of every object of one type.
+    /// Ids and sizes of every object of one type; the config, if present, is listed once under
+    /// the zero id. Names that are not objects (not hex, wrong folder, `tmp/`) are skipped.
     fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>, BackendError>;
     /// The whole object.
     fn read(&self, t: FileType, id: &Id) -> Result<Vec<u8>, BackendError>;

@@ -7,8 +7,14 @@
 //! never replaced (objects are content-addressed, so a racing writer of the same name writes
 //! the same bytes). OpenDAL is async; a private two-thread tokio runtime drives it and every
 //! trait method blocks on it.
+//!
+//! Opening a local folder touches nothing: OpenDAL's fs service creates its root folder when
+//! built, so the operator is built only once the folder is a repository (it has a `config` or
+//! a `tmp/`) or [`Backend::create`] has made it one. Until then every operation reports
+//! `NotFound`, and a mistyped path is never created.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use opendal::{ErrorKind as OdKind, Operator, services};
 
@@ -17,7 +23,8 @@ use crate::id::Id;
 
 /// A backend over any OpenDAL operator.
 pub struct OpendalBackend {
-    op: Operator,
+    /// Unset while a local folder is not (yet) a repository; see the module header.
+    op: OnceLock<Operator>,
     rt: tokio::runtime::Runtime,
     /// Set for local folders: the root whose directories are fsynced after each write.
     local_root: Option<PathBuf>,
@@ -78,32 +85,22 @@ fn io_error(op: &'static str, path: &Path, e: &std::io::Error) -> BackendError {
 }
 
 impl OpendalBackend {
-    /// A repository in a local folder (created by [`Backend::create`] if missing).
+    /// A repository in a local folder. Opening creates nothing: a missing folder gives
+    /// `NotFound` from every operation until [`Backend::create`] makes it.
     pub fn local(root: impl AsRef<Path>) -> Result<Self, BackendError> {
         let root =
             std::path::absolute(root.as_ref()).map_err(|e| io_error("open", root.as_ref(), &e))?;
-        let location = format!("local:{}", root.display());
-        let rt = runtime()?;
-        // OpenDAL canonicalizes the atomic-write folder when building, so it must exist then;
-        // it is created only if the repository folder itself exists (opening a missing
-        // repository must not create it).
-        let tmp = root.join("tmp");
-        let mut builder = services::Fs::default().root(&root.to_string_lossy());
-        if root.join("config").exists() || tmp.exists() {
-            std::fs::create_dir_all(&tmp).map_err(|e| io_error("open", &tmp, &e))?;
-            builder = builder.atomic_write_dir(&tmp.to_string_lossy());
-        }
-        let op = {
-            let _guard = rt.enter();
-            Operator::new(builder).map_err(|e| convert("open", &location, e))?
-        };
-        Ok(Self {
-            op,
-            rt,
+        let b = Self {
+            op: OnceLock::new(),
+            rt: runtime()?,
+            location: format!("local:{}", root.display()),
             local_root: Some(root),
-            location,
             check_exists_first: false,
-        })
+        };
+        if b.is_local_repository() {
+            b.open_local()?;
+        }
+        Ok(b)
     }
 
     /// An in-memory repository: for unit tests only (nothing is durable).
@@ -114,12 +111,59 @@ impl OpendalBackend {
             Operator::new(services::Memory::default()).map_err(|e| convert("open", "memory", e))?
         };
         Ok(Self {
-            op,
+            op: OnceLock::from(op),
             rt,
             local_root: None,
             location: "memory:".into(),
             check_exists_first: true,
         })
+    }
+
+    /// Whether the local root holds a repository (or one being created).
+    fn is_local_repository(&self) -> bool {
+        self.local_root
+            .as_ref()
+            .is_some_and(|root| root.join("config").exists() || root.join("tmp").is_dir())
+    }
+
+    /// Builds the fs operator over an existing local repository, with `tmp/` as the folder
+    /// every write goes through (OpenDAL canonicalizes it when building, so it must exist).
+    fn open_local(&self) -> Result<&Operator, BackendError> {
+        let Some(root) = &self.local_root else {
+            return Err(self.no_repository("open"));
+        };
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| io_error("open", &tmp, &e))?;
+        let builder = services::Fs::default()
+            .root(&root.to_string_lossy())
+            .atomic_write_dir(&tmp.to_string_lossy());
+        let op = {
+            let _guard = self.rt.enter();
+            Operator::new(builder).map_err(|e| convert("open", &self.location, e))?
+        };
+        // A racing thread may have set it first; both operators are equivalent.
+        Ok(self.op.get_or_init(|| op))
+    }
+
+    /// The operator, once the location is a repository.
+    fn operator(&self, op: &'static str) -> Result<&Operator, BackendError> {
+        if let Some(o) = self.op.get() {
+            return Ok(o);
+        }
+        // Another process may have initialised the folder since it was opened.
+        if self.is_local_repository() {
+            return self.open_local();
+        }
+        Err(self.no_repository(op))
+    }
+
+    fn no_repository(&self, op: &'static str) -> BackendError {
+        BackendError {
+            kind: ErrorKind::NotFound,
+            op,
+            path: self.location.clone(),
+            message: "no repository here".into(),
+        }
     }
 
     /// Fsyncs the directory holding `rel` and, for a new subfolder, its parent, so a rename
@@ -146,38 +190,52 @@ impl Backend for OpendalBackend {
     }
 
     fn create(&self) -> Result<(), BackendError> {
-        if let Some(root) = &self.local_root {
-            if root.join("config").exists() {
-                return Err(BackendError {
-                    kind: ErrorKind::AlreadyExists,
-                    op: "create",
-                    path: self.location.clone(),
-                    message: "a config already exists".into(),
-                });
-            }
-            // Create every folder up front, with `tmp/` for atomic writes, then reopen so
-            // OpenDAL picks the atomic-write folder up.
-            let mk =
-                |p: PathBuf| std::fs::create_dir_all(&p).map_err(|e| io_error("create", &p, &e));
-            mk(root.join("tmp"))?;
-            for t in FileType::ALL.iter().filter(|t| **t != FileType::Config) {
-                mk(root.join(t.dir()))?;
-            }
-            for b in 0..=255u8 {
-                mk(root.join("data").join(format!("{b:02x}")))?;
-            }
-            self.sync_dirs("data/00/x")?;
-            Ok(())
-        } else {
-            Ok(())
+        let already = || BackendError {
+            kind: ErrorKind::AlreadyExists,
+            op: "create",
+            path: self.location.clone(),
+            message: "a config already exists".into(),
+        };
+        let Some(root) = &self.local_root else {
+            let op = self.operator("create")?;
+            return match self.rt.block_on(op.exists("config")) {
+                Ok(false) => Ok(()),
+                Ok(true) => Err(already()),
+                Err(e) => Err(convert("create", "config", e)),
+            };
+        };
+        if root.join("config").exists() {
+            return Err(already());
         }
+        // Create every folder up front, with `tmp/` for atomic writes, then build the operator
+        // over them so every later write goes through `tmp/`.
+        let mk = |p: PathBuf| std::fs::create_dir_all(&p).map_err(|e| io_error("create", &p, &e));
+        mk(root.join("tmp"))?;
+        for t in FileType::ALL.iter().filter(|t| **t != FileType::Config) {
+            mk(root.join(t.dir()))?;
+        }
+        for b in 0..=255u8 {
+            mk(root.join("data").join(format!("{b:02x}")))?;
+        }
+        self.sync_dirs("data/00/x")?;
+        self.operator("create")?;
+        Ok(())
     }
 
     fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>, BackendError> {
+        let op = self.operator("list")?;
+        if t == FileType::Config {
+            // The one config, listed under the zero id its path ignores.
+            return match self.rt.block_on(op.stat("config")) {
+                Ok(m) => Ok(vec![(Id::default(), m.content_length())]),
+                Err(e) if e.kind() == OdKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(convert("list", "config", e)),
+            };
+        }
         let dir = format!("{}/", t.dir());
         let entries = match self
             .rt
-            .block_on(async { self.op.list_with(&dir).recursive(true).await })
+            .block_on(async { op.list_with(&dir).recursive(true).await })
         {
             Ok(e) => e,
             Err(e) if e.kind() == OdKind::NotFound => return Ok(Vec::new()),
@@ -188,18 +246,24 @@ impl Backend for OpendalBackend {
             if !e.metadata().is_file() {
                 continue;
             }
-            // Names that are not ids (editor droppings, partial downloads) are ignored.
-            if let Ok(id) = Id::from_hex(e.name()) {
-                let len = match e.metadata().content_length() {
-                    0 => self
-                        .rt
-                        .block_on(self.op.stat(e.path()))
-                        .map(|m| m.content_length())
-                        .unwrap_or(0),
-                    n => n,
-                };
-                out.push((id, len));
+            // Only names that `read` would find are objects: editor droppings, partial
+            // downloads and hex names in the wrong folder are ignored.
+            let Ok(id) = Id::from_hex(e.name()) else {
+                continue;
+            };
+            if e.path().trim_start_matches('/') != t.path(&id) {
+                continue;
             }
+            let len = match e.metadata().content_length() {
+                0 => match self.rt.block_on(op.stat(e.path())) {
+                    Ok(m) => m.content_length(),
+                    // Deleted since the listing: not an object any more.
+                    Err(err) if err.kind() == OdKind::NotFound => continue,
+                    Err(err) => return Err(convert("list", e.path(), err)),
+                },
+                n => n,
+            };
+            out.push((id, len));
         }
         Ok(out)
     }
@@ -208,7 +272,7 @@ impl Backend for OpendalBackend {
         let path = t.path(id);
         let buf = self
             .rt
-            .block_on(self.op.read(&path))
+            .block_on(self.operator("read")?.read(&path))
             .map_err(|e| convert("read", &path, e))?;
         Ok(buf.to_vec())
     }
@@ -220,27 +284,36 @@ impl Backend for OpendalBackend {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, BackendError> {
+        let op = self.operator("read")?;
         let path = t.path(id);
-        let end = offset.checked_add(len).ok_or_else(|| BackendError {
+        let range_error = |message: String| BackendError {
             kind: ErrorKind::Permanent,
             op: "read",
             path: path.clone(),
-            message: "range overflows".into(),
-        })?;
+            message,
+        };
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| range_error("range overflows".into()))?;
+        if len == 0 {
+            // OpenDAL reads an empty range as "to the end"; check the bounds instead.
+            let size = self.size(t, id)?;
+            if offset > size {
+                return Err(range_error(format!(
+                    "offset {offset} is past the end ({size} bytes)"
+                )));
+            }
+            return Ok(Vec::new());
+        }
         let buf = self
             .rt
-            .block_on(async { self.op.read_with(&path).range(offset..end).await })
+            .block_on(async { op.read_with(&path).range(offset..end).await })
             .map_err(|e| convert("read", &path, e))?;
         if buf.len() as u64 != len {
-            return Err(BackendError {
-                kind: ErrorKind::Permanent,
-                op: "read",
-                path,
-                message: format!(
-                    "short read: {} of {len} bytes at offset {offset}",
-                    buf.len()
-                ),
-            });
+            return Err(range_error(format!(
+                "short read: {} of {len} bytes at offset {offset}",
+                buf.len()
+            )));
         }
         Ok(buf.to_vec())
     }
@@ -249,14 +322,15 @@ impl Backend for OpendalBackend {
         let path = t.path(id);
         let m = self
             .rt
-            .block_on(self.op.stat(&path))
+            .block_on(self.operator("stat")?.stat(&path))
             .map_err(|e| convert("stat", &path, e))?;
         Ok(m.content_length())
     }
 
     fn write(&self, t: FileType, id: &Id, bytes: Vec<u8>) -> Result<(), BackendError> {
+        let op = self.operator("write")?;
         let path = t.path(id);
-        if self.check_exists_first && self.rt.block_on(self.op.exists(&path)).unwrap_or(false) {
+        if self.check_exists_first && self.rt.block_on(op.exists(&path)).unwrap_or(false) {
             return Err(BackendError {
                 kind: ErrorKind::AlreadyExists,
                 op: "write",
@@ -265,16 +339,17 @@ impl Backend for OpendalBackend {
             });
         }
         self.rt
-            .block_on(async { self.op.write_with(&path, bytes).if_not_exists(true).await })
+            .block_on(async { op.write_with(&path, bytes).if_not_exists(true).await })
             .map_err(|e| convert("write", &path, e))?;
         self.sync_dirs(&path)
     }
 
     fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError> {
+        let op = self.operator("delete")?;
         let path = t.path(id);
         if !self
             .rt
-            .block_on(self.op.exists(&path))
+            .block_on(op.exists(&path))
             .map_err(|e| convert("delete", &path, e))?
         {
             return Err(BackendError {
@@ -285,7 +360,7 @@ impl Backend for OpendalBackend {
             });
         }
         self.rt
-            .block_on(self.op.delete(&path))
+            .block_on(op.delete(&path))
             .map_err(|e| convert("delete", &path, e))?;
         self.sync_dirs(&path)
     }
