@@ -168,7 +168,21 @@ impl OpendalBackend {
 
     /// Fsyncs the directory holding `rel` and, for a new subfolder, its parent, so a rename
     /// into them survives a crash.
-    fn sync_dirs(&self, rel: &str) -> Result<(), BackendError> {
+    /// Fsyncs the directory holding `rel`, so a rename into it (or a removal from it)
+    /// survives a crash. Every folder a write can land in is created and synced by
+    /// `create()`, so only the immediate parent needs it here.
+    fn sync_parent(&self, rel: &str) -> Result<(), BackendError> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let mut dir = root.join(rel);
+        dir.pop();
+        let f = std::fs::File::open(&dir).map_err(|e| io_error("sync", &dir, &e))?;
+        f.sync_all().map_err(|e| io_error("sync", &dir, &e))
+    }
+
+    /// Fsyncs every folder made by `create()`, deepest first.
+    fn sync_tree(&self, rel: &str) -> Result<(), BackendError> {
         let Some(root) = &self.local_root else {
             return Ok(());
         };
@@ -217,7 +231,7 @@ impl Backend for OpendalBackend {
         for b in 0..=255u8 {
             mk(root.join("data").join(format!("{b:02x}")))?;
         }
-        self.sync_dirs("data/00/x")?;
+        self.sync_tree("data/00/x")?;
         self.operator("create")?;
         Ok(())
     }
@@ -341,7 +355,7 @@ impl Backend for OpendalBackend {
         self.rt
             .block_on(async { op.write_with(&path, bytes).if_not_exists(true).await })
             .map_err(|e| convert("write", &path, e))?;
-        self.sync_dirs(&path)
+        self.sync_parent(&path)
     }
 
     fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError> {
@@ -362,6 +376,6 @@ impl Backend for OpendalBackend {
         self.rt
             .block_on(op.delete(&path))
             .map_err(|e| convert("delete", &path, e))?;
-        self.sync_dirs(&path)
+        self.sync_parent(&path)
     }
 }
