@@ -22,7 +22,7 @@ use super::key::KeyFile;
 use super::lock::Lock;
 use super::pack::{BlobType, PackEntry, PackHeader, blob_ad, header_range, pack_header_ad};
 use super::snapshot::{MAX_SNAPSHOT_LEN, Snapshot};
-use super::tree::Tree;
+use super::tree::{NodeKind, Tree};
 use super::{FormatError, HEADER_LEN, ObjectKind, check_header, header, split_payload};
 use crate::compress::{decompress_capped, decompress_exact};
 use crate::crypto::{self, CryptoError, MASTER_KEY_LEN, kdf};
@@ -156,6 +156,15 @@ fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// A 48-byte pack entry: type (u32), id, offset, length, raw_len.
+fn entry_bytes(out: &mut Vec<u8>, e: &PackEntry) {
+    le(out, u32::from(e.blob_type.code()).to_le_bytes());
+    out.extend_from_slice(e.id.as_bytes());
+    for v in [e.offset, e.length, e.raw_len] {
+        le(out, v.to_le_bytes());
+    }
+}
+
 #[test]
 fn spec_tables_match_the_encoding() {
     // Config: repo_id[32] min avg max pack_size (u32) compression_level (i32), 52 bytes.
@@ -183,11 +192,7 @@ fn spec_tables_match_the_encoding() {
     let mut b = Vec::new();
     le(&mut b, (h.entries.len() as u64).to_le_bytes());
     for e in &h.entries {
-        le(&mut b, u32::from(e.blob_type.code()).to_le_bytes());
-        b.extend_from_slice(e.id.as_bytes());
-        for v in [e.offset, e.length, e.raw_len] {
-            le(&mut b, v.to_le_bytes());
-        }
+        entry_bytes(&mut b, e);
     }
     assert_eq!(b.len(), 8 + 48 * h.entries.len());
     assert_eq!(b, vector!("pack_header.hex"));
@@ -212,6 +217,114 @@ fn spec_tables_match_the_encoding() {
     }
     ad.extend_from_slice(&k.salt);
     assert_eq!(ad, vector!("key_wrap_ad.hex"));
+}
+
+#[test]
+fn spec_tables_match_nested_encodings() {
+    // Index: supersedes (u64 count, ids), packs (u64 count; id, u64 count, entries).
+    let f = sample_index();
+    let mut b = Vec::new();
+    le(&mut b, (f.supersedes.len() as u64).to_le_bytes());
+    for i in &f.supersedes {
+        b.extend_from_slice(i.as_bytes());
+    }
+    le(&mut b, (f.packs.len() as u64).to_le_bytes());
+    for p in &f.packs {
+        b.extend_from_slice(p.id.as_bytes());
+        le(&mut b, (p.blobs.len() as u64).to_le_bytes());
+        for e in &p.blobs {
+            entry_bytes(&mut b, e);
+        }
+    }
+    assert_eq!(b, vector!("index.hex"));
+
+    // Tree: u64 count, then each node's fields; the kind is a u32 variant index and fields.
+    let t = sample_tree();
+    let mut b = Vec::new();
+    le(&mut b, (t.nodes.len() as u64).to_le_bytes());
+    for n in &t.nodes {
+        string(&mut b, &n.name);
+        match &n.kind {
+            NodeKind::File { size, content } => {
+                le(&mut b, 0u32.to_le_bytes());
+                le(&mut b, size.to_le_bytes());
+                le(&mut b, (content.len() as u64).to_le_bytes());
+                for c in content {
+                    b.extend_from_slice(c.as_bytes());
+                }
+            }
+            NodeKind::Dir { subtree } => {
+                le(&mut b, 1u32.to_le_bytes());
+                b.extend_from_slice(subtree.as_bytes());
+            }
+            NodeKind::Symlink { target } => {
+                le(&mut b, 2u32.to_le_bytes());
+                string(&mut b, target);
+            }
+            NodeKind::Fifo => le(&mut b, 3u32.to_le_bytes()),
+        }
+        for v in [n.mode, n.uid, n.gid] {
+            le(&mut b, v.to_le_bytes());
+        }
+        for v in [n.mtime_ns, n.atime_ns, n.ctime_ns] {
+            le(&mut b, v.to_le_bytes());
+        }
+        for v in [n.inode, n.device, n.links] {
+            le(&mut b, v.to_le_bytes());
+        }
+        le(&mut b, (n.xattrs.len() as u64).to_le_bytes());
+        for x in &n.xattrs {
+            string(&mut b, &x.name);
+            string(&mut b, &x.value);
+        }
+    }
+    assert_eq!(b, vector!("tree.hex"));
+
+    // Snapshot: the Option tag is one byte; the summary is 14 fixed 8-byte fields.
+    let s = sample_snapshot();
+    let mut b = Vec::new();
+    le(&mut b, s.time_unix_ns.to_le_bytes());
+    le(&mut b, s.tz_offset_s.to_le_bytes());
+    string(&mut b, s.hostname.as_bytes());
+    string(&mut b, s.username.as_bytes());
+    le(&mut b, s.uid.to_le_bytes());
+    le(&mut b, s.gid.to_le_bytes());
+    for list in [&s.paths, &s.tags] {
+        le(&mut b, (list.len() as u64).to_le_bytes());
+        for p in list {
+            string(&mut b, p.as_bytes());
+        }
+    }
+    b.extend_from_slice(s.tree.as_bytes());
+    match &s.parent {
+        Some(p) => {
+            b.push(1);
+            b.extend_from_slice(p.as_bytes());
+        }
+        None => b.push(0),
+    }
+    string(&mut b, s.program_version.as_bytes());
+    b.push(u8::from(s.incomplete));
+    let m = &s.summary;
+    for v in [
+        m.files_new,
+        m.files_changed,
+        m.files_unmodified,
+        m.dirs_new,
+        m.dirs_changed,
+        m.dirs_unmodified,
+        m.blobs_added,
+        m.data_added,
+        m.data_added_packed,
+        m.total_files_processed,
+        m.total_bytes_processed,
+    ] {
+        le(&mut b, v.to_le_bytes());
+    }
+    le(&mut b, m.backup_start_ns.to_le_bytes());
+    le(&mut b, m.backup_end_ns.to_le_bytes());
+    le(&mut b, m.errors.to_le_bytes());
+    assert_eq!(b, vector!("snapshot.hex"));
 }
 
 // ---- Keys, ids and chunking ----
