@@ -1,8 +1,8 @@
 //! The fixed inputs and samples behind tests/vectors/, and the generator that wrote the files.
 //!
-//! Owns what the vectors contain; [`super`] owns the checks. Nothing here reads the committed
-//! files except through the checks, so a change here that alters bytes shows up as a failing
-//! comparison there, never as silently rewritten vectors.
+//! Owns what the vectors contain; [`super`] owns the checks, which compare against the
+//! committed files. Only the ignored `regenerate` test writes them, so a change here that
+//! alters bytes shows up as a failing comparison, never as silently rewritten vectors.
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
