@@ -12,6 +12,8 @@ pub mod lock;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+#[cfg(test)]
+mod vectors;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
