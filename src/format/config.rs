@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FormatError, decode, encode};
+use super::{FormatError, decode_capped, encode};
 
 /// Largest config plaintext accepted.
 pub const MAX_CONFIG_LEN: u64 = 64 << 10;
@@ -80,7 +80,7 @@ impl Config {
     /// Decodes and validates every field.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         super::check_len("config", bytes.len() as u64, MAX_CONFIG_LEN)?;
-        let c: Self = decode(bytes, "config")?;
+        let c: Self = decode_capped::<_, { MAX_CONFIG_LEN as usize }>(bytes, "config")?;
         c.chunker.validate()?;
         if !PACK_SIZE_RANGE.contains(&c.pack_size) {
             return Err(FormatError::malformed("config", "pack size out of range"));

@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FormatError, HEADER_LEN, ObjectKind, check_header, check_len, decode, encode, header};
+use super::{
+    FormatError, HEADER_LEN, ObjectKind, check_header, check_len, decode_capped, encode, header,
+};
 
 /// Largest key file accepted.
 pub const MAX_KEY_FILE_LEN: u64 = 64 << 10;
@@ -99,7 +101,7 @@ impl KeyFile {
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         check_len("key file", bytes.len() as u64, MAX_KEY_FILE_LEN)?;
         let body = check_header(bytes, ObjectKind::Key)?;
-        let k: Self = decode(body, "key file")?;
+        let k: Self = decode_capped::<_, { MAX_KEY_FILE_LEN as usize }>(body, "key file")?;
         k.kdf.validate()?;
         if k.wrapped.len() != WRAPPED_LEN {
             return Err(FormatError::malformed(
@@ -149,6 +151,16 @@ mod tests {
         let mut k = sample();
         k.wrapped.pop();
         assert!(KeyFile::decode(&k.encode()).is_err());
+    }
+
+    #[test]
+    fn fail_hostile_length_prefix_is_bounded_by_the_key_file_cap() {
+        // A hostname claiming 60 MB must be refused by the 64 KiB decode limit.
+        let mut b = header(ObjectKind::Key).to_vec();
+        b.extend_from_slice(&[0u8; 12 + 32 + 8]);
+        b.extend_from_slice(&60_000_000u64.to_le_bytes());
+        b.extend_from_slice(b"x");
+        assert!(KeyFile::decode(&b).is_err());
     }
 
     proptest! {

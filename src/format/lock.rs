@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FormatError, decode, encode};
+use super::{FormatError, decode_capped, encode};
 
 /// Largest lock plaintext accepted.
 pub const MAX_LOCK_LEN: u64 = 64 << 10;
@@ -31,7 +31,7 @@ impl Lock {
     /// Decodes a lock plaintext.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         super::check_len("lock file", bytes.len() as u64, MAX_LOCK_LEN)?;
-        decode(bytes, "lock file")
+        decode_capped::<_, { MAX_LOCK_LEN as usize }>(bytes, "lock file")
     }
 }
 

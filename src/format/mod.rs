@@ -124,17 +124,18 @@ pub fn check_header(bytes: &[u8], kind: ObjectKind) -> Result<&[u8], FormatError
     if head[..4] != MAGIC {
         return Err(FormatError::BadMagic { what });
     }
+    // The version first: a newer cista may define new kinds, and "upgrade" is the useful answer.
+    if head[5] > FORMAT_VERSION {
+        return Err(FormatError::NewerVersion {
+            what,
+            found: head[5],
+        });
+    }
     if head[4] != kind as u8 {
         return Err(FormatError::WrongKind {
             what,
             expected: kind as u8,
             found: head[4],
-        });
-    }
-    if head[5] > FORMAT_VERSION {
-        return Err(FormatError::NewerVersion {
-            what,
-            found: head[5],
         });
     }
     if head[5] == 0 || head[6] != 0 || head[7] != 0 {
@@ -155,11 +156,11 @@ pub fn check_len(what: &'static str, len: u64, max: u64) -> Result<(), FormatErr
     }
 }
 
-fn bincode_config() -> impl bincode::config::Config {
+fn bincode_config<const LIMIT: usize>() -> impl bincode::config::Config {
     bincode::config::standard()
         .with_little_endian()
         .with_fixed_int_encoding()
-        .with_limit::<DECODE_LIMIT>()
+        .with_limit::<LIMIT>()
 }
 
 /// Canonical encoding (docs/FORMAT.md, "Encoding"). Infallible for cista's own types.
@@ -167,12 +168,24 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding only fails for types serde cannot express (maps with non-string keys under some
     // formats, sequences of unknown length); none of cista's types are such, and the golden
     // vectors pin that. An empty vector would then fail to decode, never be silently accepted.
-    bincode::serde::encode_to_vec(value, bincode_config()).unwrap_or_default()
+    bincode::serde::encode_to_vec(value, bincode_config::<DECODE_LIMIT>()).unwrap_or_default()
 }
 
-/// Decodes exactly `bytes` (trailing bytes are an error, so the encoding is canonical).
+/// Decodes exactly `bytes` (trailing bytes are an error, so the encoding is canonical), with
+/// the general [`DECODE_LIMIT`] on what the decoder may allocate.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, FormatError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
+    decode_capped::<T, DECODE_LIMIT>(bytes, what)
+}
+
+/// Like [`decode`], but the decoder may claim at most `LIMIT` bytes in total. bincode
+/// allocates a container's claimed length before reading it, so small objects (key files,
+/// locks, config) use a limit equal to their own cap: a hostile length prefix then costs at
+/// most that much memory, not [`DECODE_LIMIT`].
+pub fn decode_capped<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, FormatError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode_config::<LIMIT>())
         .map_err(|e| FormatError::malformed(what, e.to_string()))?;
     if used != bytes.len() {
         return Err(FormatError::malformed(

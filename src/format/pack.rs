@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FormatError, HEADER_LEN, ObjectKind, check_len, decode, encode, header};
+use super::{FormatError, HEADER_LEN, ObjectKind, check_len, decode_capped, encode, header};
 use crate::id::BlobId;
 
 /// Largest pack file read.
@@ -17,6 +17,9 @@ pub const MAX_PACK_LEN: u64 = 1 << 30;
 pub const MAX_PACK_HEADER_LEN: u64 = 16 << 20;
 /// Largest blob plaintext (after decompression) written or read.
 pub const MAX_BLOB_LEN: u32 = 64 << 20;
+/// Writers close a pack at this many blobs, so its sealed header stays far below
+/// [`MAX_PACK_HEADER_LEN`] (48 bytes per entry) whatever the pack size.
+pub const MAX_PACK_BLOBS: usize = 100_000;
 /// Bytes after the sealed header.
 pub const TRAILER_LEN: usize = 4;
 /// Nonce plus tag: what sealing adds to a plaintext.
@@ -95,7 +98,7 @@ impl PackHeader {
     /// offset where the sealed header starts) without overlapping another.
     pub fn decode(bytes: &[u8], blobs_end: u64) -> Result<Self, FormatError> {
         let what = "pack header";
-        let h: Self = decode(bytes, what)?;
+        let h: Self = decode_capped::<_, { MAX_PACK_HEADER_LEN as usize }>(bytes, what)?;
         let mut last_end = HEADER_LEN as u64;
         for e in &h.entries {
             e.validate(what)?;

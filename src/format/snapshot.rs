@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FormatError, decode, encode};
+use super::{FormatError, decode_capped, encode};
 use crate::id::{BlobId, SnapshotId};
 
 /// Largest snapshot plaintext accepted (after decompression).
@@ -81,7 +81,7 @@ impl Snapshot {
     /// Decodes a snapshot plaintext.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         super::check_len("snapshot", bytes.len() as u64, MAX_SNAPSHOT_LEN)?;
-        decode(bytes, "snapshot")
+        decode_capped::<_, { MAX_SNAPSHOT_LEN as usize }>(bytes, "snapshot")
     }
 }
 

@@ -236,7 +236,7 @@ impl Packer {
                 .map_err(|_| Error::InvalidInput("pack builder poisoned".into()))?;
             b.bytes += blob.sealed.len();
             b.blobs.push(blob);
-            if b.bytes >= self.target {
+            if b.bytes >= self.target || b.blobs.len() >= pack::MAX_PACK_BLOBS {
                 Some(std::mem::take(&mut *b))
             } else {
                 None
