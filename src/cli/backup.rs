@@ -102,6 +102,16 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
     for f in &a.exclude_files {
         patterns.extend(Globs::read_pattern_file(f)?);
     }
+    // Ctrl-C / SIGTERM ask the backup to stop at a safe point (uploaded packs are indexed, no
+    // snapshot is written); a second signal exits at once. Other commands keep the default.
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(
+            sig,
+            code::INTERRUPTED.into(),
+            env.cancel.clone(),
+        )?;
+        signal_hook::flag::register(sig, env.cancel.clone())?;
+    }
     let repo = env.open()?;
     let parent = match &a.parent {
         Some(spec) => Some(cista::ops::find::snapshot(&repo, spec, &Default::default())?.0),

@@ -213,9 +213,6 @@ fn parse_kdf(s: &str) -> Result<KdfParams, String> {
 /// Runs a parsed command; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8> {
     let cancel: CancelFlag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, cancel.clone()).context("installing signal handlers")?;
-    }
     let env = Env {
         repo_location: cli.repo,
         password_file: cli.password_file,

@@ -8,6 +8,10 @@ use crate::error::{Error, Result};
 use crate::format::key::{KdfParams, KeyFile};
 use crate::id::{Id, KeyId};
 
+/// Key files tried when opening (docs/FORMAT.md, "Keys"): each costs one Argon2id run, so
+/// storage stuffed with key files must not make opening take unbounded time.
+pub const MAX_KEYS_TRIED: usize = 20;
+
 /// What `cista key list` shows about a key.
 #[derive(Debug, Clone)]
 pub struct KeyInfo {
@@ -52,10 +56,20 @@ pub fn add_key(
 /// Key files that fail to parse are skipped (another key may still open the repository).
 pub fn open_master(backend: &dyn Backend, passphrase: &[u8]) -> Result<(MasterKey, KeyId)> {
     let keys = backend.list(FileType::Key)?;
+    if keys.len() > MAX_KEYS_TRIED {
+        return Err(Error::InvalidInput(format!(
+            "the repository has {} key files; cista tries at most {MAX_KEYS_TRIED} (remove unknown files from keys/)",
+            keys.len()
+        )));
+    }
     for (id, _) in keys {
         let Ok(bytes) = backend.read(FileType::Key, &id) else {
             continue;
         };
+        // A key file whose bytes do not match its name is damaged or planted; skip it.
+        if Id::of_stored(&bytes) != id {
+            continue;
+        }
         let Ok(file) = KeyFile::decode(&bytes) else {
             continue;
         };

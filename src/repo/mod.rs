@@ -29,6 +29,9 @@ use crate::format::{
 use crate::id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
 pub use index::{BlobLocation, Index};
 
+/// Blobs per index file at most (48 bytes each encoded: about 19 MiB).
+pub const INDEX_FILE_BLOBS: usize = 400_000;
+
 /// Parameters fixed when a repository is created.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -340,8 +343,27 @@ impl Repository {
         PackHeader::decode(&plain, start).map_err(|e| Error::corrupt(what, id, e))
     }
 
-    /// Stores an index file describing `packs`; returns its id.
-    pub fn save_index(&self, packs: Vec<IndexPack>) -> Result<IndexId> {
+    /// Stores index files describing `packs`, split so no file exceeds
+    /// [`INDEX_FILE_BLOBS`] blobs (well under the 64 MiB cap); returns their ids.
+    pub fn save_index(&self, packs: Vec<IndexPack>) -> Result<Vec<IndexId>> {
+        let mut ids = Vec::new();
+        let mut batch: Vec<IndexPack> = Vec::new();
+        let mut blobs = 0;
+        for p in packs {
+            if blobs + p.blobs.len() > INDEX_FILE_BLOBS && !batch.is_empty() {
+                ids.push(self.write_index_file(std::mem::take(&mut batch))?);
+                blobs = 0;
+            }
+            blobs += p.blobs.len();
+            batch.push(p);
+        }
+        if !batch.is_empty() {
+            ids.push(self.write_index_file(batch)?);
+        }
+        Ok(ids)
+    }
+
+    fn write_index_file(&self, packs: Vec<IndexPack>) -> Result<IndexId> {
         let file = IndexFile {
             supersedes: Vec::new(),
             packs,
@@ -361,17 +383,22 @@ impl Repository {
         IndexFile::decode(&body).map_err(|e| Error::corrupt("index file", id, e))
     }
 
-    /// Loads every index file into one in-memory index.
+    /// Loads every index file into one in-memory index, skipping files that another index
+    /// file supersedes.
     pub fn load_index(&self) -> Result<Index> {
         let ids = self.backend().list(FileType::Index)?;
-        let files: Vec<Result<IndexFile>> = ids
+        let files = ids
             .par_iter()
-            .map(|(id, _)| self.load_index_file(id))
+            .map(|(id, _)| self.load_index_file(id).map(|f| (IndexId(*id), f)))
+            .collect::<Result<Vec<_>>>()?;
+        let superseded: std::collections::HashSet<IndexId> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
             .collect();
         let mut index = Index::new();
-        for f in files {
-            for p in f?.packs {
-                index.add_pack(&p);
+        for (id, f) in &files {
+            if !superseded.contains(id) {
+                f.packs.iter().for_each(|p| index.add_pack(p));
             }
         }
         Ok(index)
