@@ -99,8 +99,31 @@ impl OpendalBackend {
         };
         if b.is_local_repository() {
             b.open_local()?;
+            b.remove_stale_temp_files();
         }
         Ok(b)
+    }
+
+    /// Removes temporary files a killed writer left in `tmp/` more than a day ago (a live
+    /// writer finishes its rename within seconds). Best effort: failures change nothing.
+    fn remove_stale_temp_files(&self) {
+        let Some(root) = &self.local_root else { return };
+        let Ok(rd) = std::fs::read_dir(root.join("tmp")) else {
+            return;
+        };
+        let day = std::time::Duration::from_secs(24 * 3600);
+        for e in rd.flatten() {
+            let old = e
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > day);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     /// An in-memory repository: for unit tests only (nothing is durable).

@@ -165,7 +165,7 @@ fn read_pack(
             "pack {id}: contents do not match its name (bit rot or tampering)"
         )];
     }
-    let header = match repo.read_pack_header(id, len) {
+    let header = match repo.pack_header_from_bytes(id, &bytes) {
         Ok(h) => h,
         Err(e) => return vec![format!("pack {id}: {e}")],
     };

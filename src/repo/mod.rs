@@ -29,6 +29,9 @@ use crate::format::{
 use crate::id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
 pub use index::{BlobLocation, Index};
 
+/// Bytes read from a pack's end to find its header in one request (restic reads 15 KiB).
+const TAIL_GUESS: u64 = 64 << 10;
+
 /// Blobs per index file at most (48 bytes each encoded: about 19 MiB).
 pub const INDEX_FILE_BLOBS: usize = 400_000;
 
@@ -320,27 +323,62 @@ impl Repository {
 
     /// Reads and verifies a pack's header (the trailer, then the sealed header).
     pub fn read_pack_header(&self, id: &PackId, pack_len: u64) -> Result<PackHeader> {
-        let what = "pack";
-        let tail_len = pack::TRAILER_LEN as u64;
-        if pack_len < tail_len {
-            return Err(Error::corrupt(what, id, "shorter than its trailer"));
-        }
-        let tail =
-            self.backend()
-                .read_range(FileType::Pack, &id.0, pack_len - tail_len, tail_len)?;
-        let mut t = [0u8; pack::TRAILER_LEN];
-        t.copy_from_slice(&tail);
-        let (start, end) =
-            pack::header_range(pack_len, t).map_err(|e| Error::corrupt(what, id, e))?;
-        let sealed = self
+        // One ranged read of the tail usually holds trailer and header together.
+        let guess = pack_len.min(TAIL_GUESS);
+        let tail = self
             .backend()
-            .read_range(FileType::Pack, &id.0, start, end - start)?;
+            .read_range(FileType::Pack, &id.0, pack_len - guess, guess)?;
+        match self.pack_header_in_tail(id, pack_len, &tail) {
+            Ok(h) => Ok(h),
+            Err(None) => {
+                let (start, end) = self.header_range_of(id, pack_len, &tail)?;
+                let sealed =
+                    self.backend()
+                        .read_range(FileType::Pack, &id.0, start, end - start)?;
+                self.open_pack_header(id, start, &sealed)
+            }
+            Err(Some(e)) => Err(e),
+        }
+    }
+
+    /// Parses the header of a pack held whole in memory.
+    pub fn pack_header_from_bytes(&self, id: &PackId, bytes: &[u8]) -> Result<PackHeader> {
+        self.pack_header_in_tail(id, bytes.len() as u64, bytes)
+            .map_err(|e| e.unwrap_or_else(|| Error::corrupt("pack", id, "header outside the pack")))
+    }
+
+    fn header_range_of(&self, id: &PackId, pack_len: u64, tail: &[u8]) -> Result<(u64, u64)> {
+        let t: [u8; pack::TRAILER_LEN] = tail
+            .last_chunk::<{ pack::TRAILER_LEN }>()
+            .copied()
+            .ok_or_else(|| Error::corrupt("pack", id, "shorter than its trailer"))?;
+        pack::header_range(pack_len, t).map_err(|e| Error::corrupt("pack", id, e))
+    }
+
+    /// The header, if `tail` (the last bytes of the pack) contains it; `Err(None)` if more
+    /// bytes are needed.
+    fn pack_header_in_tail(
+        &self,
+        id: &PackId,
+        pack_len: u64,
+        tail: &[u8],
+    ) -> Result<PackHeader, Option<Error>> {
+        let (start, end) = self.header_range_of(id, pack_len, tail).map_err(Some)?;
+        let tail_start = pack_len - tail.len() as u64;
+        if start < tail_start {
+            return Err(None);
+        }
+        let sealed = &tail[(start - tail_start) as usize..(end - tail_start) as usize];
+        self.open_pack_header(id, start, sealed).map_err(Some)
+    }
+
+    fn open_pack_header(&self, id: &PackId, start: u64, sealed: &[u8]) -> Result<PackHeader> {
         let plain = self
             .inner
             .key
-            .open(&pack::pack_header_ad(), &sealed)
-            .map_err(|e| Error::corrupt(what, id, e))?;
-        PackHeader::decode(&plain, start).map_err(|e| Error::corrupt(what, id, e))
+            .open(&pack::pack_header_ad(), sealed)
+            .map_err(|e| Error::corrupt("pack", id, e))?;
+        PackHeader::decode(&plain, start).map_err(|e| Error::corrupt("pack", id, e))
     }
 
     /// Stores index files describing `packs`, split so no file exceeds
