@@ -1,11 +1,12 @@
 //! Chunk-size trade-offs on a synthetic nightly `pg_dump` (docs/DESIGN.md, "Chunk size").
 //!
 //! ```text
-//! cargo run --release --example chunk_sizes -- [SIZE_MIB [SEED]]
+//! cargo run --release --example chunk_sizes -- [SIZE_MIB [SEED [CHANGE_PERCENT]]]
 //! ```
 //!
-//! Generates night 1 of a SQL dump of SIZE_MIB (default 500) and two night-2 variants with 2%
-//! of rows changed (uniform and skewed change models, see `benches/corpus.rs`), then, for each
+//! Generates night 1 of a SQL dump of SIZE_MIB (default 500) and two night-2 variants with
+//! CHANGE_PERCENT (default 2) of each table's rows changed (uniform and skewed change models,
+//! see `benches/corpus.rs`), then, for each
 //! parameter set, chunks them and prints markdown tables: chunk counts, chunking throughput,
 //! how much of night 2 deduplicates against night 1, what night 2 adds to the repository
 //! (raw, after zstd level 3, and in per-chunk overhead), and the index that results. Needs
@@ -106,13 +107,16 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let size_mib: usize = args.next().map_or(500, |s| s.parse().expect("SIZE_MIB"));
     let seed: u64 = args.next().map_or(1, |s| s.parse().expect("SEED"));
+    let change: f64 = args.next().map_or(NIGHTLY_CHANGE, |s| {
+        s.parse::<f64>().expect("CHANGE_PERCENT") / 100.0
+    });
 
     let t = Instant::now();
     let db = SqlDump::generate(size_mib << 20, seed);
     let night1 = db.render();
     let nights2: Vec<(ChangeModel, Vec<u8>)> = [ChangeModel::Uniform, ChangeModel::Skewed]
         .into_iter()
-        .map(|m| (m, db.next_night(m, NIGHTLY_CHANGE).render()))
+        .map(|m| (m, db.next_night(m, change).render()))
         .collect();
     drop(db);
     let vault = corpus::vault_files((size_mib << 20) / 4, seed);
@@ -203,8 +207,10 @@ fn main() {
     }
 
     println!(
-        "Night 1: {:.1} MiB of SQL dump (seed {seed}); chunking throughput is one thread.\n",
-        night1.len() as f64 / MIB
+        "Night 1: {:.1} MiB of SQL dump (seed {seed}); night 2 changes {}% of rows; chunking \
+         throughput is one thread.\n",
+        night1.len() as f64 / MIB,
+        change * 100.0,
     );
     println!("{}\n", t1.join("\n"));
     for ((model, night2), rows) in nights2.iter().zip(&t2) {
