@@ -195,15 +195,13 @@ enum Pick {
     Oldest,
 }
 
-/// Shares of a table's changes, and which rows updates and deletes hit.
+/// Shares of a table's changes (deletes take the rest), and the region of the heap they hit:
+/// the rows updates and deletes pick, and so where earlier nights left free space.
 #[derive(Debug, Clone, Copy)]
 struct Profile {
     update: f64,
     insert: f64,
-    update_pick: Pick,
-    delete_pick: Pick,
-    /// Where earlier nights left free space (see the module documentation).
-    free_space: Pick,
+    region: Pick,
 }
 
 impl Kind {
@@ -292,23 +290,18 @@ impl Kind {
 
     fn profile(self, model: ChangeModel) -> Profile {
         use Pick::*;
-        let p = |update, insert, update_pick, delete_pick| Profile {
+        let p = |update, insert, region| Profile {
             update,
             insert,
-            update_pick,
-            delete_pick,
-            free_space: match (update, delete_pick) {
-                (0.0, d) => d,
-                _ => update_pick,
-            },
+            region,
         };
         match (model, self) {
-            (ChangeModel::Uniform, _) => p(0.85, 0.12, Uniform, Uniform),
-            (ChangeModel::Skewed, Kind::Customers) => p(0.70, 0.28, Uniform, Uniform),
-            (ChangeModel::Skewed, Kind::Events) => p(0.0, 0.97, Uniform, Oldest),
-            (ChangeModel::Skewed, Kind::OrderItems) => p(0.08, 0.90, Recent(0.03), Recent(0.03)),
-            (ChangeModel::Skewed, Kind::Orders) => p(0.65, 0.33, Recent(0.03), Recent(0.03)),
-            (ChangeModel::Skewed, Kind::Products) => p(0.95, 0.05, Uniform, Uniform),
+            (ChangeModel::Uniform, _) => p(0.85, 0.12, Uniform),
+            (ChangeModel::Skewed, Kind::Customers) => p(0.70, 0.28, Uniform),
+            (ChangeModel::Skewed, Kind::Events) => p(0.0, 0.97, Oldest),
+            (ChangeModel::Skewed, Kind::OrderItems) => p(0.08, 0.90, Recent(0.03)),
+            (ChangeModel::Skewed, Kind::Orders) => p(0.65, 0.33, Recent(0.03)),
+            (ChangeModel::Skewed, Kind::Products) => p(0.95, 0.05, Uniform),
         }
     }
 }
@@ -511,12 +504,12 @@ impl Table {
         for _ in 0..n {
             let u = rng.unit();
             if u < prof.update {
-                let Some((page, slot)) = self.pick(prof.update_pick, rng) else {
+                let Some((page, slot)) = self.pick(prof.region, rng) else {
                     continue;
                 };
                 let mut row = self.pages[page].remove(slot);
                 row.night = night;
-                self.place(row, Some(page), prof.free_space, rng);
+                self.place(row, Some(page), prof.region, rng);
             } else if u < prof.update + prof.insert {
                 let row = Row {
                     id: self.next_id,
@@ -524,8 +517,8 @@ impl Table {
                     born: night,
                 };
                 self.next_id += 1;
-                self.place(row, None, prof.free_space, rng);
-            } else if let Some((page, slot)) = self.pick(prof.delete_pick, rng) {
+                self.place(row, None, prof.region, rng);
+            } else if let Some((page, slot)) = self.pick(prof.region, rng) {
                 self.pages[page].remove(slot);
             }
         }
@@ -557,14 +550,18 @@ impl Table {
     }
 
     /// Where PostgreSQL writes a new row version; see the module documentation.
+    /// `home` is the page of the version an update replaces; `None` for an insert.
     fn place(&mut self, row: Row, home: Option<usize>, free_space: Pick, rng: &mut Rng) {
         let u = rng.unit();
-        let hot = home.is_some() && u < 0.15;
-        let fsm = (0.15..0.30).contains(&u) || (home.is_none() && u < 0.15);
-        match (home, fsm.then(|| self.pick(free_space, rng)).flatten()) {
-            (Some(page), _) if hot => self.pages[page].push(row),
-            (_, Some((page, _))) => self.pages[page].push(row),
-            _ => self.push_tail(row),
+        let page = match home {
+            Some(page) if u < 0.15 => Some(page),
+            Some(_) if u < 0.30 => self.pick(free_space, rng).map(|(page, _)| page),
+            None if u < 0.15 => self.pick(free_space, rng).map(|(page, _)| page),
+            _ => None,
+        };
+        match page {
+            Some(page) => self.pages[page].push(row),
+            None => self.push_tail(row),
         }
     }
 
