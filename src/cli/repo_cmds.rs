@@ -12,7 +12,7 @@ use super::{Env, code, parse_kdf};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Chunk sizes in bytes as MIN,AVG,MAX (even numbers; default 524288,1048576,8388608).
+    /// Chunk sizes in bytes as MIN,AVG,MAX (even numbers; default 131072,524288,2097152).
     #[arg(long, value_parser = parse_chunker)]
     chunk_sizes: Option<ChunkerParams>,
     /// Pack target size in MiB.

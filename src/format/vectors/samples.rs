@@ -109,9 +109,14 @@ pub(super) fn seal_key_nonce(
 pub(super) fn sample_config() -> Config {
     Config {
         repo_id: id(0xc0).0,
-        chunker: ChunkerParams::DEFAULT,
-        pack_size: Config::DEFAULT_PACK_SIZE,
-        compression_level: Config::DEFAULT_COMPRESSION_LEVEL,
+        // Literal values, not the defaults: golden bytes must not move when a default does.
+        chunker: ChunkerParams {
+            min: 512 << 10,
+            avg: 1 << 20,
+            max: 8 << 20,
+        },
+        pack_size: 16 << 20,
+        compression_level: 3,
     }
 }
 

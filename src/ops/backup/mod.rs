@@ -77,9 +77,10 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
 }
 
-/// Length of the read segment for chunking: room for two maximal chunks, at least 8 MiB.
+/// Length of the read segment for chunking: room for two maximal chunks, at least 4 MiB
+/// (a cut is final once `max` bytes follow the chunk start, so `max` plus one read suffices).
 pub fn segment_len(max_chunk: u32) -> usize {
-    (2 * max_chunk as usize).max(8 << 20)
+    (2 * max_chunk as usize).max(4 << 20)
 }
 
 #[derive(Debug, Default)]
