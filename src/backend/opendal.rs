@@ -93,10 +93,20 @@ impl OpendalBackend {
             std::fs::create_dir_all(&tmp).map_err(|e| io_error("open", &tmp, &e))?;
             builder = builder.atomic_write_dir(&tmp.to_string_lossy());
         }
+        // OpenDAL's fs builder creates a missing root folder; opening must not, so remove
+        // the folders it made (deepest first; `create` makes them again for `init`).
+        let missing: Vec<PathBuf> = root
+            .ancestors()
+            .take_while(|p| std::fs::symlink_metadata(p).is_err())
+            .map(Path::to_path_buf)
+            .collect();
         let op = {
             let _guard = rt.enter();
             Operator::new(builder).map_err(|e| convert("open", &location, e))?
         };
+        for p in &missing {
+            let _ = std::fs::remove_dir(p);
+        }
         Ok(Self {
             op,
             rt,
