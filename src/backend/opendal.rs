@@ -24,6 +24,9 @@ pub struct OpendalBackend {
     location: String,
     /// Services without conditional writes are checked with `stat` first.
     check_exists_first: bool,
+    /// Set by `create`: the operator with the atomic-write folder, which `local` cannot
+    /// configure before the folder exists. Writes use it when set.
+    created: std::sync::OnceLock<Operator>,
 }
 
 impl std::fmt::Debug for OpendalBackend {
@@ -113,6 +116,7 @@ impl OpendalBackend {
             local_root: Some(root),
             location,
             check_exists_first: false,
+            created: std::sync::OnceLock::new(),
         })
     }
 
@@ -129,6 +133,7 @@ impl OpendalBackend {
             local_root: None,
             location: "memory:".into(),
             check_exists_first: true,
+            created: std::sync::OnceLock::new(),
         })
     }
 
@@ -177,6 +182,15 @@ impl Backend for OpendalBackend {
                 mk(root.join("data").join(format!("{b:02x}")))?;
             }
             self.sync_dirs("data/00/x")?;
+            let tmp = root.join("tmp");
+            let builder = services::Fs::default()
+                .root(&root.to_string_lossy())
+                .atomic_write_dir(&tmp.to_string_lossy());
+            let op = {
+                let _guard = self.rt.enter();
+                Operator::new(builder).map_err(|e| convert("create", &self.location, e))?
+            };
+            let _ = self.created.set(op);
             Ok(())
         } else {
             Ok(())
@@ -274,8 +288,9 @@ impl Backend for OpendalBackend {
                 message: "object already exists".into(),
             });
         }
+        let op = self.created.get().unwrap_or(&self.op);
         self.rt
-            .block_on(async { self.op.write_with(&path, bytes).if_not_exists(true).await })
+            .block_on(async { op.write_with(&path, bytes).if_not_exists(true).await })
             .map_err(|e| convert("write", &path, e))?;
         self.sync_dirs(&path)
     }
