@@ -1,1 +1,15 @@
+//! End-to-end tests: every test drives the real `cista` binary (`CARGO_BIN_EXE_cista`) against
+//! repositories in temporary folders, and asserts on exit codes, output and restored bytes.
+//! The library is used only to set up situations the CLI cannot make (held locks, tampering).
 
+// clippy.toml allows these inside #[test] functions; the helpers are test code too, and
+// failing loudly is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "integration/harness.rs"]
+mod harness;
+
+#[path = "integration/fixture.rs"]
+mod fixture;
+#[path = "integration/roundtrip.rs"]
+mod roundtrip;
