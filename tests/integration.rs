@@ -9,7 +9,13 @@
 #[path = "integration/harness.rs"]
 mod harness;
 
+#[path = "integration/browse.rs"]
+mod browse;
 #[path = "integration/fixture.rs"]
 mod fixture;
+#[path = "integration/incremental.rs"]
+mod incremental;
 #[path = "integration/roundtrip.rs"]
 mod roundtrip;
+#[path = "integration/sources.rs"]
+mod sources;
