@@ -11,6 +11,8 @@ mod harness;
 
 #[path = "integration/browse.rs"]
 mod browse;
+#[path = "integration/errors.rs"]
+mod errors;
 #[path = "integration/fixture.rs"]
 mod fixture;
 #[path = "integration/incremental.rs"]
