@@ -17,6 +17,10 @@ mod errors;
 mod fixture;
 #[path = "integration/incremental.rs"]
 mod incremental;
+#[path = "integration/keys.rs"]
+mod keys;
+#[path = "integration/locks.rs"]
+mod locks;
 #[path = "integration/roundtrip.rs"]
 mod roundtrip;
 #[path = "integration/sources.rs"]
