@@ -25,3 +25,5 @@ mod locks;
 mod roundtrip;
 #[path = "integration/sources.rs"]
 mod sources;
+#[path = "integration/tamper.rs"]
+mod tamper;
