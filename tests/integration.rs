@@ -17,6 +17,8 @@ mod errors;
 mod fixture;
 #[path = "integration/incremental.rs"]
 mod incremental;
+#[path = "integration/interrupt.rs"]
+mod interrupt;
 #[path = "integration/keys.rs"]
 mod keys;
 #[path = "integration/locks.rs"]
