@@ -23,6 +23,8 @@ mod interrupt;
 mod keys;
 #[path = "integration/locks.rs"]
 mod locks;
+#[path = "integration/regressions.rs"]
+mod regressions;
 #[path = "integration/roundtrip.rs"]
 mod roundtrip;
 #[path = "integration/sources.rs"]
