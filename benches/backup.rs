@@ -116,7 +116,16 @@ fn bench(c: &mut Criterion) {
                     target: t.path().join("r"),
                     ..RestoreOptions::default()
                 };
-                restore::run(&repo, &index, &snap.tree, "/", "bench", &opts, &NoProgress).unwrap();
+                restore::run(
+                    &repo,
+                    &index,
+                    &snap.tree,
+                    Path::new("/"),
+                    "bench",
+                    &opts,
+                    &NoProgress,
+                )
+                .unwrap();
                 t
             },
             BatchSize::PerIteration,

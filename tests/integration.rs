@@ -1,1 +1,33 @@
+//! End-to-end tests: every test drives the real `cista` binary (`CARGO_BIN_EXE_cista`) against
+//! repositories in temporary folders, and asserts on exit codes, output and restored bytes.
+//! The library is used only to set up situations the CLI cannot make (held locks, tampering).
 
+// clippy.toml allows these inside #[test] functions; the helpers are test code too, and
+// failing loudly is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "integration/harness.rs"]
+mod harness;
+
+#[path = "integration/browse.rs"]
+mod browse;
+#[path = "integration/errors.rs"]
+mod errors;
+#[path = "integration/fixture.rs"]
+mod fixture;
+#[path = "integration/incremental.rs"]
+mod incremental;
+#[path = "integration/interrupt.rs"]
+mod interrupt;
+#[path = "integration/keys.rs"]
+mod keys;
+#[path = "integration/locks.rs"]
+mod locks;
+#[path = "integration/regressions.rs"]
+mod regressions;
+#[path = "integration/roundtrip.rs"]
+mod roundtrip;
+#[path = "integration/sources.rs"]
+mod sources;
+#[path = "integration/tamper.rs"]
+mod tamper;

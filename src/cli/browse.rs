@@ -79,7 +79,7 @@ pub struct LsArgs {
     /// Snapshot id prefix or `latest`.
     snapshot: String,
     /// Directory or file inside the snapshot (default: everything).
-    path: Option<String>,
+    path: Option<PathBuf>,
     /// With a path: list everything below it, not only its entries.
     #[arg(long)]
     recursive: bool,
@@ -126,8 +126,8 @@ pub fn ls(env: &Env, a: LsArgs) -> Result<u8> {
         println!("{head}");
     }
     let label = id.to_string();
-    match a.path.as_deref() {
-        None | Some("/") => find::walk(&repo, &index, &snap.tree, Path::new("/"), &mut |p, n| {
+    match a.path.as_deref().filter(|p| *p != Path::new("/")) {
+        None => find::walk(&repo, &index, &snap.tree, Path::new("/"), &mut |p, n| {
             print(p, n);
             Ok(a.path.is_none() || a.recursive)
         })?,
@@ -152,7 +152,7 @@ pub struct DumpArgs {
     /// Snapshot id prefix or `latest`.
     snapshot: String,
     /// Path of a file inside the snapshot (stdin backups live at `/NAME`).
-    path: String,
+    path: PathBuf,
     #[command(flatten)]
     filter: FilterArgs,
 }
@@ -176,7 +176,7 @@ pub fn dump(env: &Env, a: DumpArgs) -> Result<u8> {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// `SNAPSHOT` or `SNAPSHOT:PATH` (id prefix or `latest`).
-    snapshot: String,
+    snapshot: std::ffi::OsString,
     /// Directory to restore into (must be empty or new).
     #[arg(long, short = 't')]
     target: PathBuf,
@@ -192,6 +192,9 @@ pub struct RestoreArgs {
 
 pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
     let (spec, sub) = find::split_spec(&a.snapshot);
+    let spec = spec
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("{spec:?} is neither `latest` nor a snapshot id"))?;
     let repo = env.open()?;
     let (id, snap) = find::snapshot(&repo, spec, &a.filter.filter())?;
     let index = repo.load_index()?;
@@ -206,7 +209,7 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
         &repo,
         &index,
         &snap.tree,
-        sub.unwrap_or("/"),
+        sub.unwrap_or(Path::new("/")),
         &id.to_string(),
         &opts,
         &reporter,

@@ -57,7 +57,8 @@ pub struct Node {
     pub gid: u32,
     /// Modification time, ns since the Unix epoch.
     pub mtime_ns: i64,
-    /// Access time, ns since the Unix epoch.
+    /// Access time, ns since the Unix epoch. Backups store the modification time here (an
+    /// access time changes on every read and would churn trees); restore applies it.
     pub atime_ns: i64,
     /// Status change time, ns since the Unix epoch.
     pub ctime_ns: i64,

@@ -1,6 +1,7 @@
 //! Finding things: snapshots by id prefix or `latest` with filters, and nodes by path inside
 //! a snapshot's tree.
 
+use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -79,10 +80,16 @@ pub fn snapshot(
     }
 }
 
-/// Splits `SNAPSHOT[:PATH]`.
-pub fn split_spec(spec: &str) -> (&str, Option<&str>) {
-    match spec.split_once(':') {
-        Some((s, p)) => (s, Some(p)),
+/// Splits `SNAPSHOT[:PATH]` at the first `:`. The path is raw bytes: Unix names need not
+/// be UTF-8.
+pub fn split_spec(spec: &OsStr) -> (&OsStr, Option<&Path>) {
+    use std::os::unix::ffi::OsStrExt;
+    let b = spec.as_bytes();
+    match b.iter().position(|&c| c == b':') {
+        Some(i) => (
+            OsStr::from_bytes(&b[..i]),
+            Some(Path::new(OsStr::from_bytes(&b[i + 1..]))),
+        ),
         None => (spec, None),
     }
 }
@@ -97,10 +104,10 @@ pub enum Located {
 }
 
 /// The components of an absolute path in a snapshot; `..` is refused.
-fn components(path: &str) -> Result<Vec<Vec<u8>>> {
+fn components(path: &Path) -> Result<Vec<Vec<u8>>> {
     use std::os::unix::ffi::OsStrExt;
     let mut out = Vec::new();
-    for c in Path::new(path).components() {
+    for c in path.components() {
         match c {
             Component::Normal(n) => out.push(n.as_bytes().to_vec()),
             Component::RootDir | Component::CurDir => {}
@@ -119,14 +126,14 @@ pub fn locate(
     repo: &Repository,
     index: &Index,
     root: &BlobId,
-    path: &str,
+    path: &Path,
     snapshot: &str,
 ) -> Result<Located> {
     let comps = components(path)?;
     let mut tree_id = *root;
     let mut at = PathBuf::from("/");
     let not_found = || Error::PathNotFound {
-        path: path.to_owned(),
+        path: path.display().to_string(),
         snapshot: snapshot.to_owned(),
     };
     let mut found: Option<Node> = None;
@@ -185,14 +192,18 @@ mod tests {
 
     #[test]
     fn spec_and_components() {
-        assert_eq!(split_spec("latest:/srv/app"), ("latest", Some("/srv/app")));
-        assert_eq!(split_spec("abc"), ("abc", None));
+        let os = OsStr::new;
         assert_eq!(
-            components("/a/./b/").unwrap(),
+            split_spec(os("latest:/srv/app")),
+            (os("latest"), Some(Path::new("/srv/app")))
+        );
+        assert_eq!(split_spec(os("abc")), (os("abc"), None));
+        assert_eq!(
+            components(Path::new("/a/./b/")).unwrap(),
             vec![b"a".to_vec(), b"b".to_vec()]
         );
-        assert!(components("/a/../b").is_err());
-        assert!(components("/").unwrap().is_empty());
+        assert!(components(Path::new("/a/../b")).is_err());
+        assert!(components(Path::new("/")).unwrap().is_empty());
     }
 
     #[test]

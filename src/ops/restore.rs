@@ -153,7 +153,7 @@ pub fn run(
     repo: &Repository,
     index: &Index,
     root: &BlobId,
-    path: &str,
+    path: &Path,
     snapshot_label: &str,
     opts: &RestoreOptions,
     progress: &dyn Progress,

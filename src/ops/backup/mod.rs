@@ -166,18 +166,15 @@ impl Ctx<'_> {
         let mut eof = false;
         loop {
             self.check_cancel()?;
-            while !eof && buf.len() < seg {
-                let start = buf.len();
-                buf.resize(seg, 0);
-                match reader.read(&mut buf[start..]) {
-                    Ok(0) => {
-                        buf.truncate(start);
-                        eof = true;
-                    }
-                    Ok(n) => buf.truncate(start + n),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
-                    Err(e) => return Err(Error::io(what, e)),
-                }
+            if !eof && buf.len() < seg {
+                // Read into the spare capacity without zero-filling it first: a small file
+                // must not cost a memset (and page faults) of the whole segment.
+                let want = (seg - buf.len()) as u64;
+                let n = (&mut *reader)
+                    .take(want)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| Error::io(what, e))?;
+                eof = (n as u64) < want;
             }
             let mut cuts = Vec::new();
             let mut pos = 0;

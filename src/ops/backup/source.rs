@@ -189,20 +189,21 @@ fn load_parent_subtree(ctx: &Ctx<'_>, pnode: Option<&Node>) -> Result<Option<Tre
 }
 
 fn node_from_meta(name: &[u8], kind: NodeKind, m: &Metadata, xattrs: Vec<Xattr>) -> Node {
+    let mtime_ns = m
+        .mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.mtime_nsec());
     Node {
         name: name.to_vec(),
         kind,
         mode: m.mode(),
         uid: m.uid(),
         gid: m.gid(),
-        mtime_ns: m
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(m.mtime_nsec()),
-        atime_ns: m
-            .atime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(m.atime_nsec()),
+        mtime_ns,
+        // Not the access time: every read changes it (this backup's own reads included), so
+        // recording it would make every unchanged directory a new tree (borg 1.2 made the
+        // same choice). Restores set the access time to the modification time.
+        atime_ns: mtime_ns,
         ctime_ns: m
             .ctime()
             .saturating_mul(1_000_000_000)
