@@ -43,7 +43,12 @@ pub struct SnapshotsArgs {
 
 pub fn snapshots(env: &Env, a: SnapshotsArgs) -> Result<u8> {
     let repo = env.open()?;
-    let list = find::snapshots(&repo, &a.filter.filter())?;
+    let (all, damaged) = repo.scan_snapshots()?;
+    for (id, e) in &damaged {
+        eprintln!("warning: skipping snapshot {id}: {e}");
+    }
+    let filter = a.filter.filter();
+    let list: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
     if env.json {
         let v: Vec<_> = list
             .iter()

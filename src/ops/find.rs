@@ -36,7 +36,8 @@ impl SnapshotFilter {
     }
 }
 
-/// Snapshots passing the filter, oldest first.
+/// Snapshots passing the filter, oldest first (damaged snapshots are skipped; see
+/// [`Repository::scan_snapshots`]).
 pub fn snapshots(
     repo: &Repository,
     filter: &SnapshotFilter,

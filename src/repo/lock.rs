@@ -28,6 +28,20 @@ pub struct LockGuard {
     repo: Repository,
 }
 
+/// A lock is stale when not refreshed for [`STALE_AFTER_NS`], or when it was taken on this
+/// host by a process that no longer exists (a killed backup), as restic decides.
+fn is_stale(l: &Lock, now: i64) -> bool {
+    if now.saturating_sub(l.time_unix_ns) >= STALE_AFTER_NS {
+        return true;
+    }
+    let pid = i32::try_from(l.pid).unwrap_or(0);
+    l.hostname == crate::ops::hostname()
+        && pid > 0
+        && pid != std::process::id() as i32
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH)
+}
+
 fn describe(l: &Lock) -> String {
     format!("pid {} of {}@{}", l.pid, l.username, l.hostname)
 }
@@ -65,7 +79,7 @@ impl Repository {
             let Ok(lock) = Lock::decode(&plain) else {
                 continue;
             };
-            if now.saturating_sub(lock.time_unix_ns) < STALE_AFTER_NS {
+            if !is_stale(&lock, now) {
                 out.push(lock);
             }
         }
@@ -130,7 +144,7 @@ impl Repository {
                     .open_object(ObjectKind::Lock, &id, &bytes)
                     .and_then(|p| Ok(Lock::decode(&p)?))
                 {
-                    Ok(l) => now.saturating_sub(l.time_unix_ns) >= STALE_AFTER_NS,
+                    Ok(l) => is_stale(&l, now),
                     Err(_) => true,
                 },
                 Err(_) => continue,
@@ -153,5 +167,38 @@ impl Drop for LockGuard {
         if let Ok(id) = self.current.lock() {
             let _ = self.repo.backend().delete(FileType::Lock, &id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000_000_000;
+
+    fn lock(pid: u32, host: String, age_ns: i64) -> Lock {
+        Lock {
+            time_unix_ns: NOW - age_ns,
+            exclusive: true,
+            hostname: host,
+            username: "u".into(),
+            pid,
+        }
+    }
+
+    #[test]
+    fn stale_when_old_or_holder_dead_on_this_host() {
+        let now = NOW;
+        let me = std::process::id();
+        let host = crate::ops::hostname();
+        assert!(!is_stale(&lock(me, host.clone(), 0), now));
+        assert!(is_stale(&lock(me, host.clone(), STALE_AFTER_NS + 1), now));
+        // A finished child's pid: dead on this host, so its lock is stale at once.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        assert!(is_stale(&lock(dead, host, 0), now));
+        // The same pid on another host cannot be checked: live until it ages out.
+        assert!(!is_stale(&lock(dead, "elsewhere.example".into(), 0), now));
     }
 }

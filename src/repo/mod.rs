@@ -459,18 +459,34 @@ impl Repository {
         Snapshot::decode(&body).map_err(|e| Error::corrupt("snapshot", id, e))
     }
 
-    /// Every snapshot, oldest first.
+    /// Every readable snapshot, oldest first. Damaged snapshots are skipped here (one bad
+    /// object must not hide the rest); [`Repository::scan_snapshots`] reports them and
+    /// `check` counts them as errors.
     pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        Ok(self.scan_snapshots()?.0)
+    }
+
+    /// Every snapshot, oldest first, and the ones that could not be read with why. Storage
+    /// errors other than damage (a failing listing) are still errors.
+    #[allow(clippy::type_complexity)]
+    pub fn scan_snapshots(
+        &self,
+    ) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<(SnapshotId, Error)>)> {
         let ids = self.backend().list(FileType::Snapshot)?;
-        let mut out = ids
+        let loaded: Vec<(SnapshotId, Result<Snapshot>)> = ids
             .par_iter()
-            .map(|(id, _)| {
-                let id = SnapshotId(*id);
-                self.load_snapshot(&id).map(|s| (id, s))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        out.sort_by(|a, b| a.1.time_unix_ns.cmp(&b.1.time_unix_ns).then(a.0.cmp(&b.0)));
-        Ok(out)
+            .map(|(id, _)| (SnapshotId(*id), self.load_snapshot(&SnapshotId(*id))))
+            .collect();
+        let (mut ok, mut damaged) = (Vec::new(), Vec::new());
+        for (id, r) in loaded {
+            match r {
+                Ok(s) => ok.push((id, s)),
+                Err(e @ Error::Corrupt { .. }) => damaged.push((id, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        ok.sort_by(|a, b| a.1.time_unix_ns.cmp(&b.1.time_unix_ns).then(a.0.cmp(&b.0)));
+        Ok((ok, damaged))
     }
 
     /// Adds another passphrase.

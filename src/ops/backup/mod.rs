@@ -305,6 +305,10 @@ pub fn run(
         incomplete: summary.errors > 0,
         summary,
     };
+    // A stop requested while the last data was being stored still means "no snapshot".
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted);
+    }
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupOutcome { id, snapshot })
 }
