@@ -92,6 +92,7 @@ impl Chunker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::vectors::samples::pseudo_random;
     use proptest::prelude::*;
 
     const SMALL: ChunkerParams = ChunkerParams {
@@ -103,18 +104,6 @@ mod tests {
     fn chunker() -> Chunker {
         let gear = crate::crypto::MasterKey::from_bytes(&[9; 96]).gear_table();
         Chunker::new(SMALL, gear)
-    }
-
-    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod pack;
 pub mod snapshot;
 pub mod tree;
 #[cfg(test)]
-mod vectors;
+pub(crate) mod vectors;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

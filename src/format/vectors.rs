@@ -10,7 +10,7 @@
 //! Samples use patterned bytes (`id(seed)` has 32 distinct bytes), negative integers and a
 //! non-UTF-8 name, so byte order, sign handling and byte-string handling are all pinned.
 
-mod samples;
+pub(crate) mod samples;
 
 use std::collections::BTreeSet;
 

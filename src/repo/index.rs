@@ -72,8 +72,11 @@ impl Index {
 
     /// Location of a blob.
     pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        let s = self.blobs.get(id)?;
-        Some(BlobLocation {
+        self.blobs.get(id).map(|s| self.location(id, s))
+    }
+
+    fn location(&self, id: &BlobId, s: &Slot) -> BlobLocation {
+        BlobLocation {
             pack: self.packs[s.pack as usize],
             entry: PackEntry {
                 blob_type: s.blob_type,
@@ -82,7 +85,7 @@ impl Index {
                 length: s.length,
                 raw_len: s.raw_len,
             },
-        })
+        }
     }
 
     /// Whether a blob is stored.
@@ -112,16 +115,7 @@ impl Index {
 
     /// Every blob with its location.
     pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        self.blobs.iter().map(|(id, s)| BlobLocation {
-            pack: self.packs[s.pack as usize],
-            entry: PackEntry {
-                blob_type: s.blob_type,
-                id: *id,
-                offset: s.offset,
-                length: s.length,
-                raw_len: s.raw_len,
-            },
-        })
+        self.blobs.iter().map(|(id, s)| self.location(id, s))
     }
 }
 

@@ -53,7 +53,7 @@ pub(super) fn nonce(seed: u8) -> [u8; 24] {
 }
 
 /// xorshift64 (13, 7, 17) from `seed | 1`, emitting the low byte of each state.
-pub(super) fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)
         .map(|_| {

@@ -188,11 +188,20 @@ fn load_parent_subtree(ctx: &Ctx<'_>, pnode: Option<&Node>) -> Result<Option<Tre
     }
 }
 
-fn node_from_meta(name: &[u8], kind: NodeKind, m: &Metadata, xattrs: Vec<Xattr>) -> Node {
-    let mtime_ns = m
-        .mtime()
+fn mtime_ns(m: &Metadata) -> i64 {
+    m.mtime()
         .saturating_mul(1_000_000_000)
-        .saturating_add(m.mtime_nsec());
+        .saturating_add(m.mtime_nsec())
+}
+
+fn ctime_ns(m: &Metadata) -> i64 {
+    m.ctime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.ctime_nsec())
+}
+
+fn node_from_meta(name: &[u8], kind: NodeKind, m: &Metadata, xattrs: Vec<Xattr>) -> Node {
+    let mtime_ns = mtime_ns(m);
     Node {
         name: name.to_vec(),
         kind,
@@ -204,10 +213,7 @@ fn node_from_meta(name: &[u8], kind: NodeKind, m: &Metadata, xattrs: Vec<Xattr>)
         // recording it would make every unchanged directory a new tree (borg 1.2 made the
         // same choice). Restores set the access time to the modification time.
         atime_ns: mtime_ns,
-        ctime_ns: m
-            .ctime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(m.ctime_nsec()),
+        ctime_ns: ctime_ns(m),
         inode: m.ino(),
         device: m.dev(),
         links: m.nlink(),
@@ -247,14 +253,8 @@ fn unchanged(p: &Node, m: &Metadata) -> bool {
         return false;
     };
     *size == m.size()
-        && p.mtime_ns
-            == m.mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.mtime_nsec())
-        && p.ctime_ns
-            == m.ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.ctime_nsec())
+        && p.mtime_ns == mtime_ns(m)
+        && p.ctime_ns == ctime_ns(m)
         && p.inode == m.ino()
 }
 
