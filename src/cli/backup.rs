@@ -142,7 +142,8 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
     let mut stdin = std::io::stdin().lock();
     let stdin_reader: Option<&mut dyn Read> = if a.stdin { Some(&mut stdin) } else { None };
     let outcome = std::thread::scope(|s| {
-        if !scanner_paths.is_empty() && !env.quiet {
+        // Only a visible status line needs the total; otherwise the scan is wasted I/O.
+        if !scanner_paths.is_empty() && reporter.is_active() {
             s.spawn(|| scan_total(&scanner_paths, &reporter));
         }
         backup::run(&repo, source, stdin_reader, &opts, &reporter, &env.cancel)

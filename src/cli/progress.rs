@@ -50,6 +50,11 @@ impl Reporter {
         }
     }
 
+    /// Whether a status line is being drawn.
+    pub fn is_active(&self) -> bool {
+        self.tty
+    }
+
     /// Sets the expected total bytes (for the ETA).
     pub fn set_total(&self, n: u64) {
         self.counts.total.store(n, Ordering::Relaxed);
