@@ -3,22 +3,61 @@
 //! A payload is compressed only when that saves space; decompression is bounded by the length
 //! the index or object cap allows, so a hostile zstd frame cannot balloon memory.
 
+use std::cell::RefCell;
+
 use crate::format::FormatError;
 
 /// Compressed form of `data` if it is smaller by at least 1/64 (otherwise storing it raw is
 /// cheaper to read back and leaks no more).
 pub fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    with_compressed(data, level, |c| c.map(<[u8]>::to_vec))
+}
+
+thread_local! {
+    /// Per-thread zstd context and output buffer. A level-3 context allocates several MiB;
+    /// creating one per chunk churned the allocator enough to raise a backup's peak memory,
+    /// so each worker thread keeps one (a cache, not shared state: nothing crosses threads).
+    static SCRATCH: RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+/// Calls `f` with the compressed form of `data` (as [`compress`] decides), without
+/// allocating per call: the context and buffer are reused by the calling thread.
+pub fn with_compressed<R>(data: &[u8], level: i32, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
     if data.len() < 64 {
-        return None;
+        return f(None);
     }
     let limit = data.len() - data.len() / 64;
-    let mut out = Vec::with_capacity(limit);
-    // `compress_to_buffer` fails when the output would not fit: exactly "does not save space".
-    zstd::bulk::Compressor::new(level)
-        .ok()?
-        .compress_to_buffer(data, &mut out)
-        .ok()?;
-    Some(out)
+    SCRATCH.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            // Re-entered on this thread (cannot happen in cista's pipeline): do it uncached.
+            let mut out = Vec::with_capacity(limit);
+            let ok = zstd::bulk::Compressor::new(level)
+                .and_then(|mut c| c.compress_to_buffer(data, &mut out))
+                .is_ok();
+            return f(ok.then_some(&out[..]));
+        };
+        if slot.as_ref().is_none_or(|(l, _, _)| *l != level) {
+            match zstd::bulk::Compressor::new(level) {
+                Ok(c) => *slot = Some((level, c, Vec::new())),
+                Err(_) => return f(None),
+            }
+        }
+        let Some((_, ctx, buf)) = slot.as_mut() else {
+            return f(None);
+        };
+        buf.clear();
+        // `compress_to_buffer` fails when the output would not fit in `limit` bytes: exactly
+        // "does not save space".
+        buf.resize(limit, 0);
+        let res = ctx.compress_to_buffer(data, &mut buf[..]);
+        match res {
+            Ok(n) => {
+                buf.truncate(n);
+                f(Some(&buf[..]))
+            }
+            Err(_) => f(None),
+        }
+    })
 }
 
 /// Decompresses one zstd frame that must expand to exactly `expected` bytes (at most `max`).

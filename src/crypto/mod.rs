@@ -109,6 +109,11 @@ impl MasterKey {
         seal(&self.enc, ad, plaintext)
     }
 
+    /// Seals the concatenation of `parts` with the encryption key; see [`seal_parts`].
+    pub fn seal_parts(&self, ad: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, CryptoError> {
+        seal_parts(&self.enc, ad, parts)
+    }
+
     /// Opens with the encryption key; see [`open`].
     pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         open(&self.enc, ad, sealed)
@@ -118,11 +123,19 @@ impl MasterKey {
 /// XChaCha20-Poly1305 with a fresh random nonce: returns `nonce || ciphertext || tag`.
 /// Random 24-byte nonces need no counter state, so no crash or copy can make one repeat.
 pub fn seal(key: &[u8; 32], ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+    seal_parts(key, ad, &[plaintext])
+}
+
+/// [`seal`] of the concatenation of `parts`, built in one allocation (no joined copy).
+pub fn seal_parts(key: &[u8; 32], ad: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>, CryptoError> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(NONCE_LEN + len + TAG_LEN);
     out.resize(NONCE_LEN, 0);
     random_bytes(&mut out)?;
     let nonce = XNonce::try_from(&out[..NONCE_LEN]).map_err(|_| CryptoError::AuthFailed)?;
-    out.extend_from_slice(plaintext);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
     let cipher = XChaCha20Poly1305::new(key.into());
     let tag = cipher
         .encrypt_inout_detached(&nonce, ad, (&mut out[NONCE_LEN..]).into())

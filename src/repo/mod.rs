@@ -255,13 +255,16 @@ impl Repository {
         }
     }
 
-    /// Compresses (data blobs, when it helps) and seals a blob for a pack.
+    /// Compresses (when it helps) and seals a blob for a pack: one allocation, the sealed
+    /// output; compression uses the calling thread's reusable context and buffer.
     pub fn seal_blob(&self, blob_type: BlobType, id: &BlobId, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let payload = self.frame_payload(plaintext);
-        Ok(self
-            .inner
-            .key
-            .seal(&pack::blob_ad(blob_type, id), &payload)?)
+        let ad = pack::blob_ad(blob_type, id);
+        let level = self.inner.config.compression_level;
+        let sealed = compress::with_compressed(plaintext, level, |c| match c {
+            Some(c) => self.inner.key.seal_parts(&ad, &[&[PAYLOAD_ZSTD], c]),
+            None => self.inner.key.seal_parts(&ad, &[&[PAYLOAD_RAW], plaintext]),
+        })?;
+        Ok(sealed)
     }
 
     /// Opens a sealed blob and checks its plaintext against its id.
