@@ -316,7 +316,6 @@ fn write_file(
             Ok(())
         })
         .collect::<Result<()>>()?;
-    f.sync_all().map_err(|e| Error::io(path, e))?;
     progress.file_done(size);
     Ok(size)
 }
