@@ -139,8 +139,9 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
         Source::Paths(p) => p.clone(),
         _ => Vec::new(),
     };
-    let mut stdin = std::io::stdin().lock();
-    let stdin_reader: Option<&mut dyn Read> = if a.stdin { Some(&mut stdin) } else { None };
+    let mut stdin = std::io::stdin();
+    let stdin_reader: Option<&mut (dyn Read + Send)> =
+        if a.stdin { Some(&mut stdin) } else { None };
     let outcome = std::thread::scope(|s| {
         // Only a visible status line needs the total; otherwise the scan is wasted I/O.
         if !scanner_paths.is_empty() && reporter.is_active() {

@@ -83,6 +83,47 @@ pub fn segment_len(max_chunk: u32) -> usize {
     (2 * max_chunk as usize).max(4 << 20)
 }
 
+/// One read segment and the chunk boundaries in it that are final.
+struct Segment {
+    buf: Vec<u8>,
+    cuts: Vec<std::ops::Range<usize>>,
+    /// The stream ended within this segment (every byte is then in a cut).
+    eof: bool,
+}
+
+impl Segment {
+    /// Reads up to `len` bytes (after `carry`, the uncut tail of the previous segment) and
+    /// cuts them. Reads into spare capacity: no zero-filling of the segment.
+    fn read(
+        chunker: &crate::chunker::Chunker,
+        reader: &mut (dyn Read + Send),
+        carry: &[u8],
+        len: usize,
+        what: &Path,
+    ) -> Result<Self> {
+        let mut buf = Vec::with_capacity(len.max(carry.len()));
+        buf.extend_from_slice(carry);
+        let want = len.saturating_sub(buf.len()) as u64;
+        let n = reader
+            .take(want)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(what, e))?;
+        let eof = (n as u64) < want;
+        let mut cuts = Vec::new();
+        let mut pos = 0;
+        while let Some(c) = chunker.next_cut(&buf[pos..], eof) {
+            cuts.push(pos..pos + c);
+            pos += c;
+        }
+        Ok(Self { buf, cuts, eof })
+    }
+
+    /// Bytes covered by the cuts.
+    fn consumed(&self) -> usize {
+        self.cuts.last().map_or(0, |r| r.end)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     files_new: AtomicU64,
@@ -157,45 +198,49 @@ impl Ctx<'_> {
     }
 
     /// Chunks a stream and stores its new chunks; returns (chunk ids, length).
-    fn store_stream(&self, reader: &mut dyn Read, what: &Path) -> Result<(Vec<BlobId>, u64)> {
+    ///
+    /// Double-buffered: while the chunks of one segment are hashed, compressed and sealed in
+    /// parallel, the next segment is read and cut (`rayon::join`), so reading and the
+    /// sequential chunker overlap the CPU work. At most two segments per stream are in memory.
+    fn store_stream(
+        &self,
+        reader: &mut (dyn Read + Send),
+        what: &Path,
+    ) -> Result<(Vec<BlobId>, u64)> {
         let chunker = self.repo.chunker();
         let seg = segment_len(chunker.params().max);
-        let mut buf: Vec<u8> = Vec::with_capacity(seg);
         let mut ids = Vec::new();
         let mut total = 0u64;
-        let mut eof = false;
+        let mut cur = Segment::read(chunker, reader, &[], seg, what)?;
         loop {
             self.check_cancel()?;
-            if !eof && buf.len() < seg {
-                // Read into the spare capacity without zero-filling it first: a small file
-                // must not cost a memset (and page faults) of the whole segment.
-                let want = (seg - buf.len()) as u64;
-                let n = (&mut *reader)
-                    .take(want)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| Error::io(what, e))?;
-                eof = (n as u64) < want;
-            }
-            let mut cuts = Vec::new();
-            let mut pos = 0;
-            while let Some(n) = chunker.next_cut(&buf[pos..], eof) {
-                cuts.push(pos..pos + n);
-                pos += n;
-            }
-            let batch: Vec<Result<BlobId>> = cuts
-                .par_iter()
-                .map(|r| self.store_blob(BlobType::Data, &buf[r.clone()]))
-                .collect();
-            for id in batch {
-                ids.push(id?);
-            }
-            total += pos as u64;
-            self.progress.bytes(pos as u64);
-            buf.drain(..pos);
-            if eof && buf.is_empty() {
-                return Ok((ids, total));
+            let consumed = cur.consumed();
+            let (stored, next) = if cur.eof {
+                (self.store_cuts(&cur), None)
+            } else {
+                let carry = &cur.buf[consumed..];
+                let (stored, next) = rayon::join(
+                    || self.store_cuts(&cur),
+                    || Segment::read(chunker, reader, carry, seg, what),
+                );
+                (stored, Some(next))
+            };
+            ids.extend(stored?);
+            total += consumed as u64;
+            self.progress.bytes(consumed as u64);
+            match next {
+                None => return Ok((ids, total)),
+                Some(next) => cur = next?,
             }
         }
+    }
+
+    /// Stores a segment's chunks in parallel; ids in order.
+    fn store_cuts(&self, s: &Segment) -> Result<Vec<BlobId>> {
+        s.cuts
+            .par_iter()
+            .map(|r| self.store_blob(BlobType::Data, &s.buf[r.clone()]))
+            .collect()
     }
 
     fn store_tree(&self, mut nodes: Vec<Node>) -> Result<BlobId> {
@@ -210,7 +255,7 @@ impl Ctx<'_> {
 pub fn run(
     repo: &Repository,
     source: Source,
-    stdin: Option<&mut dyn Read>,
+    stdin: Option<&mut (dyn Read + Send)>,
     opts: &BackupOptions,
     progress: &dyn Progress,
     cancel: &CancelFlag,
@@ -355,7 +400,7 @@ fn file_node(name: &str, content: Vec<BlobId>, size: u64) -> Node {
     }
 }
 
-fn store_single(ctx: &Ctx<'_>, name: &str, reader: &mut dyn Read) -> Result<BlobId> {
+fn store_single(ctx: &Ctx<'_>, name: &str, reader: &mut (dyn Read + Send)) -> Result<BlobId> {
     let (content, size) = ctx.store_stream(reader, Path::new("standard input"))?;
     ctx.counters.files_new.fetch_add(1, Ordering::Relaxed);
     ctx.counters.total_files.fetch_add(1, Ordering::Relaxed);
@@ -545,5 +590,56 @@ mod tests {
         assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
         assert!(repo.list_snapshots().unwrap().is_empty());
         assert!(check::run(&repo, &CheckOptions::default()).unwrap().is_ok());
+    }
+
+    /// A stream spanning several read segments chunks exactly as the whole buffer does (the
+    /// double-buffered reader must not move a boundary) and reads back identical.
+    #[test]
+    fn multi_segment_stream_chunks_like_the_whole_buffer() {
+        let d = tempfile::tempdir().unwrap();
+        let local: Arc<dyn Backend> =
+            Arc::new(OpendalBackend::local(d.path().join("repo")).unwrap());
+        let repo = Repository::init(local, b"pw", &opts()).unwrap();
+        let mut x = 7u64;
+        let mut data: Vec<u8> = (0..(segment_len(opts().chunker.max) * 5 / 2))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 7) as u8
+            })
+            .collect();
+        data.extend(b"tail of the dump\n".repeat(1000));
+        let cancel: CancelFlag = Arc::new(AtomicBool::new(false));
+        let mut reader: &[u8] = &data;
+        let source = Source::Stdin {
+            name: "db.sql".into(),
+        };
+        let out = run(
+            &repo,
+            source,
+            Some(&mut reader),
+            &BackupOptions::default(),
+            &NoProgress,
+            &cancel,
+        )
+        .unwrap();
+
+        let index = repo.load_index().unwrap();
+        let tree = repo.read_tree(&index, &out.snapshot.tree).unwrap();
+        let NodeKind::File { content, size } = &tree.nodes[0].kind else {
+            panic!("not a file")
+        };
+        assert_eq!(*size, data.len() as u64);
+        let mut expected = Vec::new();
+        let mut pos = 0;
+        for n in repo.chunker().cut_all(&data) {
+            expected.push(repo.blob_id(&data[pos..pos + n]));
+            pos += n;
+        }
+        assert_eq!(content, &expected);
+        let mut back = Vec::new();
+        crate::ops::restore::dump_file(&repo, &index, &tree.nodes[0], &mut back).unwrap();
+        assert!(back == data, "dumped bytes differ");
     }
 }
