@@ -18,12 +18,45 @@ thread_local! {
     /// creating one per chunk churned the allocator enough to raise a backup's peak memory,
     /// so each worker thread keeps one (a cache, not shared state: nothing crosses threads).
     static SCRATCH: RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> = const { RefCell::new(None) };
+    /// A level-1 context for the incompressibility trial.
+    static TRIAL: RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+/// Bytes sampled from the start of a blob to decide whether compressing it is worthwhile.
+pub const TRIAL_LEN: usize = 16 << 10;
+
+/// Whether a cheap trial (level 1 on the first [`TRIAL_LEN`] bytes) says `data` is
+/// incompressible: encrypted uploads, media and archives are, and compressing them whole at the
+/// configured level costs CPU for nothing. A sample that saves less than 3% condemns the blob.
+pub fn looks_incompressible(data: &[u8]) -> bool {
+    if data.len() < 4 * TRIAL_LEN {
+        return false;
+    }
+    let sample = &data[..TRIAL_LEN];
+    TRIAL.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return false;
+        };
+        if slot.is_none() {
+            match zstd::bulk::Compressor::new(1) {
+                Ok(c) => *slot = Some((c, Vec::new())),
+                Err(_) => return false,
+            }
+        }
+        let Some((ctx, buf)) = slot.as_mut() else {
+            return false;
+        };
+        let limit = TRIAL_LEN - TRIAL_LEN * 3 / 100;
+        buf.clear();
+        buf.resize(limit, 0);
+        ctx.compress_to_buffer(sample, &mut buf[..]).is_err()
+    })
 }
 
 /// Calls `f` with the compressed form of `data` (as [`compress`] decides), without
 /// allocating per call: the context and buffer are reused by the calling thread.
 pub fn with_compressed<R>(data: &[u8], level: i32, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
-    if data.len() < 64 {
+    if data.len() < 64 || looks_incompressible(data) {
         return f(None);
     }
     let limit = data.len() - data.len() / 64;
@@ -112,6 +145,29 @@ mod tests {
             .collect();
         let _ = compress(&random, 3); // may or may not compress; must not panic
         assert!(compress(b"short", 3).is_none());
+    }
+
+    #[test]
+    fn trial_skips_random_keeps_text() {
+        let mut x = 1u64;
+        let random: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(looks_incompressible(&random));
+        assert!(compress(&random, 3).is_none());
+        let text = b"INSERT INTO t VALUES (1, 'abc');\n".repeat(10_000);
+        assert!(!looks_incompressible(&text));
+        // Random start, compressible rest: the trial condemns it (documented trade-off).
+        let mut mixed = random[..TRIAL_LEN].to_vec();
+        mixed.extend_from_slice(&text);
+        assert!(looks_incompressible(&mixed));
+        // Small blobs are never condemned by the trial.
+        assert!(!looks_incompressible(&random[..TRIAL_LEN * 2]));
     }
 
     #[test]
