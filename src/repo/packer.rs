@@ -299,3 +299,73 @@ impl Drop for Packer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use crate::backend::opendal::OpendalBackend;
+    use crate::format::key::KdfParams;
+    use crate::repo::InitOptions;
+    use std::sync::Arc;
+
+    fn repo() -> Repository {
+        let b: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let opts = InitOptions {
+            kdf: KdfParams {
+                m_kib: 64,
+                t: 1,
+                p: 1,
+            },
+            ..InitOptions::default()
+        };
+        Repository::init(b, b"pw", &opts).unwrap()
+    }
+
+    fn blobs(r: &Repository, n: usize) -> Vec<SealedBlob> {
+        (0..n)
+            .map(|i| {
+                let data = format!("blob number {i}").into_bytes();
+                let id = r.blob_id(&data);
+                let sealed = r.seal_blob(BlobType::Data, &id, &data).unwrap();
+                SealedBlob {
+                    blob_type: BlobType::Data,
+                    id,
+                    raw_len: data.len() as u32,
+                    sealed,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn assembled_pack_is_shuffled_padded_named_and_readable() {
+        let r = repo();
+        let input: Vec<BlobId> = blobs(&r, 32).iter().map(|b| b.id).collect();
+        let mut orders = std::collections::HashSet::new();
+        for _ in 0..4 {
+            let bl = blobs(&r, 32);
+            let body: usize = bl.iter().map(|b| b.sealed.len()).sum();
+            let p = assemble(&r, bl).unwrap();
+            assert_eq!(p.id.0, Id::of_stored(&p.bytes));
+            assert!(
+                p.bytes.len() > body + 8,
+                "header and trailer follow the blobs"
+            );
+            let header = r.pack_header_from_bytes(&p.id, &p.bytes).unwrap();
+            assert_eq!(header.entries, p.entries);
+            let mut ids: Vec<BlobId> = p.entries.iter().map(|e| e.id).collect();
+            orders.insert(ids.clone());
+            for e in &p.entries {
+                let sealed = &p.bytes[e.offset as usize..e.end() as usize];
+                assert!(r.open_blob(e, sealed).is_ok());
+            }
+            ids.sort();
+            let mut want = input.clone();
+            want.sort();
+            assert_eq!(ids, want);
+        }
+        // 32! orders: four identical shuffles would mean no shuffling.
+        assert!(orders.len() > 1, "blob order is not randomised");
+    }
+}
