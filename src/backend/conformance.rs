@@ -43,6 +43,7 @@ pub fn run_all(b: &dyn Backend) {
     round_trip_every_type(b);
     config_ignores_the_id(b);
     empty_object(b);
+    write_parts_joins_in_order(b);
     read_range(b);
     list_returns_ids_and_sizes(b);
     write_never_overwrites(b);
@@ -61,6 +62,22 @@ fn create_and_empty_lists(b: &dyn Backend) {
         );
     }
     assert!(!b.location().is_empty());
+}
+
+fn write_parts_joins_in_order(b: &dyn Backend) {
+    let (id, bytes) = object(90, 3000);
+    let parts = vec![
+        bytes[..1].to_vec(),
+        Vec::new(),
+        bytes[1..1000].to_vec(),
+        bytes[1000..].to_vec(),
+    ];
+    b.write_parts(FileType::Pack, &id, parts)
+        .expect("write_parts");
+    assert_eq!(b.read(FileType::Pack, &id).expect("read"), bytes);
+    let again = b.write_parts(FileType::Pack, &id, vec![bytes.clone()]);
+    assert_eq!(again.map_err(|e| e.kind), Err(ErrorKind::AlreadyExists));
+    b.delete(FileType::Pack, &id).expect("delete");
 }
 
 fn round_trip_every_type(b: &dyn Backend) {

@@ -123,6 +123,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn size(&self, t: FileType, id: &Id) -> Result<u64, BackendError>;
     /// Stores a new object atomically and durably; never overwrites.
     fn write(&self, t: FileType, id: &Id, bytes: Vec<u8>) -> Result<(), BackendError>;
+    /// [`Backend::write`] of the concatenation of `parts`. Backends that can send a
+    /// non-contiguous buffer override this to avoid joining the parts (a pack's sealed blobs).
+    fn write_parts(&self, t: FileType, id: &Id, parts: Vec<Vec<u8>>) -> Result<(), BackendError> {
+        self.write(t, id, parts.concat())
+    }
     /// Removes an object; removing a missing object is `NotFound`.
     fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError>;
 }

@@ -42,10 +42,12 @@ pub struct SealedBlob {
 /// A pack ready to store.
 #[derive(Debug)]
 pub struct FinishedPack {
-    /// BLAKE3 of `bytes`.
+    /// BLAKE3 of the pack's bytes (the parts in order).
     pub id: PackId,
-    /// The whole pack file.
-    pub bytes: Vec<u8>,
+    /// The pack's bytes, in order, in pieces (the sealed blobs are not copied together).
+    pub parts: Vec<Vec<u8>>,
+    /// Total length of the parts.
+    pub len: u64,
     /// Its blobs, for the index.
     pub entries: Vec<PackEntry>,
 }
@@ -58,6 +60,10 @@ fn random_u64() -> Result<u64> {
 
 /// Assembles a pack: blobs in random order, random padding, sealed header, trailer; then
 /// re-reads the header it wrote (verify after write) before anything is uploaded.
+///
+/// Zero-copy: the sealed blobs become parts of the pack as they are; only the 8-byte header
+/// and the tail (padding, sealed header, trailer) are new buffers. The pack's name is hashed
+/// over the parts in order.
 pub fn assemble(repo: &Repository, mut blobs: Vec<SealedBlob>) -> Result<FinishedPack> {
     // Fisher-Yates: the order in which blobs were produced must not show in the pack.
     for i in (1..blobs.len()).rev() {
@@ -67,13 +73,14 @@ pub fn assemble(repo: &Repository, mut blobs: Vec<SealedBlob>) -> Result<Finishe
     let body: usize = blobs.iter().map(|b| b.sealed.len()).sum();
     let pad_max = (body / 64).max(4096);
     let pad = (random_u64()? % (pad_max as u64 + 1)) as usize;
-    let mut bytes =
-        Vec::with_capacity(pack::pack_magic().len() + body + pad + 64 * blobs.len() + 64);
-    bytes.extend_from_slice(&pack::pack_magic());
+    let too_big = || Error::InvalidInput("pack exceeds 4 GiB; lower the pack size".into());
+
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(blobs.len() + 2);
+    parts.push(pack::pack_magic().to_vec());
+    let mut len = pack::pack_magic().len();
     let mut entries = Vec::with_capacity(blobs.len());
     for b in blobs {
-        let too_big = || Error::InvalidInput("pack exceeds 4 GiB; lower the pack size".into());
-        let offset = u32::try_from(bytes.len()).map_err(|_| too_big())?;
+        let offset = u32::try_from(len).map_err(|_| too_big())?;
         let length = u32::try_from(b.sealed.len()).map_err(|_| too_big())?;
         entries.push(PackEntry {
             blob_type: b.blob_type,
@@ -82,32 +89,37 @@ pub fn assemble(repo: &Repository, mut blobs: Vec<SealedBlob>) -> Result<Finishe
             length,
             raw_len: b.raw_len,
         });
-        bytes.extend_from_slice(&b.sealed);
+        len += b.sealed.len();
+        parts.push(b.sealed);
     }
-    let pad_start = bytes.len();
-    bytes.resize(pad_start + pad, 0);
-    crypto::random_bytes(&mut bytes[pad_start..])?;
     let header = PackHeader { entries };
     let sealed_header = repo
         .master_key()
         .seal(&pack::pack_header_ad(), &header.encode())?;
     let header_len = u32::try_from(sealed_header.len())
         .map_err(|_| Error::InvalidInput("pack header too large".into()))?;
-    bytes.extend_from_slice(&sealed_header);
-    bytes.extend_from_slice(&header_len.to_le_bytes());
+    let mut tail = vec![0u8; pad];
+    crypto::random_bytes(&mut tail)?;
+    tail.extend_from_slice(&sealed_header);
+    tail.extend_from_slice(&header_len.to_le_bytes());
+    let total = (len + tail.len()) as u64;
 
-    // Verify after write: what a reader will parse is what we meant to write.
-    let trailer = [
-        bytes[bytes.len() - 4],
-        bytes[bytes.len() - 3],
-        bytes[bytes.len() - 2],
-        bytes[bytes.len() - 1],
-    ];
+    // Verify after write: what a reader will parse is what we meant to write. The sealed
+    // header and trailer both lie in `tail`.
     let verify = || -> std::result::Result<(), String> {
-        let (s, e) = pack::header_range(bytes.len() as u64, trailer).map_err(|e| e.to_string())?;
+        let trailer = tail
+            .last_chunk::<{ pack::TRAILER_LEN }>()
+            .copied()
+            .ok_or("pack tail too short")?;
+        let (s, e) = pack::header_range(total, trailer).map_err(|e| e.to_string())?;
+        let tail_start = total - tail.len() as u64;
+        let sealed = tail
+            .get((s - tail_start.min(s)) as usize..(e - tail_start.min(e)) as usize)
+            .filter(|_| s >= tail_start)
+            .ok_or("header range outside the tail")?;
         let plain = repo
             .master_key()
-            .open(&pack::pack_header_ad(), &bytes[s as usize..e as usize])
+            .open(&pack::pack_header_ad(), sealed)
             .map_err(|e| e.to_string())?;
         let parsed = PackHeader::decode(&plain, s).map_err(|e| e.to_string())?;
         if parsed != header {
@@ -117,9 +129,15 @@ pub fn assemble(repo: &Repository, mut blobs: Vec<SealedBlob>) -> Result<Finishe
         }
     };
     verify().map_err(|reason| Error::corrupt("pack", "being written", reason))?;
+    parts.push(tail);
+    let mut hasher = blake3::Hasher::new();
+    for p in &parts {
+        hasher.update(p);
+    }
     Ok(FinishedPack {
-        id: PackId(Id::of_stored(&bytes)),
-        bytes,
+        id: PackId(Id(*hasher.finalize().as_bytes())),
+        parts,
+        len: total,
         entries: header.entries,
     })
 }
@@ -158,7 +176,7 @@ fn upload_loop(
         if first_error.is_some() {
             continue; // keep draining so producers never block on a dead uploader
         }
-        let res = match repo.backend().write(FileType::Pack, &p.id.0, p.bytes) {
+        let res = match repo.backend().write_parts(FileType::Pack, &p.id.0, p.parts) {
             Ok(()) => Ok(()),
             Err(e) if e.kind == ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(Error::from(e)),
@@ -347,17 +365,19 @@ mod tests {
             let bl = blobs(&r, 32);
             let body: usize = bl.iter().map(|b| b.sealed.len()).sum();
             let p = assemble(&r, bl).unwrap();
-            assert_eq!(p.id.0, Id::of_stored(&p.bytes));
+            let bytes = p.parts.concat();
+            assert_eq!(p.len, bytes.len() as u64);
+            assert_eq!(p.id.0, Id::of_stored(&bytes));
             assert!(
-                p.bytes.len() > body + 8,
+                bytes.len() > body + 8,
                 "header and trailer follow the blobs"
             );
-            let header = r.pack_header_from_bytes(&p.id, &p.bytes).unwrap();
+            let header = r.pack_header_from_bytes(&p.id, &bytes).unwrap();
             assert_eq!(header.entries, p.entries);
             let mut ids: Vec<BlobId> = p.entries.iter().map(|e| e.id).collect();
             orders.insert(ids.clone());
             for e in &p.entries {
-                let sealed = &p.bytes[e.offset as usize..e.end() as usize];
+                let sealed = &bytes[e.offset as usize..e.end() as usize];
                 assert!(r.open_blob(e, sealed).is_ok());
             }
             ids.sort();
