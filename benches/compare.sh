@@ -194,26 +194,28 @@ measure() {
   local tool=$1 run=$2 phase=$3 times log=$OUT/logs/$1-$2-$3.log
   cmd "$tool" "$phase"
   if ((${#CMD[@]} == 0)); then
-    echo "$tool,$run,$phase,,," >>"$CSV"
+    echo "$tool,$run,$phase,,,," >>"$CSV"
     return
   fi
   times=$(mktemp)
   sync
-  if ! (cd "$RUN_IN" && /usr/bin/time -f '%e %M' -o "$times" "${CMD[@]}" >"$OUTPUT" 2>"$log" </dev/null); then
+  if ! (cd "$RUN_IN" && /usr/bin/time -f '%e %M %U %S' -o "$times" "${CMD[@]}" >"$OUTPUT" 2>"$log" </dev/null); then
     cat "$log" "$times" >&2
     die "$tool $phase failed (run $run): ${CMD[*]}"
   fi
-  local secs rss
-  read -r secs rss < <(tail -n 1 "$times")
+  local secs rss user sys cpu
+  read -r secs rss user sys < <(tail -n 1 "$times")
   rm -f "$times"
-  echo "$tool,$run,$phase,$secs,$rss," >>"$CSV"
-  printf '  %-8s run %s  %-8s %8.2f s %8.1f MB\n' "$tool" "$run" "$phase" "$secs" "$(echo "$rss" | awk '{print $1*1024/1e6}')" >&2
+  cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')
+  echo "$tool,$run,$phase,$secs,$rss,$cpu," >>"$CSV"
+  printf '  %-8s run %s  %-8s %8.2f s %8.1f MB %8.2f CPU s\n' "$tool" "$run" "$phase" "$secs" \
+    "$(awk -v k="$rss" 'BEGIN { print k * 1024 / 1e6 }')" "$cpu" >&2
 }
 
 repo_size() { # TOOL RUN NAME
   local bytes
   bytes=$(du -sb "$REPO" | cut -f1)
-  echo "$1,$2,$3,,,$bytes" >>"$CSV"
+  echo "$1,$2,$3,,,,$bytes" >>"$CSV"
 }
 
 clean() {
@@ -231,7 +233,7 @@ corpus_bytes() { find "$CORPUS" -type f -printf '%s\n' | awk '{ s += $1 } END { 
 
 # --- runs ---------------------------------------------------------------------------------------
 
-echo "tool,run,phase,seconds,peak_rss_kib,repo_bytes" >"$CSV"
+echo "tool,run,phase,seconds,peak_rss_kib,cpu_seconds,repo_bytes" >"$CSV"
 LOAD_START=$(uptime)
 echo "load at start: $LOAD_START" >&2
 for run in $(seq 1 "$RUNS"); do
@@ -267,7 +269,8 @@ find "$CORPUS" -mindepth 1 -delete
 
 # --- report -------------------------------------------------------------------------------------
 
-# median TOOL PHASE COLUMN (4 = seconds, 5 = peak RSS KiB, 6 = bytes); empty if no values.
+# median TOOL PHASE COLUMN (4 = seconds, 5 = peak RSS KiB, 6 = CPU seconds, 7 = bytes); empty
+# if no values.
 median() {
   awk -F, -v t="$1" -v p="$2" -v c="$3" '$1 == t && $3 == p && $c != "" { print $c }' "$CSV" \
     | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
@@ -288,11 +291,14 @@ ratio() { # PEER CISTA -> peer/cista
 
 declare -A M
 for tool in $TOOLS; do
-  for phase in backup1 backup2 restore onefile check; do M[$tool:$phase]=$(median "$tool" "$phase" 4); done
+  for phase in backup1 backup2 restore onefile check; do
+    M[$tool:$phase]=$(median "$tool" "$phase" 4)
+    M[$tool:cpu_$phase]=$(median "$tool" "$phase" 6)
+  done
   M[$tool:rss_backup]=$(backup_rss "$tool")
   M[$tool:rss_restore]=$(median "$tool" restore 5)
-  M[$tool:repo]=$(median "$tool" repo2 6)
-  M[$tool:repo1]=$(median "$tool" repo1 6)
+  M[$tool:repo]=$(median "$tool" repo2 7)
+  M[$tool:repo1]=$(median "$tool" repo1 7)
   if [[ -n ${M[$tool:repo]} && -n ${M[$tool:repo1]} ]]; then
     M[$tool:added]=$(awk -v a="${M[$tool:repo]}" -v b="${M[$tool:repo1]}" 'BEGIN { print a - b }')
   else
@@ -311,6 +317,16 @@ done
     mbps=n/a
     [[ -n ${M[$tool:backup1]} ]] && mbps=$(awk -v b="$BYTES" -v s="${M[$tool:backup1]}" 'BEGIN { printf "%.0f", b / 1e6 / s }')
     echo "| $tool | $(fmt "${M[$tool:backup1]}" 1 2) | $mbps | $(fmt "${M[$tool:backup2]}" 1 2) | $(fmt "${M[$tool:restore]}" 1 2) | $(fmt "${M[$tool:onefile]}" 1 2) | $(fmt "${M[$tool:check]}" 1 2) | $(fmt "${M[$tool:rss_backup]}" 976.5625 0) | $(fmt "${M[$tool:rss_restore]}" 976.5625 0) | $(fmt "${M[$tool:repo]}" 1e6 0) | $(fmt "${M[$tool:added]}" 1e6 1) |"
+  done
+  echo
+  echo "CPU seconds (user + system, all threads), medians: less sensitive than wall time to other load on the machine."
+  echo
+  echo "| tool | initial backup | next night | full restore | one-file restore | check --read-data |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  for tool in $TOOLS; do
+    row="| $tool"
+    for k in backup1 backup2 restore onefile check; do row+=" | $(fmt "${M[$tool:cpu_$k]}" 1 2)"; done
+    echo "$row |"
   done
   if [[ " $TOOLS " == *" cista "* ]]; then
     echo
