@@ -757,61 +757,114 @@ pub struct VaultFile {
     pub data: Vec<u8>,
 }
 
-/// About `total` bytes of uploads: two thirds of files (and most bytes) incompressible, like
-/// client-side encrypted uploads, images and archives (16 KiB - 32 MiB); the rest compressible
-/// documents, CSV exports and JSON (1 KiB - 4 MiB).
+/// The sizes of a vault's files, both kinds log-uniform (as many files of 1-10 KiB as of
+/// 1-10 MiB): `encrypted` of the files (by count) incompressible, like client-side encrypted
+/// uploads, images and archives; the rest compressible documents, CSV exports and JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct VaultShape {
+    pub encrypted: f64,
+    pub encrypted_sizes: (usize, usize),
+    pub document_sizes: (usize, usize),
+}
+
+impl VaultShape {
+    /// Few, large files: uploads of 16 KiB - 32 MiB, documents of 1 KiB - 4 MiB (about 3 MB a
+    /// file on average). [`vault_files`] uses it.
+    pub const LARGE: Self = Self {
+        encrypted: 0.66,
+        encrypted_sizes: (16 << 10, 32 << 20),
+        document_sizes: (1 << 10, 4 << 20),
+    };
+}
+
+/// About `total` bytes of uploads shaped as [`VaultShape::LARGE`].
 pub fn vault_files(total: usize, seed: u64) -> Vec<VaultFile> {
-    let mut rng = Rng::new(seed);
-    let mut files = Vec::new();
-    let mut left = total;
-    let mut i = 0u64;
-    while left > 0 {
-        i += 1;
-        let (path, mut data) = if rng.chance(0.66) {
-            let n = rng.log_uniform(16 << 10, 32 << 20).min(left);
+    Vault::new(total, seed, VaultShape::LARGE).collect()
+}
+
+/// A vault generated one file at a time, until `total` bytes (the last file is cut short).
+/// Encrypted uploads are `uploads/<2 hex>/<16 hex>.enc`, documents `documents/<n>.<ext>`.
+#[derive(Debug, Clone)]
+pub struct Vault {
+    rng: Rng,
+    left: usize,
+    i: u64,
+    shape: VaultShape,
+}
+
+impl Vault {
+    pub fn new(total: usize, seed: u64, shape: VaultShape) -> Self {
+        Self {
+            rng: Rng::new(seed),
+            left: total,
+            i: 0,
+            shape,
+        }
+    }
+}
+
+impl Iterator for Vault {
+    type Item = VaultFile;
+
+    fn next(&mut self) -> Option<VaultFile> {
+        if self.left == 0 {
+            return None;
+        }
+        let rng = &mut self.rng;
+        self.i += 1;
+        let (path, mut data) = if rng.chance(self.shape.encrypted) {
+            let (lo, hi) = self.shape.encrypted_sizes;
+            let n = rng.log_uniform(lo, hi).min(self.left);
             let mut name = Vec::new();
             put_hex(&mut name, rng.next_u64());
             let name = String::from_utf8_lossy(&name).into_owned();
             let path = format!("uploads/{}/{name}.enc", &name[..2]);
             (path, random_bytes(n, rng.next_u64()))
         } else {
-            let n = rng.log_uniform(1 << 10, 4 << 20).min(left);
+            let (lo, hi) = self.shape.document_sizes;
+            let n = rng.log_uniform(lo, hi).min(self.left);
             let ext = rng.pick(&["txt", "csv", "json"]);
-            let mut data = Vec::with_capacity(n + 256);
-            while data.len() < n {
-                match ext {
-                    "csv" => {
-                        put_u64(&mut data, rng.below(1_000_000));
-                        put(&mut data, ",");
-                        put(&mut data, rng.pick(LAST_NAMES));
-                        put(&mut data, ",");
-                        put_money(&mut data, rng.log_uniform(1, 1_000_000) as u64);
-                        put(&mut data, "\n");
-                    }
-                    "json" => {
-                        put(&mut data, "{\"id\": ");
-                        put_u64(&mut data, rng.below(1_000_000));
-                        put(&mut data, ", \"name\": \"");
-                        put(&mut data, rng.pick(FIRST_NAMES));
-                        put(&mut data, "\", \"tags\": [\"");
-                        put(&mut data, rng.pick(WORDS));
-                        put(&mut data, "\"], \"note\": \"");
-                        put_words(&mut data, &mut rng, 4, 20);
-                        put(&mut data, "\"}\n");
-                    }
-                    _ => {
-                        put_words(&mut data, &mut rng, 8, 30);
-                        put(&mut data, ".\n");
-                    }
-                }
-            }
-            (format!("documents/{i:06}.{ext}"), data)
+            let data = document(ext, n, rng);
+            (format!("documents/{:06}.{ext}", self.i), data)
         };
-        data.truncate(left);
-        left -= data.len();
-        files.push(VaultFile { path, data });
+        data.truncate(self.left);
+        self.left -= data.len();
+        Some(VaultFile { path, data })
     }
-    files
+}
+
+/// At least `n` bytes (whole lines) of a document: `csv` rows, `json` lines, or prose for any
+/// other extension.
+pub fn document(ext: &str, n: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut data = Vec::with_capacity(n + 256);
+    while data.len() < n {
+        match ext {
+            "csv" => {
+                put_u64(&mut data, rng.below(1_000_000));
+                put(&mut data, ",");
+                put(&mut data, rng.pick(LAST_NAMES));
+                put(&mut data, ",");
+                put_money(&mut data, rng.log_uniform(1, 1_000_000) as u64);
+                put(&mut data, "\n");
+            }
+            "json" => {
+                put(&mut data, "{\"id\": ");
+                put_u64(&mut data, rng.below(1_000_000));
+                put(&mut data, ", \"name\": \"");
+                put(&mut data, rng.pick(FIRST_NAMES));
+                put(&mut data, "\", \"tags\": [\"");
+                put(&mut data, rng.pick(WORDS));
+                put(&mut data, "\"], \"note\": \"");
+                put_words(&mut data, rng, 4, 20);
+                put(&mut data, "\"}\n");
+            }
+            _ => {
+                put_words(&mut data, rng, 8, 30);
+                put(&mut data, ".\n");
+            }
+        }
+    }
+    data
 }
 
 fn put(out: &mut Vec<u8>, s: &str) {
