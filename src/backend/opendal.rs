@@ -332,7 +332,7 @@ impl Backend for OpendalBackend {
             .rt
             .block_on(self.operator("read")?.read(&path))
             .map_err(|e| convert("read", &path, e))?;
-        Ok(buf.to_vec())
+        Ok(Vec::from(buf.to_bytes()))
     }
 
     fn read_range(
@@ -373,7 +373,7 @@ impl Backend for OpendalBackend {
                 buf.len()
             )));
         }
-        Ok(buf.to_vec())
+        Ok(Vec::from(buf.to_bytes()))
     }
 
     fn size(&self, t: FileType, id: &Id) -> Result<u64, BackendError> {

@@ -114,6 +114,15 @@ impl MasterKey {
         seal_parts(&self.enc, ad, parts)
     }
 
+    /// Opens in place with the encryption key; see [`open_in_place`].
+    pub fn open_in_place(
+        &self,
+        ad: &[u8],
+        sealed: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, CryptoError> {
+        open_in_place(&self.enc, ad, sealed)
+    }
+
     /// Opens with the encryption key; see [`open`].
     pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         open(&self.enc, ad, sealed)
@@ -162,6 +171,27 @@ pub fn open(key: &[u8; 32], ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoE
             Err(CryptoError::AuthFailed)
         }
     }
+}
+
+/// Opens `nonce || ciphertext || tag` in place and returns where the plaintext now lies
+/// within `sealed` (no second buffer; the restore path reads every blob through this).
+pub fn open_in_place(
+    key: &[u8; 32],
+    ad: &[u8],
+    sealed: &mut [u8],
+) -> Result<std::ops::Range<usize>, CryptoError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::AuthFailed);
+    }
+    let tag_at = sealed.len() - TAG_LEN;
+    let nonce = XNonce::try_from(&sealed[..NONCE_LEN]).map_err(|_| CryptoError::AuthFailed)?;
+    let tag =
+        chacha20poly1305::Tag::try_from(&sealed[tag_at..]).map_err(|_| CryptoError::AuthFailed)?;
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt_inout_detached(&nonce, ad, (&mut sealed[NONCE_LEN..tag_at]).into(), &tag)
+        .map_err(|_| CryptoError::AuthFailed)?;
+    Ok(NONCE_LEN..tag_at)
 }
 
 #[cfg(test)]
@@ -225,6 +255,17 @@ mod tests {
             let k = key();
             let s = k.seal(&ad, &data).unwrap();
             prop_assert_eq!(k.open(&ad, &s).unwrap(), data);
+        }
+
+        #[test]
+        fn open_in_place_matches_open(data in proptest::collection::vec(any::<u8>(), 0..2000), flip in any::<bool>()) {
+            let k = key();
+            let mut s = k.seal(b"ad", &data).unwrap();
+            if flip { let i = s.len() / 2; s[i] ^= 1; }
+            let expected = k.open(b"ad", &s);
+            let mut inplace = s.clone();
+            let got = k.open_in_place(b"ad", &mut inplace).map(|r| inplace[r].to_vec());
+            prop_assert_eq!(got, expected);
         }
 
         #[test]

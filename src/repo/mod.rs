@@ -269,19 +269,28 @@ impl Repository {
 
     /// Opens a sealed blob and checks its plaintext against its id.
     pub fn open_blob(&self, entry: &pack::PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+        self.open_blob_owned(entry, sealed.to_vec())
+    }
+
+    /// [`Repository::open_blob`] on a buffer it may reuse: decrypted in place, and a raw
+    /// payload is returned in the same allocation.
+    pub fn open_blob_owned(&self, entry: &pack::PackEntry, mut sealed: Vec<u8>) -> Result<Vec<u8>> {
         let what = "blob";
         let plain = self
             .inner
             .key
-            .open(&pack::blob_ad(entry.blob_type, &entry.id), sealed)
+            .open_in_place(&pack::blob_ad(entry.blob_type, &entry.id), &mut sealed)
             .map_err(|e| Error::corrupt(what, entry.id, e))?;
-        let (compressed, body) =
-            split_payload(&plain, what).map_err(|e| Error::corrupt(what, entry.id, e))?;
+        let (compressed, body) = split_payload(&sealed[plain.clone()], what)
+            .map_err(|e| Error::corrupt(what, entry.id, e))?;
         let data = if compressed {
             compress::decompress_exact(body, entry.raw_len as usize, what)
                 .map_err(|e| Error::corrupt(what, entry.id, e))?
         } else {
-            body.to_vec()
+            // Keep the allocation: drop the tag, then the nonce and flag (one move).
+            sealed.truncate(plain.end);
+            sealed.drain(..plain.start + 1);
+            sealed
         };
         if data.len() != entry.raw_len as usize {
             return Err(Error::corrupt(
@@ -315,7 +324,7 @@ impl Repository {
             u64::from(e.offset),
             u64::from(e.length),
         )?;
-        self.open_blob(&e, &sealed)
+        self.open_blob_owned(&e, sealed)
     }
 
     /// Loads a tree blob.
