@@ -71,7 +71,9 @@ pub fn assemble(repo: &Repository, mut blobs: Vec<SealedBlob>) -> Result<Finishe
         blobs.swap(i, j);
     }
     let body: usize = blobs.iter().map(|b| b.sealed.len()).sum();
-    let pad_max = (body / 64).max(4096);
+    // Up to 1/256 of the pack (at least 4 KiB): blurs pack sizes for ~0.2% of storage on
+    // average (1/64 cost 0.8% and made repositories larger than restic's).
+    let pad_max = (body / 256).max(4096);
     let pad = (random_u64()? % (pad_max as u64 + 1)) as usize;
     let too_big = || Error::InvalidInput("pack exceeds 4 GiB; lower the pack size".into());
 
