@@ -149,15 +149,7 @@ mod tests {
 
     #[test]
     fn trial_skips_random_keeps_text() {
-        let mut x = 1u64;
-        let random: Vec<u8> = (0..200_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let random = crate::format::vectors::samples::pseudo_random(200_000, 1);
         assert!(looks_incompressible(&random));
         assert!(compress(&random, 3).is_none());
         let text = b"INSERT INTO t VALUES (1, 'abc');\n".repeat(10_000);

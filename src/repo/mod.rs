@@ -515,13 +515,14 @@ impl Repository {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backend::opendal::OpendalBackend;
     use crate::format::pack::PackEntry;
     use proptest::prelude::*;
 
-    fn repo() -> Repository {
+    /// An in-memory repository with a cheap KDF, for unit tests of the layers above.
+    pub(crate) fn repo() -> Repository {
         let b: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
         let opts = InitOptions {
             kdf: KdfParams {

@@ -323,24 +323,7 @@ impl Drop for Packer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Backend;
-    use crate::backend::opendal::OpendalBackend;
-    use crate::format::key::KdfParams;
-    use crate::repo::InitOptions;
-    use std::sync::Arc;
-
-    fn repo() -> Repository {
-        let b: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
-        let opts = InitOptions {
-            kdf: KdfParams {
-                m_kib: 64,
-                t: 1,
-                p: 1,
-            },
-            ..InitOptions::default()
-        };
-        Repository::init(b, b"pw", &opts).unwrap()
-    }
+    use crate::repo::tests::repo;
 
     fn blobs(r: &Repository, n: usize) -> Vec<SealedBlob> {
         (0..n)

@@ -505,16 +505,9 @@ mod tests {
     }
 
     fn tree(dir: &Path, files: usize) {
-        let mut x = 0x9e3779b97f4a7c15u64;
         for i in 0..files {
-            let data: Vec<u8> = (0..300_000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+            let data =
+                crate::format::vectors::samples::pseudo_random(300_000, 0x9e37_79b9 + i as u64);
             std::fs::write(dir.join(format!("f{i}")), data).unwrap();
         }
     }
