@@ -174,7 +174,9 @@ impl Ctx<'_> {
         self.claimed
             .lock()
             .map(|mut c| c.insert(*id))
-            .unwrap_or(false)
+            // A poisoned set (a worker panicked) must not make a chunk look stored: storing
+            // it again only costs a duplicate blob.
+            .unwrap_or(true)
     }
 
     fn store_blob(&self, blob_type: BlobType, data: &[u8]) -> Result<BlobId> {
@@ -312,8 +314,10 @@ pub fn run(
     let blobs_added = packer.blobs_added.load(Ordering::Relaxed);
     let packed = packer.bytes_added.load(Ordering::Relaxed);
     let flushed = packer.finish();
-    let tree = tree?;
+    // A storage failure is the root cause of whatever the walk reported after it ("pack
+    // upload failed"), so it is the error to show.
     flushed?;
+    let tree = tree?;
 
     let c = counters;
     let summary = Summary {

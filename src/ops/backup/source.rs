@@ -164,7 +164,7 @@ fn archive_between(
                 }
                 VEntry::Between(path, next) => {
                     let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-                    let ptree = load_parent_subtree(ctx, pnode)?;
+                    let ptree = load_parent_subtree(ctx, pnode);
                     let nodes = archive_between(ctx, next, ptree.as_ref())?;
                     let subtree = ctx.store_tree(nodes)?;
                     Ok(Some(node_from_meta(
@@ -180,11 +180,11 @@ fn archive_between(
     results.into_iter().filter_map(Result::transpose).collect()
 }
 
-fn load_parent_subtree(ctx: &Ctx<'_>, pnode: Option<&Node>) -> Result<Option<Tree>> {
+fn load_parent_subtree(ctx: &Ctx<'_>, pnode: Option<&Node>) -> Option<Tree> {
     match pnode.map(|n| &n.kind) {
         // A parent tree that cannot be read only costs change detection, not the backup.
-        Some(NodeKind::Dir { subtree }) => Ok(ctx.repo.read_tree(ctx.index, subtree).ok()),
-        _ => Ok(None),
+        Some(NodeKind::Dir { subtree }) => ctx.repo.read_tree(ctx.index, subtree).ok(),
+        _ => None,
     }
 }
 
@@ -387,7 +387,7 @@ fn archive_dir(
         return Ok(None);
     }
     let crosses = ctx.opts.one_file_system && meta.dev() != top_dev;
-    let ptree = load_parent_subtree(ctx, pnode)?;
+    let ptree = load_parent_subtree(ctx, pnode);
     let nodes: Vec<Node> = if crosses {
         Vec::new()
     } else {
