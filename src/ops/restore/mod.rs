@@ -2,9 +2,10 @@
 //!
 //! Plan, then execute. The plan walks the trees and lists what to create; execution makes
 //! directories, then writes file contents in parallel (files in parallel, and the chunks of a
-//! large file in parallel with positioned writes), then hardlinks, pipes and symlinks, then
-//! metadata, directories deepest first. Every chunk is verified against its id before its bytes
-//! are written. Zero chunks are left as holes (the file was sized with `set_len`).
+//! large file in parallel with positioned writes, bypassing the page cache: `writer.rs`), then
+//! hardlinks, pipes and symlinks, then metadata, directories deepest first. Every chunk is
+//! verified against its id before its bytes are written. Zero chunks are left as holes (the
+//! file was sized with `set_len`).
 //!
 //! Safety: names come from the repository and are untrusted; `Tree::decode` rejects `..`, `/`
 //! and duplicates, the target must be empty, every entry is created with `create_new`/`mkdir`
@@ -14,7 +15,7 @@
 use std::collections::HashMap;
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,6 +28,10 @@ use crate::ops::Progress;
 use crate::ops::find::{self, Located};
 use crate::ops::globs::Globs;
 use crate::repo::{Index, Repository};
+
+mod writer;
+
+use writer::FileWriter;
 
 /// Options of a restore.
 #[derive(Debug, Clone, Default)]
@@ -221,14 +226,16 @@ fn execute(
         }
     }
     let written = AtomicU64::new(0);
-    contents
-        .par_iter()
-        .map(|(it, content, size)| {
-            let n = write_file(repo, index, &target.join(&it.rel), content, *size, progress)?;
-            written.fetch_add(n, Ordering::Relaxed);
-            Ok(())
-        })
-        .collect::<Result<()>>()?;
+    write_pool()?.install(|| {
+        contents
+            .par_iter()
+            .map(|(it, content, size)| {
+                let n = write_file(repo, index, &target.join(&it.rel), content, *size, progress)?;
+                written.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            })
+            .collect::<Result<()>>()
+    })?;
     stats.bytes = written.into_inner();
     stats.files = contents.len() as u64;
     for (first, rel) in &links {
@@ -260,6 +267,21 @@ fn execute(
         apply_metadata(&target.join(&d.rel), &d.node, is_root)?;
     }
     Ok(stats)
+}
+
+/// The threads that fetch, verify and write file contents: twice the cores, because
+/// `O_DIRECT` writes block their thread until the device has the data (measured on the 2-core
+/// VM: 3.0 s with 2 threads, 2.4 s with 4 or 6, for 1.27 GB).
+fn write_pool() -> Result<rayon::ThreadPool> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2 * cores)
+        .thread_name(|i| format!("cista-restore-{i}"))
+        .build()
+        .map_err(|e| Error::Io {
+            path: "restore threads".into(),
+            source: std::io::Error::other(e),
+        })
 }
 
 /// Writes one file's chunks in parallel at their offsets; zero chunks stay holes.
@@ -296,7 +318,7 @@ fn write_file(
             reason: format!("chunks add up to {off} bytes, the file had {size}"),
         });
     }
-    f.set_len(size).map_err(|e| Error::io(path, e))?;
+    let w = FileWriter::new(f, size, true).map_err(|e| Error::io(path, e))?;
     content
         .par_iter()
         .zip(offsets.par_iter())
@@ -308,14 +330,12 @@ fn write_file(
                     chunk: id.to_string(),
                     reason: e.to_string(),
                 })?;
-            if data.iter().any(|&b| b != 0) {
-                f.write_all_at(&data, *off)
-                    .map_err(|e| Error::io(path, e))?;
-            }
+            w.write_at(&data, *off).map_err(|e| Error::io(path, e))?;
             progress.bytes(data.len() as u64);
             Ok(())
         })
         .collect::<Result<()>>()?;
+    w.finish().map_err(|e| Error::io(path, e))?;
     progress.file_done(size);
     Ok(size)
 }
