@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn overlapping_or_outside_ranges_are_errors() {
         let dir = test_dir();
-        let (path, file) = new_file(&dir);
+        let (_, file) = new_file(&dir);
         let w = FileWriter::new(file, 1 << 20, true).unwrap();
         assert!(w.write_at(&[1; 10], (1 << 20) - 5).is_err());
         w.write_at(&[1; 100], 10).unwrap();
