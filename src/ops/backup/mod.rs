@@ -109,12 +109,7 @@ impl Segment {
             .read_to_end(&mut buf)
             .map_err(|e| Error::io(what, e))?;
         let eof = (n as u64) < want;
-        let mut cuts = Vec::new();
-        let mut pos = 0;
-        while let Some(c) = chunker.next_cut(&buf[pos..], eof) {
-            cuts.push(pos..pos + c);
-            pos += c;
-        }
+        let cuts = chunker.cuts(&buf, eof);
         Ok(Self { buf, cuts, eof })
     }
 
