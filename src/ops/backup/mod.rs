@@ -77,10 +77,16 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
 }
 
-/// Length of the read segment for chunking: room for two maximal chunks, at least 4 MiB
-/// (a cut is final once `max` bytes follow the chunk start, so `max` plus one read suffices).
+/// Length of the read segment for chunking: room for three maximal chunks, at least 6 MiB.
+/// A cut is final once `max` bytes follow the chunk start, so `max` plus one read would do;
+/// the segment is cut by two threads from its start and its middle ([`Chunker::cuts`]), whose
+/// passes meet after a chunk or two, so longer segments waste less: on the comparison
+/// corpus's next night 6 MiB took 1.13 s against 1.23 s for 4 MiB (medians of 10 interleaved
+/// runs), at 4 MiB more peak memory per stream than 4 MiB segments.
+///
+/// [`Chunker::cuts`]: crate::chunker::Chunker::cuts
 pub fn segment_len(max_chunk: u32) -> usize {
-    (2 * max_chunk as usize).max(4 << 20)
+    (3 * max_chunk as usize).max(6 << 20)
 }
 
 /// One read segment and the chunk boundaries in it that are final.
