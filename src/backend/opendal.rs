@@ -6,7 +6,8 @@
 //! the new name durable before `write` returns. Writes use `if_not_exists`, so an object is
 //! never replaced (objects are content-addressed, so a racing writer of the same name writes
 //! the same bytes). OpenDAL is async; a private two-thread tokio runtime drives it and every
-//! trait method blocks on it.
+//! trait method blocks on it, except ranged reads of local files, which read the file directly
+//! (they are a restore's hot path).
 //!
 //! Opening a local folder touches nothing: OpenDAL's fs service creates its root folder when
 //! built, so the operator is built only once the folder is a repository (it has a `config` or
@@ -83,6 +84,31 @@ fn io_error(op: &'static str, path: &Path, e: &std::io::Error) -> BackendError {
         path: path.display().to_string(),
         message: e.to_string(),
     }
+}
+
+/// A ranged read of a local file straight into a new buffer: restores read each chunk this
+/// way, and going through OpenDAL's fs service costs a hop to tokio's blocking pool and a
+/// copy per chunk (a tenth of a restore's CPU time in `perf`, most of it waking threads).
+fn read_local_range(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    f.seek(SeekFrom::Start(offset))?;
+    // `len` comes from an index or a pack header: the allocation is bounded by the file, and
+    // a lying length is caught by the check below.
+    let cap = usize::try_from(len.min(size.saturating_sub(offset))).unwrap_or(0);
+    let mut buf = Vec::with_capacity(cap);
+    f.take(len).read_to_end(&mut buf)?;
+    if buf.len() as u64 != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "short read: {} of {len} bytes at offset {offset}",
+                buf.len()
+            ),
+        ));
+    }
+    Ok(buf)
 }
 
 impl OpendalBackend {
@@ -362,6 +388,10 @@ impl Backend for OpendalBackend {
                 )));
             }
             return Ok(Vec::new());
+        }
+        if let Some(root) = &self.local_root {
+            return read_local_range(&root.join(&path), offset, len)
+                .map_err(|e| io_error("read", &root.join(&path), &e));
         }
         let buf = self
             .rt
