@@ -16,14 +16,21 @@
 #   --scale N         divide the corpus by N (e.g. 20 while developing); default 1 = 1.26 GB
 #   --seed S          corpus seed (default 1)
 #   --no-verify       do not compare restored files with the corpus
+#   --settle SECS     pause after deleting the previous turn's files (default 35; see below)
 #
 # Every tool runs with encryption and compression on: cista's defaults; restic repository v2
 # with --compression auto; borg repokey with --compression zstd,3; rustic's defaults (v2,
-# compression on); bupstash's defaults. Within each run the tools take turns in the order given,
+# compression on); bupstash's defaults. Within each run the tools take turns (order below),
 # each doing: init, backup of night 1, switch the tree to night 2 in place, backup of night 2,
 # full restore of the latest snapshot, restore of one vault file, check reading all data.
 # Each command is timed with /usr/bin/time (wall seconds, peak RSS). Nothing is dropped from the
-# page cache: the corpus was just written, so every tool reads it warm.
+# page cache: the corpus was just written, so every tool reads it warm. The tools' order
+# rotates from run to run, so none always follows the same neighbour. Each turn starts by
+# deleting the previous turn's corpus, repository and restore, then syncs and waits --settle
+# seconds before writing the new corpus: for that long after a deletion ext4 avoids reusing the
+# freed inodes and scans past them on every file it creates (recently_deleted, the writeback
+# expiry of 30 s plus 5), which made whichever tool restored soonest after the deletions pay
+# up to a quarter of its restore time in the kernel.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,9 +44,10 @@ OUT=""
 SCALE=1
 SEED=1
 VERIFY=1
+SETTLE=35
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
-usage() { sed -n '5,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '5,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 while (($#)); do
   case $1 in
@@ -54,6 +62,7 @@ while (($#)); do
     --scale) SCALE=$2; shift ;;
     --seed) SEED=$2; shift ;;
     --no-verify) VERIFY=0 ;;
+    --settle) SETTLE=$2; shift ;;
     -h|--help) usage ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
@@ -236,11 +245,18 @@ corpus_bytes() { find "$CORPUS" -type f -printf '%s\n' | awk '{ s += $1 } END { 
 echo "tool,run,phase,seconds,peak_rss_kib,cpu_seconds,repo_bytes" >"$CSV"
 LOAD_START=$(uptime)
 echo "load at start: $LOAD_START" >&2
+read -r -a TOOL_LIST <<<"$TOOLS"
 for run in $(seq 1 "$RUNS"); do
-  for tool in $TOOLS; do
+  # Rotate the order: run 2 starts with the second tool, and so on.
+  n=${#TOOL_LIST[@]}
+  order=()
+  for ((i = 0; i < n; i++)); do order+=("${TOOL_LIST[(i + run - 1) % n]}"); done
+  for tool in "${order[@]}"; do
     echo "run $run: $tool" >&2
     clean
     find "$CORPUS" -mindepth 1 -delete
+    sync
+    sleep "$SETTLE"
     "$GEN" night1 "$CORPUS" --scale "$SCALE" --seed "$SEED" 2>>"$OUT/logs/corpus.log"
     [[ $tool == bupstash ]] && bupstash new-key -o "$BUPSTASH_KEY" >/dev/null
     measure "$tool" "$run" init
