@@ -58,6 +58,10 @@ fn chunking(c: &mut Criterion, inputs: &Inputs) {
     let mut g = group(c, "chunk");
     for (name, data) in inputs.each() {
         g.bench_function(name, |b| b.iter(|| chunker.cut_all(black_box(data))));
+        // As the backup cuts a read segment: two passes from the start and the middle.
+        g.bench_function(format!("{name}/two-pass"), |b| {
+            b.iter(|| chunker.cuts(black_box(data), true))
+        });
     }
     g.finish();
 }
@@ -79,7 +83,7 @@ fn hashing(c: &mut Criterion, inputs: &Inputs) {
 
 fn compression(c: &mut Criterion, inputs: &Inputs) {
     let mut g = group(c, "zstd_compress");
-    for level in [1, 3] {
+    for level in [1, 2, 3] {
         for (name, data) in inputs.each() {
             g.bench_function(format!("{name}/level{level}"), |b| {
                 b.iter(|| {
@@ -94,7 +98,7 @@ fn compression(c: &mut Criterion, inputs: &Inputs) {
 
     // Random blobs are stored raw (compress returns None), so only text is decompressed.
     let mut g = group(c, "zstd_decompress");
-    for level in [1, 3] {
+    for level in [1, 2, 3] {
         let frames: Vec<(Vec<u8>, usize)> = inputs
             .sql
             .chunks(BLOB)
