@@ -92,6 +92,8 @@ pub fn build_full(root: &Path, seed: u64) -> Tree {
         ("max", max),
         ("max_plus_1", max + 1),
         ("random_200k", 200 << 10),
+        // Large enough for restore's O_DIRECT path, and not a whole number of blocks.
+        ("random_1m_odd", (1 << 20) + 12_345),
     ] {
         write(&f.join(name), &rng.bytes(len));
     }
