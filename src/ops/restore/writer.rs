@@ -76,6 +76,8 @@ struct Partial {
 pub struct FileWriter {
     file: File,
     size: u64,
+    /// Block size of the aligned writes: [`BLOCK`], except in tests.
+    block: u64,
     /// Writes go through aligned blocks (chosen at creation).
     aligned: bool,
     /// The descriptor has `O_DIRECT` on (cleared if the filesystem refuses a direct write).
@@ -92,11 +94,18 @@ impl FileWriter {
     /// are holes). `direct` asks for `O_DIRECT`, which is used only if `size` is at least
     /// [`DIRECT_MIN`] and the filesystem accepts it.
     pub fn new(file: File, size: u64, direct: bool) -> io::Result<Self> {
+        Self::with_block(file, size, direct, BLOCK)
+    }
+
+    /// [`FileWriter::new`] with another block size: tests use one the device refuses, to
+    /// drive the fallback to ordinary writes. `block` must divide [`BLOCK`].
+    fn with_block(file: File, size: u64, direct: bool, block: u64) -> io::Result<Self> {
         file.set_len(size)?;
         let aligned = direct && size >= DIRECT_MIN && enable_direct(&file);
         Ok(Self {
             file,
             size,
+            block,
             aligned,
             direct: AtomicBool::new(aligned),
             partial: Mutex::new(HashMap::new()),
@@ -130,23 +139,23 @@ impl FileWriter {
         }
         // Whole blocks: those the range covers entirely; the file's last block counts as
         // whole when the range reaches the end of the file.
-        let first = off.div_ceil(BLOCK);
+        let first = off.div_ceil(self.block);
         let last = if end == self.size {
-            end.div_ceil(BLOCK)
+            end.div_ceil(self.block)
         } else {
-            end / BLOCK
+            end / self.block
         };
         if first >= last {
             return self.add_fragments(data, off);
         }
-        let (lo, hi) = (first * BLOCK, (last * BLOCK).min(end));
+        let (lo, hi) = (first * self.block, (last * self.block).min(end));
         self.add_fragments(&data[..(lo - off) as usize], off)?;
         self.add_fragments(&data[(hi - off) as usize..], hi)?;
         let inner = &data[(lo - off) as usize..(hi - off) as usize];
         if !nonzero(inner) {
             return Ok(());
         }
-        let span = ((last - first) * BLOCK) as usize;
+        let span = ((last - first) * self.block) as usize;
         STAGING.with(|cell| {
             let mut staging = cell.borrow_mut();
             if staging.len < span {
@@ -162,17 +171,17 @@ impl FileWriter {
     /// Adds bytes that cover parts of blocks; writes each block its last bytes complete.
     fn add_fragments(&self, mut data: &[u8], mut off: u64) -> io::Result<()> {
         while !data.is_empty() {
-            let block = off / BLOCK;
-            let pos = (off % BLOCK) as usize;
-            let n = data.len().min(B - pos);
-            let expected = (self.size - block * BLOCK).min(BLOCK);
+            let block = off / self.block;
+            let pos = (off % self.block) as usize;
+            let n = data.len().min(self.block as usize - pos);
+            let expected = (self.size - block * self.block).min(self.block);
             let complete = {
                 let mut map = self
                     .partial
                     .lock()
                     .map_err(|_| io::Error::other("a restore thread panicked"))?;
                 let p = map.entry(block).or_insert_with(|| Partial {
-                    buf: AlignedBuf::new(B),
+                    buf: AlignedBuf::new(self.block as usize),
                     filled: 0,
                 });
                 p.buf.bytes_mut()[pos..pos + n].copy_from_slice(&data[..n]);
@@ -192,7 +201,7 @@ impl FileWriter {
             if let Some(p) = complete
                 && nonzero(p.buf.bytes())
             {
-                self.write_block_aligned(p.buf.bytes(), block * BLOCK)?;
+                self.write_block_aligned(p.buf.bytes(), block * self.block)?;
             }
             data = &data[n..];
             off += n as u64;
@@ -228,7 +237,7 @@ impl FileWriter {
                 format!("{missing} blocks of the file were never completed"),
             ));
         }
-        if !self.size.is_multiple_of(BLOCK) {
+        if !self.size.is_multiple_of(self.block) {
             self.file.set_len(self.size)?;
         }
         Ok(())
@@ -284,9 +293,22 @@ mod tests {
         order: &[usize],
         direct: bool,
     ) -> (Vec<u8>, bool) {
+        let (got, went, _) = write_pieces_in_blocks(content, cuts, order, direct, BLOCK);
+        (got, went)
+    }
+
+    /// [`write_pieces`] with a block size; also returns whether the file was still direct at
+    /// the end.
+    fn write_pieces_in_blocks(
+        content: &[u8],
+        cuts: &[usize],
+        order: &[usize],
+        direct: bool,
+        block: u64,
+    ) -> (Vec<u8>, bool, bool) {
         let dir = test_dir();
         let (path, file) = new_file(&dir);
-        let w = FileWriter::new(file, content.len() as u64, direct).unwrap();
+        let w = FileWriter::with_block(file, content.len() as u64, direct, block).unwrap();
         let mut bounds = vec![0];
         bounds.extend(cuts.iter().copied().filter(|&c| c > 0 && c < content.len()));
         bounds.push(content.len());
@@ -308,8 +330,9 @@ mod tests {
                 });
             }
         });
+        let direct_at_end = w.is_direct();
         w.finish().unwrap();
-        (std::fs::read(&path).unwrap(), went_direct)
+        (std::fs::read(&path).unwrap(), went_direct, direct_at_end)
     }
 
     fn sample(len: usize, zero_from: usize, zero_to: usize) -> Vec<u8> {
@@ -342,6 +365,22 @@ mod tests {
             assert!(direct || !went);
             assert_eq!(got.len(), content.len());
             assert!(got == content, "content differs (direct: {direct})");
+        }
+    }
+
+    #[test]
+    fn a_refused_direct_write_falls_back_to_ordinary_writes() {
+        // 256-byte blocks: no block device takes O_DIRECT writes at odd multiples of 256
+        // bytes, so such a write fails with EINVAL and the file goes on with ordinary writes.
+        let content = sample(700_001, 10_000, 20_000);
+        let cuts = [256, 1000, 4096 + 256, 65_536, 300_000, 512_256];
+        let (got, went, still) = write_pieces_in_blocks(&content, &cuts, &[], true, 256);
+        assert!(got == content);
+        if went {
+            assert!(
+                !still,
+                "a misaligned direct write did not switch the file to ordinary writes"
+            );
         }
     }
 
