@@ -226,11 +226,13 @@ fn execute(
         }
     }
     let written = AtomicU64::new(0);
+    let direct = writer::suits_direct(target);
     write_pool()?.install(|| {
         contents
             .par_iter()
             .map(|(it, content, size)| {
-                let n = write_file(repo, index, &target.join(&it.rel), content, *size, progress)?;
+                let path = target.join(&it.rel);
+                let n = write_file(repo, index, &path, content, *size, direct, progress)?;
                 written.fetch_add(n, Ordering::Relaxed);
                 Ok(())
             })
@@ -291,6 +293,7 @@ fn write_file(
     path: &Path,
     content: &[BlobId],
     size: u64,
+    direct: bool,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let f = OpenOptions::new()
@@ -318,7 +321,7 @@ fn write_file(
             reason: format!("chunks add up to {off} bytes, the file had {size}"),
         });
     }
-    let w = FileWriter::new(f, size, true).map_err(|e| Error::io(path, e))?;
+    let w = FileWriter::new(f, size, direct).map_err(|e| Error::io(path, e))?;
     content
         .par_iter()
         .zip(offsets.par_iter())

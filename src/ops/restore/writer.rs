@@ -14,8 +14,10 @@
 //! shared by the file's writers until their neighbours arrive, then written. The file's last
 //! block is written whole, padded with zeros, and the file is cut back to its size at the end.
 //! A filesystem that refuses `O_DIRECT` (when it is switched on, or at a write) gets ordinary
-//! positioned writes; small files always do (a device round trip each would cost more than the
-//! copy). All-zero blocks are not written: the file was sized first, so they stay holes.
+//! positioned writes; so do small files (a device round trip each would cost more than the
+//! copy) and file systems other than ext4, XFS and Btrfs ([`suits_direct`]: on NFS or FUSE
+//! each direct write is a synchronous round trip). All-zero blocks are not written: the file
+//! was sized first, so they stay holes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -35,6 +37,18 @@ const B: usize = BLOCK as usize;
 
 /// Files at least this large are written with `O_DIRECT`.
 pub const DIRECT_MIN: u64 = 256 * 1024;
+
+/// Whether files below `dir` should be written with `O_DIRECT`: only on local block-device
+/// file systems known to handle it well (ext2/3/4, XFS, Btrfs). On network and FUSE file
+/// systems every direct write is a synchronous round trip, far slower than the page cache;
+/// on others, support varies.
+pub fn suits_direct(dir: &std::path::Path) -> bool {
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, statfs};
+    statfs(dir).is_ok_and(|s| {
+        let t = s.filesystem_type();
+        t == EXT4_SUPER_MAGIC || t == XFS_SUPER_MAGIC || t == BTRFS_SUPER_MAGIC
+    })
+}
 
 /// A zeroed buffer of `len` bytes starting at a [`BLOCK`]-aligned address (over-allocated by a
 /// block, so no `unsafe` is needed to align it).
@@ -382,6 +396,12 @@ mod tests {
                 "a misaligned direct write did not switch the file to ordinary writes"
             );
         }
+    }
+
+    #[test]
+    fn only_local_block_file_systems_go_direct() {
+        assert!(!suits_direct(std::path::Path::new("/proc")));
+        assert!(!suits_direct(std::path::Path::new("/no/such/dir")));
     }
 
     #[test]
