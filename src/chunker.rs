@@ -144,13 +144,10 @@ impl Chunker {
 
     /// Cuts all of `data` (a whole stream) into chunk lengths.
     pub fn cut_all(&self, data: &[u8]) -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut pos = 0;
-        while let Some(n) = self.next_cut(&data[pos..], true) {
-            out.push(n);
-            pos += n;
-        }
-        out
+        self.cuts_from(data, 0, usize::MAX, true)
+            .into_iter()
+            .map(|r| r.len())
+            .collect()
     }
 }
 
