@@ -11,6 +11,8 @@ mod harness;
 
 #[path = "integration/browse.rs"]
 mod browse;
+#[path = "integration/cli.rs"]
+mod cli;
 #[path = "integration/errors.rs"]
 mod errors;
 #[path = "integration/fixture.rs"]

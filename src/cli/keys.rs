@@ -1,6 +1,6 @@
 //! `key list|add|remove|passwd`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cista::format::key::KdfParams;
 use cista::id::KeyId;
 use cista::repo::keys;
@@ -37,12 +37,19 @@ pub struct NewKeyArgs {
 fn new_passphrase(env: &Env, a: &NewKeyArgs) -> Result<zeroize::Zeroizing<String>> {
     match &a.new_password_file {
         Some(f) => {
-            let text = zeroize::Zeroizing::new(std::fs::read_to_string(f)?);
-            let pw = text.lines().next().unwrap_or_default().to_owned();
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading new password file {}", f.display()))?,
+            );
+            let pw = zeroize::Zeroizing::new(text.lines().next().unwrap_or_default().to_owned());
             if pw.is_empty() {
-                anyhow::bail!("the new password file {} is empty", f.display());
+                return Err(super::EmptyPassword {
+                    from: super::PasswordSource::NewFile(f.clone()),
+                    opening: false,
+                }
+                .into());
             }
-            Ok(zeroize::Zeroizing::new(pw))
+            Ok(pw)
         }
         None => env.prompt("enter the new password: ", true),
     }

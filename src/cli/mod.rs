@@ -129,20 +129,46 @@ impl Env {
             }
             .into());
         }
-        let pw = self.passphrase("enter password for repository: ", false)?;
+        let (pw, source) = self.read_passphrase("enter password for repository: ", false)?;
+        if pw.is_empty() {
+            // No repository has an empty passphrase (every way of setting one refuses it), so
+            // this can only be a mistake in the caller's setup: say where it came from.
+            return Err(EmptyPassword {
+                from: source,
+                opening: true,
+            }
+            .into());
+        }
         Ok(Repository::open(backend, pw.as_bytes())?)
     }
 
-    /// The passphrase from the password file, command, `CISTA_PASSWORD`, or a prompt.
-    fn passphrase(&self, prompt: &str, confirm: bool) -> Result<Zeroizing<String>> {
+    /// A passphrase for a new key (`init`) from the configured source; never empty.
+    fn new_passphrase(&self, prompt: &str) -> Result<Zeroizing<String>> {
+        let (pw, source) = self.read_passphrase(prompt, true)?;
+        if pw.is_empty() {
+            return Err(EmptyPassword {
+                from: source,
+                opening: false,
+            }
+            .into());
+        }
+        Ok(pw)
+    }
+
+    /// The passphrase from the password file, command, `CISTA_PASSWORD`, or a prompt, with the
+    /// name of the source it came from (for error messages).
+    fn read_passphrase(
+        &self,
+        prompt: &str,
+        confirm: bool,
+    ) -> Result<(Zeroizing<String>, PasswordSource)> {
         if let Some(f) = &self.password_file {
             let text = Zeroizing::new(
                 std::fs::read_to_string(f)
                     .with_context(|| format!("reading password file {}", f.display()))?,
             );
-            return Ok(Zeroizing::new(
-                text.lines().next().unwrap_or_default().to_owned(),
-            ));
+            let pw = Zeroizing::new(text.lines().next().unwrap_or_default().to_owned());
+            return Ok((pw, PasswordSource::File(f.clone())));
         }
         if let Some(cmd) = &self.password_command {
             let out = std::process::Command::new("sh")
@@ -158,16 +184,16 @@ impl Env {
             if !out.status.success() {
                 bail!("password command failed ({})", out.status);
             }
-            return Ok(Zeroizing::new(
-                text.trim_end_matches(['\n', '\r']).to_owned(),
-            ));
+            let pw = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
+            return Ok((pw, PasswordSource::Command));
         }
         if let Ok(pw) = std::env::var("CISTA_PASSWORD") {
-            return Ok(Zeroizing::new(pw));
+            return Ok((Zeroizing::new(pw), PasswordSource::Env));
         }
-        self.prompt(prompt, confirm)
+        Ok((self.prompt(prompt, confirm)?, PasswordSource::Prompt))
     }
 
+    /// Reads a passphrase at the terminal (twice with `confirm`); refuses an empty one.
     fn prompt(&self, prompt: &str, confirm: bool) -> Result<Zeroizing<String>> {
         let read = |p: &str| -> Result<Zeroizing<String>> {
             rpassword::prompt_password(p).map(Zeroizing::new).map_err(|_| {
@@ -175,14 +201,18 @@ impl Env {
             })
         };
         let pw = read(prompt)?;
+        if pw.is_empty() {
+            return Err(EmptyPassword {
+                from: PasswordSource::Prompt,
+                opening: !confirm,
+            }
+            .into());
+        }
         if confirm {
             let again = read("enter the password again: ")?;
             if *pw != *again {
                 bail!("the passwords do not match; nothing was changed");
             }
-        }
-        if pw.is_empty() {
-            bail!("an empty password is not allowed");
         }
         Ok(pw)
     }
@@ -193,6 +223,48 @@ impl Env {
             println!("{msg}");
         }
     }
+}
+
+/// Where a passphrase came from, so an error can name the setting to fix.
+#[derive(Debug, Clone)]
+pub enum PasswordSource {
+    /// `--password-file` / `CISTA_PASSWORD_FILE`.
+    File(PathBuf),
+    /// `--password-command` / `CISTA_PASSWORD_COMMAND`.
+    Command,
+    /// `CISTA_PASSWORD`.
+    Env,
+    /// `--new-password-file` / `CISTA_NEW_PASSWORD_FILE`.
+    NewFile(PathBuf),
+    /// The terminal.
+    Prompt,
+}
+
+impl std::fmt::Display for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "the password file {}", p.display()),
+            Self::Command => f.write_str("the password command"),
+            Self::Env => f.write_str("CISTA_PASSWORD"),
+            Self::NewFile(p) => write!(f, "the new password file {}", p.display()),
+            Self::Prompt => f.write_str("the prompt"),
+        }
+    }
+}
+
+/// An empty passphrase: refused for a new key, and always wrong for opening a repository
+/// (exit code 12, like a wrong one).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", if *.opening {
+    format!("the password from {from} is empty, and no repository has an empty password: give the repository's password")
+} else {
+    format!("the password from {from} is empty: an empty password is not allowed; give a non-empty one (nothing was created)")
+})]
+pub struct EmptyPassword {
+    /// Where it came from.
+    pub from: PasswordSource,
+    /// Opening an existing repository (else creating a key).
+    pub opening: bool,
 }
 
 /// Parses `M,T,P` (KiB, passes, lanes) for `--kdf-params`.
@@ -241,6 +313,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         Some(cista::Error::Locked { .. }) => code::LOCKED,
         Some(cista::Error::WrongPassword) => code::WRONG_PASSWORD,
         Some(cista::Error::Interrupted) => code::INTERRUPTED,
+        _ if err
+            .downcast_ref::<EmptyPassword>()
+            .is_some_and(|e| e.opening) =>
+        {
+            code::WRONG_PASSWORD
+        }
         _ => code::ERROR,
     }
 }

@@ -42,7 +42,7 @@ fn parse_chunker(s: &str) -> Result<ChunkerParams, String> {
 
 pub fn init(env: &Env, a: InitArgs) -> Result<u8> {
     let backend = env.backend()?;
-    let pw = env.passphrase("enter password for new repository: ", true)?;
+    let pw = env.new_passphrase("enter password for new repository: ")?;
     let opts = InitOptions {
         chunker: a.chunk_sizes.unwrap_or(ChunkerParams::DEFAULT),
         pack_size: a.pack_size_mib.saturating_mul(1 << 20),
