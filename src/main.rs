@@ -9,6 +9,9 @@ fn main() -> ExitCode {
     let args = <cli::Cli as clap::Parser>::parse();
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
+        // The reader of standard output went away: stop quietly, like a program killed by
+        // SIGPIPE (nothing on stderr: `cista ls | head -1` is not an error worth a line).
+        Err(err) if cli::output::is_stdout_closed(&err) => ExitCode::from(cli::code::STDOUT_CLOSED),
         Err(err) => {
             // One line: the error and its causes, outermost first.
             let mut msg = format!("cista: {err}");
@@ -19,7 +22,7 @@ fn main() -> ExitCode {
                     msg.push_str(&c);
                 }
             }
-            eprintln!("{msg}");
+            cli::output::warn(msg);
             ExitCode::from(cli::exit_code(&err))
         }
     }

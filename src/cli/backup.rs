@@ -151,24 +151,27 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
     });
     reporter.finish();
     let outcome = outcome?;
-    print_summary(env, &outcome.id, &outcome.snapshot);
+    print_summary(env, &outcome.id, &outcome.snapshot)?;
     if outcome.snapshot.incomplete {
-        eprintln!(
+        output::warn(format_args!(
             "warning: {} source entries could not be read; snapshot {} is incomplete",
             outcome.snapshot.summary.errors, outcome.id
-        );
+        ));
         return Ok(code::INCOMPLETE);
     }
     Ok(code::OK)
 }
 
-fn print_summary(env: &Env, id: &SnapshotId, s: &cista::format::snapshot::Snapshot) {
+fn print_summary(
+    env: &Env,
+    id: &SnapshotId,
+    s: &cista::format::snapshot::Snapshot,
+) -> std::io::Result<()> {
     let m = &s.summary;
     let secs = (m.backup_end_ns - m.backup_start_ns) as f64 / 1e9;
     if env.json {
-        println!(
-            "{}",
-            json!({
+        let mut out = output::Out::new();
+        out.line(json!({
                 "message_type": "summary",
                 "files_new": m.files_new,
                 "files_changed": m.files_changed,
@@ -185,9 +188,8 @@ fn print_summary(env: &Env, id: &SnapshotId, s: &cista::format::snapshot::Snapsh
                 "snapshot_id": id.to_hex(),
                 "incomplete": s.incomplete,
                 "errors": m.errors,
-            })
-        );
-        return;
+        }))?;
+        return out.finish();
     }
     env.info(format_args!(
         "Files:       {} new, {} changed, {} unmodified\nDirs:        {} new, {} changed, {} unmodified\nAdded:       {} ({} stored)\nProcessed:   {} files, {} in {:.2}s\nsnapshot {} saved",
@@ -203,5 +205,5 @@ fn print_summary(env: &Env, id: &SnapshotId, s: &cista::format::snapshot::Snapsh
         output::bytes(m.total_bytes_processed),
         secs,
         id
-    ));
+    ))
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use cista::format::tree::NodeKind;
+use cista::format::tree::{Node, NodeKind};
 use cista::ops::find::{self, Located, SnapshotFilter};
 use cista::ops::globs::Globs;
 use cista::ops::restore::{self, RestoreOptions};
@@ -45,26 +45,28 @@ pub fn snapshots(env: &Env, a: SnapshotsArgs) -> Result<u8> {
     let repo = env.open()?;
     let (all, damaged) = repo.scan_snapshots()?;
     for (id, e) in &damaged {
-        eprintln!("warning: skipping snapshot {id}: {e}");
+        output::warn(format_args!("warning: skipping snapshot {id}: {e}"));
     }
     let filter = a.filter.filter();
     let list: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
+    let mut out = output::Out::new();
     if env.json {
         let v: Vec<_> = list
             .iter()
             .map(|(id, s)| output::snapshot_json(id, s))
             .collect();
-        println!("{}", serde_json::Value::Array(v));
+        out.line(serde_json::Value::Array(v))?;
+        out.finish()?;
         return Ok(code::OK);
     }
-    println!(
+    out.line(format_args!(
         "{:<9} {:<19} {:<16} {:<16} {:>11}  paths",
         "ID", "Time", "Host", "Tags", "Size"
-    );
-    println!("{}", "-".repeat(90));
+    ))?;
+    out.line("-".repeat(90))?;
     for (id, s) in &list {
         let mark = if s.incomplete { " (incomplete)" } else { "" };
-        println!(
+        out.line(format_args!(
             "{:<9} {:<19} {:<16} {:<16} {:>11}  {}{mark}",
             id.to_string(),
             output::short_time(s.time_unix_ns, s.tz_offset_s),
@@ -72,10 +74,11 @@ pub fn snapshots(env: &Env, a: SnapshotsArgs) -> Result<u8> {
             s.tags.join(","),
             output::bytes(s.summary.total_bytes_processed),
             s.paths.join(" "),
-        );
+        ))?;
     }
-    println!("{}", "-".repeat(90));
-    println!("{} snapshots", list.len());
+    out.line("-".repeat(90))?;
+    out.line(format_args!("{} snapshots", list.len()))?;
+    out.finish()?;
     Ok(code::OK)
 }
 
@@ -99,11 +102,56 @@ pub fn ls(env: &Env, a: LsArgs) -> Result<u8> {
     let repo = env.open()?;
     let (id, snap) = find::snapshot(&repo, &a.snapshot, &a.filter.filter())?;
     let index = repo.load_index()?;
-    let print = |p: &Path, n: &cista::format::tree::Node| {
-        let path = p.to_string_lossy();
-        if env.json {
-            println!("{}", output::node_json(&path, n));
-        } else if a.long {
+    let mut out = output::Out::new();
+    if env.json {
+        out.line(output::ls_snapshot_json(&id, &snap))?;
+    }
+    let style = if env.json {
+        LsStyle::Json
+    } else if a.long {
+        LsStyle::Long(snap.tz_offset_s)
+    } else {
+        LsStyle::Plain
+    };
+    let mut print = |p: &Path, n: &Node| {
+        print_node(&mut out, style, p, n).map_err(|e| cista::Error::io("standard output", e))
+    };
+    let label = id.to_string();
+    match a.path.as_deref().filter(|p| *p != Path::new("/")) {
+        None => find::walk(&repo, &index, &snap.tree, Path::new("/"), &mut |p, n| {
+            print(p, n)?;
+            Ok(a.path.is_none() || a.recursive)
+        })?,
+        Some(path) => match find::locate(&repo, &index, &snap.tree, path, &label)? {
+            Located::Root(_) => {}
+            Located::Node(abs, node) => {
+                print(&abs, &node)?;
+                if let NodeKind::Dir { subtree } = &node.kind {
+                    find::walk(&repo, &index, subtree, &abs, &mut |p, n| {
+                        print(p, n)?;
+                        Ok(a.recursive)
+                    })?;
+                }
+            }
+        },
+    }
+    out.finish()?;
+    Ok(code::OK)
+}
+
+/// How `ls` prints a node; `Long` carries the snapshot's UTC offset for the times.
+#[derive(Debug, Clone, Copy)]
+enum LsStyle {
+    Plain,
+    Long(i32),
+    Json,
+}
+
+fn print_node(out: &mut output::Out, style: LsStyle, p: &Path, n: &Node) -> std::io::Result<()> {
+    let path = p.to_string_lossy();
+    match style {
+        LsStyle::Json => out.line(output::node_json(&path, n)),
+        LsStyle::Long(offset) => {
             let size = match &n.kind {
                 NodeKind::File { size, .. } => *size,
                 _ => 0,
@@ -112,44 +160,17 @@ pub fn ls(env: &Env, a: LsArgs) -> Result<u8> {
                 NodeKind::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
                 _ => String::new(),
             };
-            println!(
+            out.line(format_args!(
                 "{} {:>6} {:>6} {:>12} {} {path}{link}",
                 output::mode_string(n),
                 n.uid,
                 n.gid,
                 size,
-                output::short_time(n.mtime_ns, snap.tz_offset_s)
-            );
-        } else {
-            println!("{path}");
+                output::short_time(n.mtime_ns, offset)
+            ))
         }
-    };
-    if env.json {
-        let mut head = output::snapshot_json(&id, &snap);
-        head["struct_type"] = "snapshot".into();
-        head["message_type"] = "snapshot".into();
-        println!("{head}");
+        LsStyle::Plain => out.line(path),
     }
-    let label = id.to_string();
-    match a.path.as_deref().filter(|p| *p != Path::new("/")) {
-        None => find::walk(&repo, &index, &snap.tree, Path::new("/"), &mut |p, n| {
-            print(p, n);
-            Ok(a.path.is_none() || a.recursive)
-        })?,
-        Some(path) => match find::locate(&repo, &index, &snap.tree, path, &label)? {
-            Located::Root(_) => {}
-            Located::Node(abs, node) => {
-                print(&abs, &node);
-                if let NodeKind::Dir { subtree } = &node.kind {
-                    find::walk(&repo, &index, subtree, &abs, &mut |p, n| {
-                        print(p, n);
-                        Ok(a.recursive)
-                    })?;
-                }
-            }
-        },
-    }
-    Ok(code::OK)
 }
 
 #[derive(Debug, Args)]
@@ -172,9 +193,9 @@ pub fn dump(env: &Env, a: DumpArgs) -> Result<u8> {
             anyhow::bail!("`dump` writes one file; use `cista restore` for a whole snapshot")
         }
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut out = output::Out::new();
     restore::dump_file(&repo, &index, &node, &mut out)?;
+    out.finish()?;
     Ok(code::OK)
 }
 
@@ -222,11 +243,10 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
     reporter.finish();
     let stats = stats?;
     if env.json {
-        println!(
-            "{}",
-            serde_json::json!({"message_type": "summary", "files_restored": stats.files, "dirs_restored": stats.dirs,
-                               "others_restored": stats.others, "bytes_restored": stats.bytes, "snapshot_id": id.to_hex()})
-        );
+        let mut out = output::Out::new();
+        out.line(serde_json::json!({"message_type": "summary", "files_restored": stats.files, "dirs_restored": stats.dirs,
+                               "others_restored": stats.others, "bytes_restored": stats.bytes, "snapshot_id": id.to_hex()}))?;
+        out.finish()?;
     } else {
         env.info(format_args!(
             "restored snapshot {id} to {}: {} files, {} directories, {} other entries, {}",
@@ -235,7 +255,7 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
             stats.dirs,
             stats.others,
             output::bytes(stats.bytes)
-        ));
+        ))?;
     }
     Ok(code::OK)
 }

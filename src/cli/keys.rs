@@ -72,6 +72,7 @@ pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
     match cmd {
         KeyCommand::List => {
             let list = keys::list_keys(repo.backend())?;
+            let mut out = output::Out::new();
             if env.json {
                 let v: Vec<_> = list
                     .iter()
@@ -80,25 +81,29 @@ pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
                                "userName": k.username, "created": output::rfc3339(k.created_unix_ns, 0)})
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(v));
+                out.line(serde_json::Value::Array(v))?;
             } else {
-                println!(" {:<10} {:<12} {:<20} created", "id", "user", "host");
+                out.line(format_args!(
+                    " {:<10} {:<12} {:<20} created",
+                    "id", "user", "host"
+                ))?;
                 for k in &list {
                     let cur = if k.id == repo.key_id() { '*' } else { ' ' };
-                    println!(
+                    out.line(format_args!(
                         "{cur}{:<10} {:<12} {:<20} {}",
                         k.id.to_string(),
                         k.username,
                         k.hostname,
                         output::short_time(k.created_unix_ns, 0)
-                    );
+                    ))?;
                 }
             }
+            out.finish()?;
         }
         KeyCommand::Add(a) => {
             let pw = new_passphrase(env, &a)?;
             let id = repo.add_key(pw.as_bytes(), a.kdf_params.unwrap_or(KdfParams::DEFAULT))?;
-            env.info(format_args!("saved new key {id}"));
+            env.info(format_args!("saved new key {id}"))?;
         }
         KeyCommand::Remove { id } => {
             let list = keys::list_keys(repo.backend())?;
@@ -109,7 +114,7 @@ pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
                 );
             }
             keys::remove_key(repo.backend(), &id)?;
-            env.info(format_args!("removed key {id}"));
+            env.info(format_args!("removed key {id}"))?;
         }
         KeyCommand::Passwd(a) => {
             let pw = new_passphrase(env, &a)?;
@@ -118,7 +123,7 @@ pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
             env.info(format_args!(
                 "password changed: new key {new} replaces {}",
                 repo.key_id()
-            ));
+            ))?;
         }
     }
     Ok(code::OK)

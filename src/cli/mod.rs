@@ -4,7 +4,7 @@
 mod backup;
 mod browse;
 mod keys;
-mod output;
+pub mod output;
 mod progress;
 mod repo_cmds;
 
@@ -36,6 +36,9 @@ pub mod code {
     pub const WRONG_PASSWORD: u8 = 12;
     /// Interrupted by SIGINT/SIGTERM.
     pub const INTERRUPTED: u8 = 130;
+    /// Standard output was closed by its reader (128 + SIGPIPE, what a shell reports for a
+    /// program SIGPIPE killed, as restic is).
+    pub const STDOUT_CLOSED: u8 = 141;
 }
 
 /// cista: encrypted, deduplicating backups of application data.
@@ -218,10 +221,13 @@ impl Env {
     }
 
     /// Prints a line unless quiet or JSON output was asked for.
-    fn info(&self, msg: impl std::fmt::Display) {
+    fn info(&self, msg: impl std::fmt::Display) -> std::io::Result<()> {
         if !self.quiet && !self.json {
-            println!("{msg}");
+            let mut out = output::Out::new();
+            out.line(msg)?;
+            out.finish()?;
         }
+        Ok(())
     }
 }
 

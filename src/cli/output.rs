@@ -1,10 +1,95 @@
-//! Rendering for humans and for scripts. JSON field names follow restic's where restic has
-//! one, so scripts written for restic keep working.
+//! Rendering for humans and for scripts, and the one way to write to standard output. JSON
+//! field names follow restic's where restic has one, so scripts written for restic keep
+//! working.
+//!
+//! Every byte for standard output goes through [`Out`], whose writes return errors instead of
+//! panicking the way `println!` does. A reader that went away (`cista ls | head -1`) turns into
+//! a [`StdoutClosed`] error, which `main` ends quietly with exit code 141
+//! ([`super::code::STDOUT_CLOSED`]), the status a shell reports for a program killed by SIGPIPE
+//! (what restic, a Go program, dies of). Messages for standard error go through [`warn`],
+//! which never fails: if standard error is gone too there is nobody left to tell.
 
 use cista::format::snapshot::Snapshot;
 use cista::format::tree::{Node, NodeKind};
 use cista::id::SnapshotId;
 use serde_json::{Value, json};
+use std::io::Write;
+
+/// Standard output's reader went away (EPIPE): the command stops, quietly.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// Whether an error chain ends in a closed standard output.
+pub fn is_stdout_closed(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.is::<StdoutClosed>()
+            || c.downcast_ref::<std::io::Error>()
+                .and_then(|e| e.get_ref())
+                .is_some_and(|inner| inner.is::<StdoutClosed>())
+    })
+}
+
+/// Buffered standard output whose every write returns its error. Call [`Out::finish`] at the
+/// end so the last buffered bytes' error is seen too.
+#[derive(Debug)]
+pub struct Out {
+    w: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl Default for Out {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Out {
+    /// Standard output with a 64 KiB buffer.
+    pub fn new() -> Self {
+        Self {
+            w: std::io::BufWriter::with_capacity(64 << 10, std::io::stdout()),
+        }
+    }
+
+    /// Writes one line.
+    pub fn line(&mut self, line: impl std::fmt::Display) -> std::io::Result<()> {
+        writeln!(self, "{line}")
+    }
+
+    /// Flushes what is buffered.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.flush()
+    }
+}
+
+/// Marks a broken pipe as "standard output closed" so only that error exits quietly (an EPIPE
+/// from anything else, a password command say, is still reported).
+fn mark(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, StdoutClosed)
+    } else {
+        e
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.w.write(buf).map_err(mark)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.w.write_all(buf).map_err(mark)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush().map_err(mark)
+    }
+}
+
+/// One line on standard error (`warning: ...`, the final error). Failures are ignored: there
+/// is no other place to report them.
+pub fn warn(line: impl std::fmt::Display) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "{line}");
+}
 
 /// RFC 3339 time with the offset recorded in the snapshot.
 pub fn rfc3339(ns: i64, offset_s: i32) -> String {
@@ -76,6 +161,14 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
             "errors": sum.errors,
         },
     })
+}
+
+/// The first line of `ls --json`: the snapshot, marked as restic marks it.
+pub fn ls_snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
+    let mut head = snapshot_json(id, s);
+    head["struct_type"] = "snapshot".into();
+    head["message_type"] = "snapshot".into();
+    head
 }
 
 /// One node as restic's `ls --json` prints it.

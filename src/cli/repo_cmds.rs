@@ -8,7 +8,7 @@ use cista::repo::{InitOptions, Repository};
 use clap::Args;
 use serde_json::json;
 
-use super::{Env, code, parse_kdf};
+use super::{Env, code, output, parse_kdf};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -54,16 +54,17 @@ pub fn init(env: &Env, a: InitArgs) -> Result<u8> {
     }
     let repo = Repository::init(backend.clone(), pw.as_bytes(), &opts)?;
     if env.json {
-        println!(
-            "{}",
-            json!({"message_type": "initialized", "id": repo.id_hex(), "repository": cista::backend::Backend::location(&*backend)})
-        );
+        let mut out = output::Out::new();
+        out.line(
+            json!({"message_type": "initialized", "id": repo.id_hex(), "repository": cista::backend::Backend::location(&*backend)}),
+        )?;
+        out.finish()?;
     } else {
         env.info(format_args!(
             "created cista repository {} at {}\n\nKeep the password safe: losing it means losing access to the data.\nAdd a recovery password with `cista key add`.",
             &repo.id_hex()[..10],
             cista::backend::Backend::location(&*backend)
-        ));
+        ))?;
     }
     Ok(code::OK)
 }
@@ -85,17 +86,18 @@ pub fn check(env: &Env, a: CheckArgs) -> Result<u8> {
         },
     )?;
     if env.json {
-        println!(
-            "{}",
+        let mut out = output::Out::new();
+        out.line(
             json!({"message_type": "summary", "ok": r.is_ok(), "errors": r.errors, "warnings": r.warnings,
-                   "snapshots": r.snapshots, "packs": r.packs, "blobs": r.blobs, "packs_read": r.packs_read})
-        );
+                   "snapshots": r.snapshots, "packs": r.packs, "blobs": r.blobs, "packs_read": r.packs_read}),
+        )?;
+        out.finish()?;
     } else {
         for w in &r.warnings {
-            eprintln!("warning: {w}");
+            output::warn(format_args!("warning: {w}"));
         }
         for e in &r.errors {
-            eprintln!("error: {e}");
+            output::warn(format_args!("error: {e}"));
         }
         env.info(format_args!(
             "checked {} snapshots, {} packs, {} blobs{}",
@@ -107,10 +109,10 @@ pub fn check(env: &Env, a: CheckArgs) -> Result<u8> {
             } else {
                 String::new()
             }
-        ));
+        ))?;
     }
     if r.is_ok() {
-        env.info("no errors were found");
+        env.info("no errors were found")?;
         Ok(code::OK)
     } else {
         anyhow::bail!(
@@ -130,6 +132,6 @@ pub struct UnlockArgs {
 pub fn unlock(env: &Env, a: UnlockArgs) -> Result<u8> {
     let repo = env.open()?;
     let n = repo.unlock(a.remove_all)?;
-    env.info(format_args!("removed {n} locks"));
+    env.info(format_args!("removed {n} locks"))?;
     Ok(code::OK)
 }

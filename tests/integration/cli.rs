@@ -1,7 +1,9 @@
 //! CLI behaviour that is not one command's job: passphrase sources, writing to a closed
 //! standard output, `--help`, `version`, and the small commands and flags of issue 7.
 
-use super::harness::{CHEAP_KDF, Repo, cista, run_cmd};
+use std::process::Stdio;
+
+use super::harness::{CHEAP_KDF, Repo, Run, cista, run_cmd};
 
 /// Sets one passphrase source on a command.
 type SetSource<'a> = Box<dyn Fn(&mut std::process::Command) + 'a>;
@@ -89,5 +91,52 @@ fn empty_passphrase_cannot_open_a_repository() {
     c.env("CISTA_NEW_PASSWORD_FILE", &empty);
     let r = run_cmd(c, None).expect_code(1);
     assert!(r.stderr.contains("new password file"), "{}", r.stderr);
+    repo.run(&["check"]).ok();
+}
+
+/// Runs `args` with standard output a pipe whose read end is already closed, so the first write
+/// fails with EPIPE; returns the outcome (asserting no panic).
+pub fn run_into_closed_pipe(repo: &Repo, args: &[&std::ffi::OsStr]) -> Run {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut c = repo.cmd(args);
+    c.stdout(Stdio::from(writer)).stderr(Stdio::piped());
+    let out = c.output().unwrap();
+    Run::from_output(out)
+}
+
+/// Regression (issue 7): `cista ls --json latest | head -1` panicked with "Broken pipe" and
+/// exit 101. Every printing command now stops quietly with exit 141 and nothing on stderr.
+#[test]
+fn closed_stdout_ends_every_printing_command_quietly_with_141() {
+    let repo = Repo::new();
+    let src = repo.scratch("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/file"), vec![7u8; 300_000]).unwrap();
+    for i in 0..50 {
+        std::fs::write(src.join(format!("f{i}")), b"x").unwrap();
+    }
+    repo.backup(&[&src]);
+    let file = src.join("d/file");
+    let cases: Vec<Vec<&std::ffi::OsStr>> = vec![
+        vec!["ls".as_ref(), "latest".as_ref()],
+        vec!["ls".as_ref(), "--json".as_ref(), "latest".as_ref()],
+        vec!["ls".as_ref(), "-l".as_ref(), "latest".as_ref()],
+        vec!["snapshots".as_ref()],
+        vec!["snapshots".as_ref(), "--json".as_ref()],
+        vec!["dump".as_ref(), "latest".as_ref(), file.as_os_str()],
+        vec!["key".as_ref(), "list".as_ref()],
+        vec!["key".as_ref(), "list".as_ref(), "--json".as_ref()],
+        vec!["check".as_ref()],
+        vec!["check".as_ref(), "--json".as_ref()],
+        vec!["backup".as_ref(), "--json".as_ref(), src.as_os_str()],
+        vec!["backup".as_ref(), src.as_os_str()],
+    ];
+    for args in cases {
+        let r = run_into_closed_pipe(&repo, &args);
+        assert_eq!(r.code, Some(141), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr, "", "{args:?} wrote to stderr");
+    }
+    // The repository is untouched by any of it.
     repo.run(&["check"]).ok();
 }
