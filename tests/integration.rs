@@ -27,6 +27,8 @@ mod keys;
 mod locks;
 #[path = "integration/regressions.rs"]
 mod regressions;
+#[path = "integration/restic_compat.rs"]
+mod restic_compat;
 #[path = "integration/roundtrip.rs"]
 mod roundtrip;
 #[path = "integration/sources.rs"]
