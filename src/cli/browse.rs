@@ -1,4 +1,4 @@
-//! `snapshots`, `ls`, `dump`, `restore`.
+//! `ls`, `dump`, `restore`, and the snapshot filter flags they share with `snapshots`.
 
 use std::path::{Path, PathBuf};
 
@@ -26,60 +26,13 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn filter(&self) -> SnapshotFilter {
+    pub(super) fn filter(&self) -> SnapshotFilter {
         SnapshotFilter {
             hosts: self.hosts.clone(),
             tags: self.tags.clone(),
             paths: self.paths.clone(),
         }
     }
-}
-
-#[derive(Debug, Args)]
-pub struct SnapshotsArgs {
-    #[command(flatten)]
-    filter: FilterArgs,
-}
-
-pub fn snapshots(env: &Env, a: SnapshotsArgs) -> Result<u8> {
-    let repo = env.open()?;
-    let (all, damaged) = repo.scan_snapshots()?;
-    for (id, e) in &damaged {
-        output::warn(format_args!("warning: skipping snapshot {id}: {e}"));
-    }
-    let filter = a.filter.filter();
-    let list: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
-    let mut out = output::Out::new();
-    if env.json {
-        let v: Vec<_> = list
-            .iter()
-            .map(|(id, s)| output::snapshot_json(id, s))
-            .collect();
-        out.line(serde_json::Value::Array(v))?;
-        out.finish()?;
-        return Ok(code::OK);
-    }
-    out.line(format_args!(
-        "{:<9} {:<19} {:<16} {:<16} {:>11}  paths",
-        "ID", "Time", "Host", "Tags", "Size"
-    ))?;
-    out.line("-".repeat(90))?;
-    for (id, s) in &list {
-        let mark = if s.incomplete { " (incomplete)" } else { "" };
-        out.line(format_args!(
-            "{:<9} {:<19} {:<16} {:<16} {:>11}  {}{mark}",
-            id.to_string(),
-            output::short_time(s.time_unix_ns, s.tz_offset_s),
-            s.hostname,
-            s.tags.join(","),
-            output::bytes(s.summary.total_bytes_processed),
-            s.paths.join(" "),
-        ))?;
-    }
-    out.line("-".repeat(90))?;
-    out.line(format_args!("{} snapshots", list.len()))?;
-    out.finish()?;
-    Ok(code::OK)
 }
 
 #[derive(Debug, Args)]

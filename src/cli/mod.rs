@@ -7,6 +7,7 @@ mod keys;
 pub mod output;
 mod progress;
 mod repo_cmds;
+mod snapshots;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,7 +82,7 @@ enum Command {
     /// Back up files, standard input, or a command's output.
     Backup(backup::BackupArgs),
     /// List snapshots.
-    Snapshots(browse::SnapshotsArgs),
+    Snapshots(snapshots::SnapshotsArgs),
     /// List the files in a snapshot.
     Ls(browse::LsArgs),
     /// Write one file of a snapshot to standard output.
@@ -95,6 +96,8 @@ enum Command {
     Key(keys::KeyCommand),
     /// Remove stale locks (or all locks with --remove-all).
     Unlock(repo_cmds::UnlockArgs),
+    /// Print the version of cista and the platform it was built for.
+    Version,
 }
 
 /// Global state a command needs.
@@ -302,14 +305,32 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Init(a) => repo_cmds::init(&env, a),
         Command::Backup(a) => backup::run(&env, a),
-        Command::Snapshots(a) => browse::snapshots(&env, a),
+        Command::Snapshots(a) => snapshots::run(&env, a),
         Command::Ls(a) => browse::ls(&env, a),
         Command::Dump(a) => browse::dump(&env, a),
         Command::Restore(a) => browse::restore(&env, a),
         Command::Check(a) => repo_cmds::check(&env, a),
         Command::Key(k) => keys::run(&env, k),
         Command::Unlock(a) => repo_cmds::unlock(&env, a),
+        Command::Version => version(&env),
     }
+}
+
+/// `version`: like restic's "restic 0.17.0 compiled with go1.22 on linux/amd64"; the JSON form
+/// has restic's `message_type` and `version`, with `os`/`arch` for Go's `go_os`/`go_arch`.
+fn version(env: &Env) -> Result<u8> {
+    let v = env!("CARGO_PKG_VERSION");
+    let (os, arch) = (std::env::consts::OS, std::env::consts::ARCH);
+    let mut out = output::Out::new();
+    if env.json {
+        out.line(
+            serde_json::json!({"message_type": "version", "version": v, "os": os, "arch": arch}),
+        )?;
+    } else {
+        out.line(format_args!("cista {v} on {os}/{arch}"))?;
+    }
+    out.finish()?;
+    Ok(code::OK)
 }
 
 /// The documented exit code for an error.

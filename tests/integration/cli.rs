@@ -140,3 +140,129 @@ fn closed_stdout_ends_every_printing_command_quietly_with_141() {
     // The repository is untouched by any of it.
     repo.run(&["check"]).ok();
 }
+
+#[test]
+fn version_prints_name_version_and_platform_without_a_repository() {
+    let r = run_cmd(
+        {
+            let mut c = cista();
+            c.arg("version");
+            c
+        },
+        None,
+    )
+    .ok();
+    let text = r.stdout_str();
+    let want = format!("cista {} on ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&want) && text.contains('/'), "{text}");
+    assert_eq!(text.lines().count(), 1);
+    let mut c = cista();
+    c.args(["version", "--json"]);
+    let v = run_cmd(c, None).ok().json();
+    assert_eq!(v["message_type"], "version");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["os"], std::env::consts::OS);
+    assert_eq!(v["arch"], std::env::consts::ARCH);
+    // And into a closed pipe: quiet, 141.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut c = cista();
+    c.arg("version")
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped());
+    let r = Run::from_output(c.output().unwrap());
+    assert_eq!((r.code, r.stderr.as_str()), (Some(141), ""));
+}
+
+/// `snapshots ID...`, `--latest N` (per host and paths), `--group-by`, `--compact`.
+#[test]
+fn snapshots_selects_by_id_latest_and_group() {
+    let repo = Repo::new();
+    let (a, b) = (repo.scratch("a"), repo.scratch("b"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("f"), b"x").unwrap();
+    }
+    let backup = |host: &str, p: &std::path::Path| -> String {
+        let r = repo
+            .run(&[
+                "backup".as_ref(),
+                "--json".as_ref(),
+                "--host".as_ref(),
+                host.as_ref(),
+                p.as_os_str(),
+            ])
+            .ok();
+        super::harness::summary_of(&r)["snapshot_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let a1 = backup("h1", &a);
+    let a2 = backup("h1", &a);
+    let a3 = backup("h1", &a);
+    let b1 = backup("h1", &b);
+    let c1 = backup("h2", &a);
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["snapshots", "--json"];
+        full.extend_from_slice(args);
+        repo.run(&full)
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(&[]),
+        vec![a1.clone(), a2.clone(), a3.clone(), b1.clone(), c1.clone()]
+    );
+    // Ids as arguments (prefixes, any order, `latest` among them), printed oldest first.
+    assert_eq!(ids(&[&b1[..8], &a1[..10]]), vec![a1.clone(), b1.clone()]);
+    assert_eq!(ids(&["latest", &a2[..8]]), vec![a2.clone(), c1.clone()]);
+    assert_eq!(ids(&["latest", "--host", "h1"]), vec![b1.clone()]);
+    // --latest N per host and paths.
+    assert_eq!(
+        ids(&["--latest", "1"]),
+        vec![a3.clone(), b1.clone(), c1.clone()]
+    );
+    assert_eq!(
+        ids(&["--latest", "2"]),
+        vec![a2.clone(), a3.clone(), b1.clone(), c1.clone()]
+    );
+    assert_eq!(
+        ids(&["--latest", "1", "--host", "h1"]),
+        vec![a3.clone(), b1.clone()]
+    );
+    repo.run(&["snapshots", "--latest", "0"]).expect_code(1);
+    // --group-by host: restic's group objects.
+    let g = repo
+        .run(&["snapshots", "--json", "--group-by", "host"])
+        .ok()
+        .json();
+    let g = g.as_array().unwrap();
+    assert_eq!(g.len(), 2);
+    assert_eq!(g[0]["group_key"]["hostname"], "h1");
+    assert!(g[0]["group_key"]["paths"].is_null());
+    assert_eq!(g[0]["snapshots"].as_array().unwrap().len(), 4);
+    assert_eq!(g[1]["snapshots"][0]["id"], c1.as_str());
+    let text = repo
+        .run(&["snapshots", "--group-by", "host,paths"])
+        .ok()
+        .stdout_str();
+    assert_eq!(text.matches("snapshots for (host [").count(), 3, "{text}");
+    // --compact: no paths or size column.
+    let text = repo.run(&["snapshots", "--compact"]).ok().stdout_str();
+    assert!(!text.contains(&*a.to_string_lossy()), "{text}");
+    assert!(
+        text.contains(&a1[..8]) && text.ends_with("5 snapshots\n"),
+        "{text}"
+    );
+    let text = repo.run(&["snapshots", &c1[..8]]).ok().stdout_str();
+    assert!(text.ends_with("1 snapshot\n"), "{text}");
+    // An unknown id is an error naming it.
+    let r = repo.run(&["snapshots", "deadbeef"]).expect_code(1);
+    assert!(r.stderr.contains("deadbeef"), "{}", r.stderr);
+}
