@@ -59,8 +59,8 @@ pub struct BackupArgs {
     #[arg(long)]
     exclude_caches: bool,
     /// Skip files larger than SIZE (suffixes k, m, g, t: powers of 1024).
-    #[arg(long, value_name = "SIZE")]
-    exclude_larger_than: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    exclude_larger_than: Option<u64>,
     /// Do not cross file-system boundaries.
     #[arg(long, short = 'x')]
     one_file_system: bool,
@@ -91,6 +91,11 @@ pub struct BackupArgs {
     /// Store the real access times of files and directories.
     #[arg(long)]
     with_atime: bool,
+}
+
+/// `--exclude-larger-than`: a bad size is a usage error (exit 2).
+fn size_arg(s: &str) -> Result<u64, String> {
+    backup::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// The bytes of a list file, `-` meaning standard input.
@@ -179,11 +184,7 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
         globs: Globs::new(&patterns(&a.excludes, &a.exclude_files)?)?,
         iglobs: Globs::new_case_insensitive(&patterns(&a.iexcludes, &a.iexclude_files)?)?,
         if_present,
-        larger_than: a
-            .exclude_larger_than
-            .as_deref()
-            .map(backup::parse_size)
-            .transpose()?,
+        larger_than: a.exclude_larger_than,
     };
     // Ctrl-C / SIGTERM ask the backup to stop at a safe point (uploaded packs are indexed, no
     // snapshot is written); a second signal exits at once. Other commands keep the default.

@@ -81,9 +81,7 @@ impl Reporter {
         let (style, every) = match (quiet, json) {
             (true, _) => (Style::Off, interval(2.0)),
             (false, true) => (Style::Json, interval(60.0)),
-            (false, false) if std::io::stderr().is_terminal() => {
-                (Style::BackupLine, interval(2.0))
-            }
+            (false, false) if std::io::stderr().is_terminal() => (Style::BackupLine, interval(2.0)),
             _ => (Style::Off, interval(2.0)),
         };
         Self::spawn(style, "backed up", every)
@@ -251,16 +249,16 @@ fn backup_line(c: &Counts, elapsed: f64) -> String {
         ));
     }
     let errors = c.errors.load(Ordering::Relaxed);
-    line.push_str(&format!(", {} {}", errors, plural(errors, "error", "errors")));
+    line.push_str(&format!(
+        ", {} {}",
+        errors,
+        plural(errors, "error", "errors")
+    ));
     let left = seconds_remaining(done, total, elapsed);
     if left > 0 {
         line.push_str(&format!(" ETA {}", clock(left)));
     }
-    let first = c
-        .current
-        .lock()
-        .ok()
-        .and_then(|s| s.iter().next().cloned());
+    let first = c.current.lock().ok().and_then(|s| s.iter().next().cloned());
     let w = width().saturating_sub(1);
     let used = line.chars().count();
     if let Some(f) = first

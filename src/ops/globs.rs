@@ -151,7 +151,14 @@ mod tests {
     #[test]
     fn expand_matches_like_go_filepath_glob() {
         let d = tempfile::tempdir().unwrap();
-        for f in ["a/x.txt", "a/y.txt", "a/z.log", "b/x.txt", "b/.h.txt", "c/deep/x.txt"] {
+        for f in [
+            "a/x.txt",
+            "a/y.txt",
+            "a/z.log",
+            "b/x.txt",
+            "b/.h.txt",
+            "c/deep/x.txt",
+        ] {
             let p = d.path().join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, b"").unwrap();
@@ -162,8 +169,14 @@ mod tests {
             .iter()
             .map(|f| root.join(f))
             .collect();
-        assert_eq!(got, want, "one component per `*`, dot files included, sorted");
-        assert_eq!(expand(&root.join("a/?.log")).unwrap(), vec![root.join("a/z.log")]);
+        assert_eq!(
+            got, want,
+            "one component per `*`, dot files included, sorted"
+        );
+        assert_eq!(
+            expand(&root.join("a/?.log")).unwrap(),
+            vec![root.join("a/z.log")]
+        );
         assert_eq!(expand(&root.join("a")).unwrap(), vec![root.join("a")]);
         assert!(expand(&root.join("missing")).unwrap().is_empty());
         assert!(expand(&root.join("nope/*")).unwrap().is_empty());
@@ -185,6 +198,10 @@ mod tests {
         let i = Globs::new_case_insensitive(&["*.JPG".into(), "/Srv/Cache".into()]).unwrap();
         assert!(i.matches(Path::new("/home/a/photo.jpg")));
         assert!(i.matches(Path::new("/srv/cache")));
-        assert!(!Globs::new(&["*.JPG".into()]).unwrap().matches(Path::new("/a.jpg")));
+        assert!(
+            !Globs::new(&["*.JPG".into()])
+                .unwrap()
+                .matches(Path::new("/a.jpg"))
+        );
     }
 }

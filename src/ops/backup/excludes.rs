@@ -178,7 +178,10 @@ mod tests {
         assert_eq!(warned.get(), 1, "a wrong signature is reported");
         std::fs::write(&tag, format!("{CACHEDIR_SIGNATURE}\n# made by x\n")).unwrap();
         assert!(ex.tag_of(d.path(), |_| true, warn).is_some());
-        assert!(ex.tag_of(d.path(), |_| false, warn).is_none(), "only listed names");
+        assert!(
+            ex.tag_of(d.path(), |_| false, warn).is_none(),
+            "only listed names"
+        );
     }
 
     #[test]

@@ -205,8 +205,7 @@ impl Ctx<'_> {
     /// incomplete, and reported with its path.
     fn error(&self, item: &Path, msg: impl Display) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        self.progress
-            .error(item, Phase::Archival, &msg.to_string());
+        self.progress.error(item, Phase::Archival, &msg.to_string());
     }
 
     fn ignore(&self) -> source::Ignore {
@@ -401,7 +400,7 @@ pub fn run(
                             &opts.excludes,
                             opts.one_file_system,
                             progress,
-                            scan_done,
+                            &[scan_done, cancel],
                         )
                     });
                 }
@@ -414,8 +413,11 @@ pub fn run(
             (Source::Command { name, argv }, _) => store_command(&ctx, name, argv),
             _ => Err(Error::InvalidInput("no source".into())),
         };
-        // The scanner only feeds the progress display: stop it with the backup.
-        scan_done.store(true, Ordering::Relaxed);
+        // The scanner only feeds the progress display: a failed backup stops it; after a
+        // successful one it finishes (it only stats), so the last status has exact totals.
+        if tree.is_err() {
+            scan_done.store(true, Ordering::Relaxed);
+        }
         tree
     });
     // Whatever happened, make uploaded packs durable and indexed so the next run reuses them.

@@ -21,13 +21,13 @@ pub const MAX_SCAN_DEPTH: usize = 256;
 const REPORT_EVERY: u64 = 256;
 
 /// Walks the source paths, reporting running totals through [`Progress::scan_total`] until
-/// done or `stop` is set.
+/// done or one of `stop` is set.
 pub(super) fn run(
     sources: &[PathBuf],
     ex: &Excludes,
     one_file_system: bool,
     progress: &dyn Progress,
-    stop: &AtomicBool,
+    stop: &[&AtomicBool],
 ) {
     let (mut files, mut bytes, mut seen) = (0u64, 0u64, 0u64);
     for src in sources {
@@ -52,7 +52,7 @@ pub(super) fn run(
             None => continue,
         }
         while let Some((dir, rd)) = stack.last_mut() {
-            if stop.load(Ordering::Relaxed) {
+            if stop.iter().any(|s| s.load(Ordering::Relaxed)) {
                 return;
             }
             let Some(entry) = rd.next() else {

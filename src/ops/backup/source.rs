@@ -523,7 +523,12 @@ fn archive_dir(
     let subtree = ctx.store_tree(nodes)?;
     ctx.count_dir(pnode, &subtree);
     let xattrs = read_xattrs(ctx, path);
-    Ok(Some(ctx.node(name, NodeKind::Dir { subtree }, meta, xattrs)))
+    Ok(Some(ctx.node(
+        name,
+        NodeKind::Dir { subtree },
+        meta,
+        xattrs,
+    )))
 }
 
 /// restic's `--exclude-if-present`/`--exclude-caches`: a directory holding a matching tag
