@@ -9,6 +9,8 @@
 #[path = "integration/harness.rs"]
 mod harness;
 
+#[path = "integration/backup_flags.rs"]
+mod backup_flags;
 #[path = "integration/browse.rs"]
 mod browse;
 #[path = "integration/cli.rs"]

@@ -190,9 +190,6 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
 
 /// A snapshot's `summary` with restic 0.17's field names (`errors` is cista's own).
 ///
-/// `data_blobs`/`tree_blobs`: the stored summary counts both kinds in one `blobs_added` until
-/// the backup side splits them; until then `data_blobs` carries that count and `tree_blobs` is
-/// not printed (tests/integration/restic_compat.rs lists it as pending).
 pub fn summary_json(sum: &Summary, offset_s: i32) -> Value {
     json!({
         "backup_start": rfc3339(sum.backup_start_ns, offset_s),
@@ -203,7 +200,8 @@ pub fn summary_json(sum: &Summary, offset_s: i32) -> Value {
         "dirs_new": sum.dirs_new,
         "dirs_changed": sum.dirs_changed,
         "dirs_unmodified": sum.dirs_unmodified,
-        "data_blobs": sum.blobs_added,
+        "data_blobs": sum.data_blobs,
+        "tree_blobs": sum.tree_blobs,
         "data_added": sum.data_added,
         "data_added_packed": sum.data_added_packed,
         "total_files_processed": sum.total_files_processed,

@@ -23,8 +23,9 @@ pub struct Summary {
     pub dirs_changed: u64,
     /// Directories whose tree is identical to the parent's.
     pub dirs_unmodified: u64,
-    /// Blobs (data and tree) this run added to the repository.
-    pub blobs_added: u64,
+    /// Data blobs this run added to the repository (restic's `data_blobs`). In snapshots
+    /// written before `tree_blobs` existed this counted tree blobs too.
+    pub data_blobs: u64,
     /// Bytes of plaintext this run added (before compression).
     pub data_added: u64,
     /// Bytes this run added to storage (sealed, compressed blobs).
@@ -37,8 +38,91 @@ pub struct Summary {
     pub backup_start_ns: i64,
     /// End, ns since the Unix epoch.
     pub backup_end_ns: i64,
-    /// Source entries that could not be read (the snapshot is then incomplete).
+    /// Source entries that could not be read, or changed while being read (the snapshot is
+    /// then incomplete).
     pub errors: u64,
+    /// Tree blobs this run added (restic's `tree_blobs`). Appended last so that a snapshot
+    /// written before it existed is still read: see [`Snapshot::decode`].
+    pub tree_blobs: u64,
+}
+
+/// The 14-field summary of snapshots written before `tree_blobs` was appended.
+#[derive(Deserialize)]
+struct SummaryV1 {
+    files_new: u64,
+    files_changed: u64,
+    files_unmodified: u64,
+    dirs_new: u64,
+    dirs_changed: u64,
+    dirs_unmodified: u64,
+    blobs_added: u64,
+    data_added: u64,
+    data_added_packed: u64,
+    total_files_processed: u64,
+    total_bytes_processed: u64,
+    backup_start_ns: i64,
+    backup_end_ns: i64,
+    errors: u64,
+}
+
+impl From<SummaryV1> for Summary {
+    fn from(v: SummaryV1) -> Self {
+        Self {
+            files_new: v.files_new,
+            files_changed: v.files_changed,
+            files_unmodified: v.files_unmodified,
+            dirs_new: v.dirs_new,
+            dirs_changed: v.dirs_changed,
+            dirs_unmodified: v.dirs_unmodified,
+            data_blobs: v.blobs_added,
+            data_added: v.data_added,
+            data_added_packed: v.data_added_packed,
+            total_files_processed: v.total_files_processed,
+            total_bytes_processed: v.total_bytes_processed,
+            backup_start_ns: v.backup_start_ns,
+            backup_end_ns: v.backup_end_ns,
+            errors: v.errors,
+            tree_blobs: 0,
+        }
+    }
+}
+
+/// A snapshot with the 14-field summary (FORMAT §16, "Older summaries").
+#[derive(Deserialize)]
+struct SnapshotV1 {
+    time_unix_ns: i64,
+    tz_offset_s: i32,
+    hostname: String,
+    username: String,
+    uid: u32,
+    gid: u32,
+    paths: Vec<String>,
+    tags: Vec<String>,
+    tree: BlobId,
+    parent: Option<SnapshotId>,
+    program_version: String,
+    incomplete: bool,
+    summary: SummaryV1,
+}
+
+impl From<SnapshotV1> for Snapshot {
+    fn from(v: SnapshotV1) -> Self {
+        Self {
+            time_unix_ns: v.time_unix_ns,
+            tz_offset_s: v.tz_offset_s,
+            hostname: v.hostname,
+            username: v.username,
+            uid: v.uid,
+            gid: v.gid,
+            paths: v.paths,
+            tags: v.tags,
+            tree: v.tree,
+            parent: v.parent,
+            program_version: v.program_version,
+            incomplete: v.incomplete,
+            summary: v.summary.into(),
+        }
+    }
 }
 
 /// One snapshot.
@@ -78,10 +162,21 @@ impl Snapshot {
         encode(self)
     }
 
-    /// Decodes a snapshot plaintext.
+    /// Decodes a snapshot plaintext. The summary is the last field and has fixed width, so a
+    /// snapshot whose summary ends after `errors` (written before `tree_blobs` was appended)
+    /// is exactly 8 bytes short of the current layout: it is read with the older layout and
+    /// its `tree_blobs` is 0. No plaintext decodes under both layouts.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         super::check_len("snapshot", bytes.len() as u64, MAX_SNAPSHOT_LEN)?;
-        decode_capped::<_, { MAX_SNAPSHOT_LEN as usize }>(bytes, "snapshot")
+        match decode_capped::<_, { MAX_SNAPSHOT_LEN as usize }>(bytes, "snapshot") {
+            Ok(s) => Ok(s),
+            Err(current) => {
+                decode_capped::<SnapshotV1, { MAX_SNAPSHOT_LEN as usize }>(bytes, "snapshot")
+                    .map(Snapshot::from)
+                    // The current layout's complaint is the one that describes the bytes.
+                    .map_err(|_| current)
+            }
+        }
     }
 }
 
@@ -112,6 +207,35 @@ mod tests {
             },
         };
         assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+    }
+
+    /// A snapshot written with the 14-field summary still opens: `tree_blobs` reads as 0.
+    #[test]
+    fn older_summary_without_tree_blobs_decodes() {
+        let mut s = Snapshot {
+            time_unix_ns: 5,
+            tz_offset_s: 0,
+            hostname: "h".into(),
+            username: "u".into(),
+            uid: 1,
+            gid: 2,
+            paths: vec!["/srv".into()],
+            tags: vec![],
+            tree: BlobId(Id([1; 32])),
+            parent: None,
+            program_version: "cista 0.1.0".into(),
+            incomplete: false,
+            summary: Summary {
+                data_blobs: 9,
+                tree_blobs: 4,
+                ..Summary::default()
+            },
+        };
+        let bytes = s.encode();
+        let old = &bytes[..bytes.len() - 8];
+        s.summary.tree_blobs = 0;
+        assert_eq!(Snapshot::decode(old).unwrap(), s);
+        assert!(Snapshot::decode(&bytes[..bytes.len() - 4]).is_err());
     }
 
     proptest! {

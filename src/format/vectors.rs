@@ -128,6 +128,13 @@ fn snapshot() {
     let g = vector!("snapshot.hex");
     assert_eq!(sample_snapshot().encode(), g);
     assert_eq!(Snapshot::decode(&g).unwrap(), sample_snapshot());
+    // A snapshot with the 14-field summary reads with `tree_blobs` 0 (FORMAT §16).
+    let mut older = sample_snapshot();
+    older.summary.tree_blobs = 0;
+    assert_eq!(
+        Snapshot::decode(&vector!("snapshot_summary14.hex")).unwrap(),
+        older
+    );
 }
 
 #[test]
@@ -280,7 +287,7 @@ fn spec_tables_match_nested_encodings() {
     }
     assert_eq!(b, vector!("tree.hex"));
 
-    // Snapshot: the Option tag is one byte; the summary is 14 fixed 8-byte fields.
+    // Snapshot: the Option tag is one byte; the summary is 15 fixed 8-byte fields.
     let s = sample_snapshot();
     let mut b = Vec::new();
     le(&mut b, s.time_unix_ns.to_le_bytes());
@@ -313,7 +320,7 @@ fn spec_tables_match_nested_encodings() {
         m.dirs_new,
         m.dirs_changed,
         m.dirs_unmodified,
-        m.blobs_added,
+        m.data_blobs,
         m.data_added,
         m.data_added_packed,
         m.total_files_processed,
@@ -324,6 +331,7 @@ fn spec_tables_match_nested_encodings() {
     le(&mut b, m.backup_start_ns.to_le_bytes());
     le(&mut b, m.backup_end_ns.to_le_bytes());
     le(&mut b, m.errors.to_le_bytes());
+    le(&mut b, m.tree_blobs.to_le_bytes());
     assert_eq!(b, vector!("snapshot.hex"));
 }
 

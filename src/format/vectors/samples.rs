@@ -254,7 +254,7 @@ pub(super) fn sample_snapshot() -> Snapshot {
             dirs_new: 4,
             dirs_changed: 5,
             dirs_unmodified: 6,
-            blobs_added: 7,
+            data_blobs: 7,
             data_added: 8,
             data_added_packed: 9,
             total_files_processed: 10,
@@ -262,6 +262,7 @@ pub(super) fn sample_snapshot() -> Snapshot {
             backup_start_ns: 12,
             backup_end_ns: -13,
             errors: 14,
+            tree_blobs: 15,
         },
     }
 }
@@ -397,7 +398,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
     bad_pack.extend_from_slice(&45u32.to_le_bytes());
     // Snapshot: the parent's Option tag sits after the root tree id.
     let snap = sample_snapshot().encode();
-    let parent_tag = snap.len() - 112 - 1 - (8 + 11) - 32 - 1;
+    let parent_tag = snap.len() - 120 - 1 - (8 + 11) - 32 - 1;
     // Tree: the first node's kind (variant index) follows the node count and its name.
     let bad_enum = with(&sample_tree().encode(), 8 + 8 + 3, 4);
     let mut utf8 = lock.clone();
@@ -419,6 +420,8 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         ("index.hex", idx.clone()),
         ("tree.hex", sample_tree().encode()),
         ("snapshot.hex", snap.clone()),
+        // The same snapshot as written before `tree_blobs` was appended to the summary.
+        ("snapshot_summary14.hex", snap[..snap.len() - 8].to_vec()),
         ("lock.hex", lock.clone()),
         (
             "blob_ad.hex",

@@ -10,24 +10,32 @@
 //! Memory: each worker holds one read segment ([`segment_len`]) per file it is chunking, plus
 //! the packer's bound (docs/DESIGN.md, "Memory bound").
 
+mod excludes;
+mod scan;
 mod source;
+pub mod targets;
 
 use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::fs::Metadata;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-pub use source::{Excludes, VirtualRoot};
+pub use excludes::{CACHEDIR_SIGNATURE, CACHEDIR_TAG, Excludes, TagFile, parse_size};
+pub use scan::MAX_SCAN_DEPTH;
+pub use source::VirtualRoot;
 
 use crate::error::{Error, Result};
 use crate::format::pack::BlobType;
 use crate::format::snapshot::{Snapshot, Summary};
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{Node, NodeKind, Tree, Xattr};
 use crate::id::{BlobId, SnapshotId};
-use crate::ops::{CancelFlag, Progress, now_unix_ns};
+use crate::ops::{CancelFlag, Phase, Progress, now_unix_ns};
 use crate::repo::packer::{Packer, SealedBlob};
 use crate::repo::{Index, Repository};
 
@@ -47,7 +55,7 @@ pub enum Source {
         /// File name in the snapshot.
         name: String,
         /// Program and arguments.
-        argv: Vec<String>,
+        argv: Vec<OsString>,
     },
 }
 
@@ -66,15 +74,41 @@ pub struct BackupOptions {
     pub parent: Option<SnapshotId>,
     /// Read every file even if the parent says it is unchanged.
     pub force: bool,
+    /// Change detection ignores the status change time (`--ignore-ctime`).
+    pub ignore_ctime: bool,
+    /// Change detection ignores the inode number, and so the status change time too
+    /// (`--ignore-inode`, as in restic).
+    pub ignore_inode: bool,
+    /// Write no snapshot when the root tree equals the parent's (`--skip-if-unchanged`).
+    pub skip_if_unchanged: bool,
+    /// Read and chunk everything but write nothing to the repository, not even a lock
+    /// (`--dry-run`): the outcome says what would have been added.
+    pub dry_run: bool,
+    /// Store each entry's real access time (`--with-atime`).
+    pub with_atime: bool,
+    /// Run the progress scanner beside the backup, for totals ([`Progress::scan_total`]).
+    pub scan: bool,
 }
 
 /// What a backup produced.
 #[derive(Debug)]
 pub struct BackupOutcome {
-    /// The new snapshot's id.
-    pub id: SnapshotId,
-    /// The snapshot.
+    /// The new snapshot's id; `None` when none was written (`dry_run`, or skipped because
+    /// nothing changed).
+    pub id: Option<SnapshotId>,
+    /// The snapshot (as it would have been written when `id` is `None`).
     pub snapshot: Snapshot,
+    /// Why no snapshot was written, if none was.
+    pub not_written: Option<NotWritten>,
+}
+
+/// Why a backup that succeeded wrote no snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotWritten {
+    /// `--dry-run`.
+    DryRun,
+    /// `--skip-if-unchanged` and the tree equals the parent's.
+    Unchanged,
 }
 
 /// Length of the read segment for chunking: room for three maximal chunks, at least 6 MiB.
@@ -133,8 +167,11 @@ struct Counters {
     dirs_new: AtomicU64,
     dirs_changed: AtomicU64,
     dirs_unmodified: AtomicU64,
+    data_blobs: AtomicU64,
+    tree_blobs: AtomicU64,
     data_added: AtomicU64,
-    total_files: AtomicU64,
+    /// Sealed bytes of the blobs a dry run would have stored.
+    dry_packed: AtomicU64,
     total_bytes: AtomicU64,
     errors: AtomicU64,
 }
@@ -149,6 +186,8 @@ pub(crate) struct Ctx<'a> {
     progress: &'a dyn Progress,
     cancel: &'a CancelFlag,
     opts: &'a BackupOptions,
+    /// When the backup started (ns since the epoch): times of synthetic nodes.
+    start_ns: i64,
 }
 
 impl Ctx<'_> {
@@ -162,9 +201,35 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn warn(&self, msg: String) {
+    /// A source entry that could not be stored as it is: counted, so the snapshot is marked
+    /// incomplete, and reported with its path.
+    fn error(&self, item: &Path, msg: impl Display) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        self.progress.warn(&msg);
+        self.progress.error(item, Phase::Archival, &msg.to_string());
+    }
+
+    fn ignore(&self) -> source::Ignore {
+        source::Ignore {
+            ctime: self.opts.ignore_ctime,
+            inode: self.opts.ignore_inode,
+        }
+    }
+
+    /// A node from an entry's metadata, with this run's options.
+    fn node(&self, name: &[u8], kind: NodeKind, m: &Metadata, xattrs: Vec<Xattr>) -> Node {
+        source::node_from_meta(name, kind, m, xattrs, self.opts.with_atime)
+    }
+
+    /// Counts a stored directory as restic does: new (not in the parent), unmodified (same
+    /// tree as the parent's) or changed.
+    fn count_dir(&self, parent: Option<&Node>, subtree: &BlobId) {
+        let c = &self.counters;
+        match parent.map(|p| &p.kind) {
+            Some(NodeKind::Dir { subtree: old }) if old == subtree => &c.dirs_unmodified,
+            Some(_) => &c.dirs_changed,
+            None => &c.dirs_new,
+        }
+        .fetch_add(1, Ordering::Relaxed);
     }
 
     /// True if this call is the one that must store `id`.
@@ -184,9 +249,19 @@ impl Ctx<'_> {
         let id = self.repo.blob_id(data);
         if self.claim(&id) {
             let sealed = self.repo.seal_blob(blob_type, &id, data)?;
-            self.counters
-                .data_added
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            let c = &self.counters;
+            c.data_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+            match blob_type {
+                BlobType::Data => &c.data_blobs,
+                BlobType::Tree => &c.tree_blobs,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+            if self.opts.dry_run {
+                // Sealed only to measure what it would add to storage.
+                c.dry_packed
+                    .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+                return Ok(id);
+            }
             // Blob lengths are bounded by the chunker's max (≤ 16 MiB) or the tree cap.
             let raw_len = u32::try_from(data.len())
                 .map_err(|_| Error::InvalidInput("blob too large".into()))?;
@@ -254,7 +329,9 @@ impl Ctx<'_> {
 }
 
 /// Runs a backup and writes its snapshot. A source that fails to read is a warning (the
-/// snapshot is marked incomplete); a failing command or storage error writes no snapshot.
+/// snapshot is marked incomplete), and so is a source path that does not exist, unless none
+/// exists; a failing command or storage error writes no snapshot. With `dry_run` nothing is
+/// written to the repository (no lock, no pack, no index, no snapshot).
 pub fn run(
     repo: &Repository,
     source: Source,
@@ -263,10 +340,18 @@ pub fn run(
     progress: &dyn Progress,
     cancel: &CancelFlag,
 ) -> Result<BackupOutcome> {
-    let _lock = repo.lock(false)?;
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(repo.lock(false)?)
+    };
     let start = now_unix_ns();
     let mut index = repo.load_index()?;
-    adopt_orphan_packs(repo, &mut index)?;
+    if !opts.dry_run {
+        // A dry run leaves orphan packs alone (adopting writes an index), so it may count
+        // their blobs as new.
+        adopt_orphan_packs(repo, &mut index)?;
+    }
 
     let hostname = opts.host.clone().unwrap_or_else(super::hostname);
     let (paths, root) = match &source {
@@ -298,21 +383,47 @@ pub fn run(
         progress,
         cancel,
         opts,
+        start_ns: start,
     };
-    let tree = match (&source, root) {
-        (Source::Paths(_), Some(root)) => source::archive_root(&ctx, &root, parent_tree.as_ref()),
-        (Source::Stdin { name }, _) => match stdin {
-            Some(r) => store_single(&ctx, name, r),
-            None => Err(Error::InvalidInput("no standard input given".into())),
-        },
-        (Source::Command { name, argv }, _) => store_command(&ctx, name, argv),
-        _ => Err(Error::InvalidInput("no source".into())),
-    };
+    let scan_done = AtomicBool::new(false);
+    let tree = std::thread::scope(|s| {
+        let tree = match (&source, &root) {
+            (Source::Paths(_), Some(root)) => {
+                for p in root.missing() {
+                    ctx.error(p, "does not exist, skipping");
+                }
+                if opts.scan {
+                    let scan_done = &scan_done;
+                    s.spawn(move || {
+                        scan::run(
+                            root.sources(),
+                            &opts.excludes,
+                            opts.one_file_system,
+                            progress,
+                            &[scan_done, cancel],
+                        )
+                    });
+                }
+                source::archive_root(&ctx, root, parent_tree.as_ref())
+            }
+            (Source::Stdin { name }, _) => match stdin {
+                Some(r) => store_single(&ctx, name, r),
+                None => Err(Error::InvalidInput("no standard input given".into())),
+            },
+            (Source::Command { name, argv }, _) => store_command(&ctx, name, argv),
+            _ => Err(Error::InvalidInput("no source".into())),
+        };
+        // The scanner only feeds the progress display: a failed backup stops it; after a
+        // successful one it finishes (it only stats), so the last status has exact totals.
+        if tree.is_err() {
+            scan_done.store(true, Ordering::Relaxed);
+        }
+        tree
+    });
     // Whatever happened, make uploaded packs durable and indexed so the next run reuses them.
     let Ctx {
         packer, counters, ..
     } = ctx;
-    let blobs_added = packer.blobs_added.load(Ordering::Relaxed);
     let packed = packer.bytes_added.load(Ordering::Relaxed);
     let flushed = packer.finish();
     // A storage failure is the root cause of whatever the walk reported after it ("pack
@@ -321,17 +432,24 @@ pub fn run(
     let tree = tree?;
 
     let c = counters;
+    let (files_new, files_changed, files_unmodified) = (
+        c.files_new.into_inner(),
+        c.files_changed.into_inner(),
+        c.files_unmodified.into_inner(),
+    );
     let summary = Summary {
-        files_new: c.files_new.into_inner(),
-        files_changed: c.files_changed.into_inner(),
-        files_unmodified: c.files_unmodified.into_inner(),
+        files_new,
+        files_changed,
+        files_unmodified,
         dirs_new: c.dirs_new.into_inner(),
         dirs_changed: c.dirs_changed.into_inner(),
         dirs_unmodified: c.dirs_unmodified.into_inner(),
-        blobs_added,
+        data_blobs: c.data_blobs.into_inner(),
+        tree_blobs: c.tree_blobs.into_inner(),
         data_added: c.data_added.into_inner(),
-        data_added_packed: packed,
-        total_files_processed: c.total_files.into_inner(),
+        data_added_packed: packed + c.dry_packed.into_inner(),
+        // restic's definition: the files stored, read or reused; never one that failed.
+        total_files_processed: files_new + files_changed + files_unmodified,
         total_bytes_processed: c.total_bytes.into_inner(),
         backup_start_ns: start,
         backup_end_ns: now_unix_ns(),
@@ -340,6 +458,7 @@ pub fn run(
     let mut tags = opts.tags.clone();
     tags.sort();
     tags.dedup();
+    let parent_tree_id = parent.as_ref().map(|(_, s)| s.tree);
     let snapshot = Snapshot {
         time_unix_ns: start,
         tz_offset_s: local_offset_s(),
@@ -359,8 +478,22 @@ pub fn run(
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
     }
-    let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupOutcome { id, snapshot })
+    let not_written = if opts.dry_run {
+        Some(NotWritten::DryRun)
+    } else if opts.skip_if_unchanged && parent_tree_id == Some(snapshot.tree) {
+        Some(NotWritten::Unchanged)
+    } else {
+        None
+    };
+    let id = match not_written {
+        None => Some(repo.save_snapshot(&snapshot)?),
+        Some(_) => None,
+    };
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        not_written,
+    })
 }
 
 fn local_offset_s() -> i32 {
@@ -408,12 +541,11 @@ fn file_node(name: &str, content: Vec<BlobId>, size: u64) -> Node {
 fn store_single(ctx: &Ctx<'_>, name: &str, reader: &mut (dyn Read + Send)) -> Result<BlobId> {
     let (content, size) = ctx.store_stream(reader, Path::new("standard input"))?;
     ctx.counters.files_new.fetch_add(1, Ordering::Relaxed);
-    ctx.counters.total_files.fetch_add(1, Ordering::Relaxed);
     ctx.counters.total_bytes.fetch_add(size, Ordering::Relaxed);
     ctx.store_tree(vec![file_node(name, content, size)])
 }
 
-fn store_command(ctx: &Ctx<'_>, name: &str, argv: &[String]) -> Result<BlobId> {
+fn store_command(ctx: &Ctx<'_>, name: &str, argv: &[OsString]) -> Result<BlobId> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| Error::InvalidInput("no command given".into()))?;
@@ -433,7 +565,7 @@ fn store_command(ctx: &Ctx<'_>, name: &str, argv: &[String]) -> Result<BlobId> {
     if result.is_err() {
         let _ = child.kill();
     }
-    let status = child.wait().map_err(|e| Error::io(prog, e))?;
+    let status = child.wait().map_err(|e| Error::io(Path::new(prog), e))?;
     if !status.success() {
         return Err(Error::CommandFailed {
             command: format!("{prog:?}"),

@@ -15,23 +15,6 @@ use super::Ctx;
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind, Tree, Xattr};
 use crate::id::BlobId;
-use crate::ops::globs::Globs;
-
-/// Exclusion rules of a backup.
-#[derive(Debug, Clone, Default)]
-pub struct Excludes {
-    /// Paths matching these are skipped with everything below them.
-    pub globs: Globs,
-    /// Directories containing an entry with one of these names are skipped.
-    pub if_present: Vec<String>,
-}
-
-impl Excludes {
-    /// Whether an absolute path is excluded.
-    pub fn is_excluded(&self, path: &Path) -> bool {
-        self.globs.matches(path)
-    }
-}
 
 /// The source paths arranged as the tree they will have in the snapshot: intermediate
 /// directories down to each source path (whose metadata is taken from the real directories).
@@ -39,6 +22,7 @@ impl Excludes {
 pub struct VirtualRoot {
     paths: Vec<PathBuf>,
     children: BTreeMap<Vec<u8>, VEntry>,
+    missing: Vec<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -50,8 +34,9 @@ enum VEntry {
 }
 
 /// An absolute, lexically clean path whose last component is not resolved (so a symlink given
-/// as a source is stored as a symlink), with its parent resolved like restic does.
-fn clean_source(p: &Path) -> Result<PathBuf> {
+/// as a source is stored as a symlink), with its parent resolved like restic does; `None`
+/// when it does not exist.
+fn clean_source(p: &Path) -> Result<Option<PathBuf>> {
     let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
     let mut out = PathBuf::from("/");
     for c in abs.components() {
@@ -63,22 +48,40 @@ fn clean_source(p: &Path) -> Result<PathBuf> {
             _ => {}
         }
     }
-    std::fs::symlink_metadata(&out).map_err(|e| Error::io(&out, e))?;
-    Ok(out)
+    match std::fs::symlink_metadata(&out) {
+        Ok(_) => Ok(Some(out)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // Another failure (a parent without search permission) is the archiver's to
+        // report as an unreadable source, as restic does.
+        Err(_) => Ok(Some(out)),
+    }
 }
 
 impl VirtualRoot {
-    /// Arranges source paths; a path below another source path is covered by it.
+    /// Arranges source paths; a path below another source path is covered by it. Paths that
+    /// do not exist are left out and listed by [`VirtualRoot::missing`] (restic skips them
+    /// with a warning); when every path is missing there is nothing to back up.
     pub fn new(paths: &[PathBuf]) -> Result<Self> {
         if paths.is_empty() {
             return Err(Error::InvalidInput(
                 "nothing to back up: give at least one path".into(),
             ));
         }
-        let mut clean = paths
-            .iter()
-            .map(|p| clean_source(p))
-            .collect::<Result<Vec<_>>>()?;
+        let mut clean = Vec::new();
+        let mut missing = Vec::new();
+        for p in paths {
+            match clean_source(p)? {
+                Some(c) => clean.push(c),
+                None => missing.push(p.clone()),
+            }
+        }
+        if clean.is_empty() {
+            let list: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
+            return Err(Error::InvalidInput(format!(
+                "no source path exists ({}): check the paths; no snapshot was written",
+                list.join(", ")
+            )));
+        }
         clean.sort();
         clean.dedup();
         let mut kept: Vec<PathBuf> = Vec::new();
@@ -120,10 +123,23 @@ impl VirtualRoot {
         Ok(Self {
             paths: kept,
             children,
+            missing,
         })
     }
 
-    /// The cleaned source paths, sorted, as recorded in the snapshot.
+    /// Source paths that did not exist, as given.
+    pub fn missing(&self) -> &[PathBuf] {
+        &self.missing
+    }
+
+    /// The cleaned source paths (raw bytes; [`VirtualRoot::paths`] is their text form).
+    pub fn sources(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// The cleaned source paths, sorted, as recorded in the snapshot: a path that is not
+    /// valid UTF-8 is recorded lossily (U+FFFD for each invalid sequence); the tree keeps its
+    /// exact bytes (FORMAT §16).
     pub fn paths(&self) -> Vec<String> {
         self.paths
             .iter()
@@ -156,28 +172,47 @@ fn archive_between(
                     let meta = match std::fs::symlink_metadata(path) {
                         Ok(m) => m,
                         Err(e) => {
-                            ctx.warn(format!("{}: {e}", path.display()));
+                            ctx.error(path, e);
                             return Ok(None);
                         }
                     };
                     archive_entry(ctx, path, name, &meta, pnode, meta.dev())
                 }
                 VEntry::Between(path, next) => {
-                    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
                     let ptree = load_parent_subtree(ctx, pnode);
                     let nodes = archive_between(ctx, next, ptree.as_ref())?;
                     let subtree = ctx.store_tree(nodes)?;
-                    Ok(Some(node_from_meta(
-                        name,
-                        NodeKind::Dir { subtree },
-                        &meta,
-                        Vec::new(),
-                    )))
+                    ctx.count_dir(pnode, &subtree);
+                    Ok(Some(between_node(ctx, path, name, subtree)))
                 }
             }
         })
         .collect();
     results.into_iter().filter_map(Result::transpose).collect()
+}
+
+/// The node of a directory above a source path. It carries the metadata of the directory the
+/// path really passes through: a symlinked parent (`/via -> /real`) is followed, so it
+/// restores as `/real` is (mode, owner, times), never with the link's 0777. When that cannot
+/// be read it is a directory 0700 of the current user, with the backup's start as times.
+fn between_node(ctx: &Ctx<'_>, path: &Path, name: &[u8], subtree: BlobId) -> Node {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => ctx.node(name, NodeKind::Dir { subtree }, &m, Vec::new()),
+        _ => Node {
+            name: name.to_vec(),
+            kind: NodeKind::Dir { subtree },
+            mode: 0o040_700,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            mtime_ns: ctx.start_ns,
+            atime_ns: ctx.start_ns,
+            ctime_ns: ctx.start_ns,
+            inode: 0,
+            device: 0,
+            links: 1,
+            xattrs: Vec::new(),
+        },
+    }
 }
 
 fn load_parent_subtree(ctx: &Ctx<'_>, pnode: Option<&Node>) -> Option<Tree> {
@@ -200,7 +235,21 @@ fn ctime_ns(m: &Metadata) -> i64 {
         .saturating_add(m.ctime_nsec())
 }
 
-fn node_from_meta(name: &[u8], kind: NodeKind, m: &Metadata, xattrs: Vec<Xattr>) -> Node {
+fn atime_ns(m: &Metadata) -> i64 {
+    m.atime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.atime_nsec())
+}
+
+/// A node from an entry's metadata. The access time stored is the modification time unless
+/// `with_atime` (restic's `--with-atime`) asks for the real one.
+pub(super) fn node_from_meta(
+    name: &[u8],
+    kind: NodeKind,
+    m: &Metadata,
+    xattrs: Vec<Xattr>,
+    with_atime: bool,
+) -> Node {
     let mtime_ns = mtime_ns(m);
     Node {
         name: name.to_vec(),
@@ -212,7 +261,7 @@ fn node_from_meta(name: &[u8], kind: NodeKind, m: &Metadata, xattrs: Vec<Xattr>)
         // Not the access time: every read changes it (this backup's own reads included), so
         // recording it would make every unchanged directory a new tree (borg 1.2 made the
         // same choice). Restores set the access time to the modification time.
-        atime_ns: mtime_ns,
+        atime_ns: if with_atime { atime_ns(m) } else { mtime_ns },
         ctime_ns: ctime_ns(m),
         inode: m.ino(),
         device: m.dev(),
@@ -234,11 +283,7 @@ fn read_xattrs(ctx: &Ctx<'_>, path: &Path) -> Vec<Xattr> {
                 value: v.unwrap_or_default(),
             }),
             Err(e) => {
-                ctx.warn(format!(
-                    "{}: extended attribute {:?}: {e}",
-                    path.display(),
-                    n
-                ));
+                ctx.error(path, format_args!("extended attribute {n:?}: {e}"));
                 None
             }
         })
@@ -247,15 +292,90 @@ fn read_xattrs(ctx: &Ctx<'_>, path: &Path) -> Vec<Xattr> {
     out
 }
 
-/// Whether the parent's node lets us reuse its content without reading the file.
-fn unchanged(p: &Node, m: &Metadata) -> bool {
+/// Which metadata change detection ignores (restic's `--ignore-ctime`, `--ignore-inode`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Ignore {
+    pub ctime: bool,
+    pub inode: bool,
+}
+
+/// Whether the parent's node lets us reuse its content without reading the file: same size
+/// and modification time, and (unless ignored) same status change time and inode.
+/// `--ignore-inode` implies `--ignore-ctime`, as in restic (on FUSE neither is stable).
+fn unchanged(p: &Node, m: &Metadata, ignore: Ignore) -> bool {
     let NodeKind::File { size, .. } = &p.kind else {
         return false;
     };
     *size == m.size()
         && p.mtime_ns == mtime_ns(m)
-        && p.ctime_ns == ctime_ns(m)
-        && p.inode == m.ino()
+        && (ignore.ctime || ignore.inode || p.ctime_ns == ctime_ns(m))
+        && (ignore.inode || p.inode == m.ino())
+}
+
+/// The fields whose change between two `fstat`s means a file changed while it was read.
+fn version(m: &Metadata) -> (u64, i64, i64, u64) {
+    (m.size(), mtime_ns(m), ctime_ns(m), m.ino())
+}
+
+/// What was stored for a regular file.
+struct Stored {
+    content: Vec<BlobId>,
+    size: u64,
+    /// `fstat` taken just before the read whose bytes were kept: the node carries it, so a
+    /// file that changed during that read is seen as changed by the next backup.
+    meta: Metadata,
+}
+
+/// Reads and stores a regular file. If it changed while being read (size, modification or
+/// status change time or inode differ between the `fstat`s before and after, or fewer or
+/// more bytes than its size were read), it is read once more; if it changes again, the second
+/// read is kept and reported as an error, so the snapshot is marked incomplete. `None` when
+/// it could not be read (reported).
+fn store_file(ctx: &Ctx<'_>, path: &Path) -> Result<Option<Stored>> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            ctx.error(path, e);
+            return Ok(None);
+        }
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let read = (|| {
+            use std::io::Seek;
+            let before = f.metadata().map_err(|e| Error::io(path, e))?;
+            f.rewind().map_err(|e| Error::io(path, e))?;
+            let (content, size) = ctx.store_stream(&mut f, path)?;
+            let after = f.metadata().map_err(|e| Error::io(path, e))?;
+            let stable = version(&before) == version(&after) && size == before.size();
+            Ok((
+                Stored {
+                    content,
+                    size,
+                    meta: before,
+                },
+                stable,
+            ))
+        })();
+        match read {
+            Ok((stored, true)) => return Ok(Some(stored)),
+            Ok((stored, false)) if attempt >= 2 => {
+                ctx.error(
+                    path,
+                    "file changed while being read (twice); stored as read the second time, \
+                     its content may be inconsistent",
+                );
+                return Ok(Some(stored));
+            }
+            Ok((_, false)) => continue,
+            Err(Error::Io { path, source }) => {
+                ctx.error(&path, source);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn archive_entry(
@@ -267,37 +387,33 @@ fn archive_entry(
     top_dev: u64,
 ) -> Result<Option<Node>> {
     ctx.check_cancel()?;
-    if ctx.opts.excludes.is_excluded(path) {
+    if ctx.opts.excludes.rejects(path, meta) {
         return Ok(None);
     }
     let ft = meta.file_type();
     let c = &ctx.counters;
     if ft.is_file() {
-        c.total_files.fetch_add(1, Ordering::Relaxed);
-        c.total_bytes.fetch_add(meta.size(), Ordering::Relaxed);
         let xattrs = read_xattrs(ctx, path);
-        if let Some(p) = pnode.filter(|p| unchanged(p, meta))
-            && let NodeKind::File { content, .. } = &p.kind
+        if let Some(p) = pnode.filter(|p| unchanged(p, meta, ctx.ignore()))
+            && let NodeKind::File { content, size } = &p.kind
             && content.iter().all(|id| ctx.index.contains(id))
         {
             c.files_unmodified.fetch_add(1, Ordering::Relaxed);
-            ctx.progress.file_done(meta.size());
-            return Ok(Some(node_from_meta(name, p.kind.clone(), meta, xattrs)));
+            c.total_bytes.fetch_add(*size, Ordering::Relaxed);
+            ctx.progress.bytes(*size);
+            ctx.progress.file_done(*size);
+            return Ok(Some(ctx.node(name, p.kind.clone(), meta, xattrs)));
         }
-        let mut f = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                ctx.warn(format!("{}: {e}", path.display()));
-                return Ok(None);
-            }
-        };
-        let (content, size) = match ctx.store_stream(&mut f, path) {
-            Ok(r) => r,
-            Err(Error::Io { path, source }) => {
-                ctx.warn(format!("{}: {source}", path.display()));
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+        ctx.progress.file_started(path);
+        let stored = store_file(ctx, path);
+        ctx.progress.file_finished(path);
+        let Some(Stored {
+            content,
+            size,
+            meta,
+        }) = stored?
+        else {
+            return Ok(None);
         };
         if pnode.is_some() {
             &c.files_changed
@@ -305,11 +421,12 @@ fn archive_entry(
             &c.files_new
         }
         .fetch_add(1, Ordering::Relaxed);
+        c.total_bytes.fetch_add(size, Ordering::Relaxed);
         ctx.progress.file_done(size);
-        return Ok(Some(node_from_meta(
+        return Ok(Some(ctx.node(
             name,
             NodeKind::File { size, content },
-            meta,
+            &meta,
             xattrs,
         )));
     }
@@ -320,22 +437,17 @@ fn archive_entry(
         let target = match std::fs::read_link(path) {
             Ok(t) => t,
             Err(e) => {
-                ctx.warn(format!("{}: {e}", path.display()));
+                ctx.error(path, e);
                 return Ok(None);
             }
         };
         let kind = NodeKind::Symlink {
             target: target.as_os_str().as_bytes().to_vec(),
         };
-        return Ok(Some(node_from_meta(
-            name,
-            kind,
-            meta,
-            read_xattrs(ctx, path),
-        )));
+        return Ok(Some(ctx.node(name, kind, meta, read_xattrs(ctx, path))));
     }
     if ft.is_fifo() {
-        return Ok(Some(node_from_meta(
+        return Ok(Some(ctx.node(
             name,
             NodeKind::Fifo,
             meta,
@@ -361,31 +473,23 @@ fn archive_dir(
     pnode: Option<&Node>,
     top_dev: u64,
 ) -> Result<Option<Node>> {
-    let c = &ctx.counters;
     let entries: Vec<(Vec<u8>, PathBuf)> = match std::fs::read_dir(path) {
         Ok(rd) => {
             let mut v = Vec::new();
             for e in rd {
                 match e {
                     Ok(e) => v.push((e.file_name().as_bytes().to_vec(), e.path())),
-                    Err(e) => ctx.warn(format!("{}: {e}", path.display())),
+                    Err(e) => ctx.error(path, e),
                 }
             }
             v
         }
         Err(e) => {
-            ctx.warn(format!("{}: {e}", path.display()));
+            ctx.error(path, e);
             return Ok(None);
         }
     };
-    let ex = &ctx.opts.excludes;
-    if !ex.if_present.is_empty()
-        && entries
-            .iter()
-            .any(|(n, _)| ex.if_present.iter().any(|p| p.as_bytes() == n.as_slice()))
-    {
-        return Ok(None);
-    }
+    let entries = keep_tag_file_only(ctx, path, entries);
     let crosses = ctx.opts.one_file_system && meta.dev() != top_dev;
     let ptree = load_parent_subtree(ctx, pnode);
     let nodes: Vec<Node> = if crosses {
@@ -397,7 +501,7 @@ fn archive_dir(
                 let m = match std::fs::symlink_metadata(p) {
                     Ok(m) => m,
                     Err(e) => {
-                        ctx.warn(format!("{}: {e}", p.display()));
+                        ctx.error(p, e);
                         return Ok(None);
                     }
                 };
@@ -417,19 +521,36 @@ fn archive_dir(
             .collect::<Result<_>>()?
     };
     let subtree = ctx.store_tree(nodes)?;
-    match pnode.map(|p| &p.kind) {
-        Some(NodeKind::Dir { subtree: old }) if *old == subtree => &c.dirs_unmodified,
-        Some(_) => &c.dirs_changed,
-        None => &c.dirs_new,
-    }
-    .fetch_add(1, Ordering::Relaxed);
+    ctx.count_dir(pnode, &subtree);
     let xattrs = read_xattrs(ctx, path);
-    Ok(Some(node_from_meta(
+    Ok(Some(ctx.node(
         name,
         NodeKind::Dir { subtree },
         meta,
         xattrs,
     )))
+}
+
+/// restic's `--exclude-if-present`/`--exclude-caches`: a directory holding a matching tag
+/// file is kept with the tag file alone, so the snapshot shows why it is empty.
+fn keep_tag_file_only(
+    ctx: &Ctx<'_>,
+    dir: &Path,
+    mut entries: Vec<(Vec<u8>, PathBuf)>,
+) -> Vec<(Vec<u8>, PathBuf)> {
+    let ex = &ctx.opts.excludes;
+    if ex.if_present.is_empty() {
+        return entries;
+    }
+    let tag = ex.tag_of(
+        dir,
+        |name| entries.iter().any(|(n, _)| n.as_slice() == name),
+        |msg| ctx.progress.warn(&msg),
+    );
+    if let Some(tag) = tag {
+        entries.retain(|(n, _)| n.as_slice() == tag.name.as_bytes());
+    }
+    entries
 }
 
 #[cfg(test)]
