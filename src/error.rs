@@ -25,18 +25,31 @@ pub enum Error {
     /// `init` on an existing repository.
     #[error("a repository already exists at {location}; choose another location")]
     RepoExists { location: String },
+    /// `init` found key files but no config (an interrupted init, or a removed config).
+    #[error(
+        "{location} has key files but no config (an earlier `cista init` was interrupted, or the config was removed): if it held no backups, delete the folder and run `cista init` again; otherwise restore its config from a copy"
+    )]
+    KeysWithoutConfig { location: String },
     /// No key file opens with the passphrase.
     #[error(
         "wrong password: no key in this repository opens with it; check CISTA_PASSWORD/CISTA_PASSWORD_FILE"
     )]
     WrongPassword,
+    /// No key file opens with the passphrase, and some key files are damaged: the key this
+    /// passphrase belongs to may be one of them, so "wrong password" alone would mislead.
+    #[error(
+        "no key opens with this password, and {damaged} key files are damaged; if the password is right, its key file may be one of them: run `cista check` with another password, or restore keys/ from a copy"
+    )]
+    WrongPasswordOrDamagedKeys { damaged: usize },
     /// Someone holds a conflicting lock.
     #[error(
         "repository is locked {how} by {holder}; wait for it, or run `cista unlock` if that process is gone"
     )]
     Locked { how: &'static str, holder: String },
     /// A stored object failed to decode, authenticate or match its id.
-    #[error("{what} {id} is damaged ({reason}); run `cista check` and see docs/CLI.md on repair")]
+    #[error(
+        "{what} {id} is damaged ({reason}); run `cista check --read-data` to see what else is affected: the damaged object's data is lost unless another copy exists, and a new backup stores again what still exists on the source"
+    )]
     Corrupt {
         what: &'static str,
         id: String,

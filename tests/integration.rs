@@ -31,6 +31,8 @@ mod locks;
 mod regressions;
 #[path = "integration/restic_compat.rs"]
 mod restic_compat;
+#[path = "integration/robustness.rs"]
+mod robustness;
 #[path = "integration/roundtrip.rs"]
 mod roundtrip;
 #[path = "integration/sources.rs"]

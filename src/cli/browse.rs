@@ -54,7 +54,7 @@ pub struct LsArgs {
 pub fn ls(env: &Env, a: LsArgs) -> Result<u8> {
     let repo = env.open()?;
     let (id, snap) = find::snapshot(&repo, &a.snapshot, &a.filter.filter())?;
-    let index = repo.load_index()?;
+    let index = super::repo_cmds::load_index(&repo)?;
     let mut out = output::Out::new();
     if env.json {
         out.line(output::ls_snapshot_json(&id, &snap))?;
@@ -139,7 +139,7 @@ pub struct DumpArgs {
 pub fn dump(env: &Env, a: DumpArgs) -> Result<u8> {
     let repo = env.open()?;
     let (id, snap) = find::snapshot(&repo, &a.snapshot, &a.filter.filter())?;
-    let index = repo.load_index()?;
+    let index = super::repo_cmds::load_index(&repo)?;
     let node = match find::locate(&repo, &index, &snap.tree, &a.path, &id.to_string())? {
         Located::Node(_, n) => n,
         Located::Root(_) => {
@@ -176,7 +176,7 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
         .ok_or_else(|| anyhow::anyhow!("{spec:?} is neither `latest` nor a snapshot id"))?;
     let repo = env.open()?;
     let (id, snap) = find::snapshot(&repo, spec, &a.filter.filter())?;
-    let index = repo.load_index()?;
+    let index = super::repo_cmds::load_index(&repo)?;
     let opts = RestoreOptions {
         target: a.target.clone(),
         includes: Globs::new(&a.includes)?,

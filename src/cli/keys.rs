@@ -55,7 +55,7 @@ fn new_passphrase(env: &Env, a: &NewKeyArgs) -> Result<zeroize::Zeroizing<String
     }
 }
 
-fn resolve(list: &[keys::KeyInfo], prefix: &str) -> Result<KeyId> {
+fn resolve(list: &[keys::KeyEntry], prefix: &str) -> Result<KeyId> {
     let m: Vec<_> = list
         .iter()
         .filter(|k| k.id.0.hex_starts_with(prefix))
@@ -71,14 +71,16 @@ pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
     let repo = env.open()?;
     match cmd {
         KeyCommand::List => {
-            let list = keys::list_keys(repo.backend())?;
+            // Every key file with its state: a damaged one is listed, never a reason to stop.
+            let list = keys::scan_keys(repo.backend())?;
             let mut out = output::Out::new();
             if env.json {
                 let v: Vec<_> = list
                     .iter()
-                    .map(|k| {
-                        json!({"id": k.id.to_hex(), "current": k.id == repo.key_id(), "hostName": k.hostname,
-                               "userName": k.username, "created": output::rfc3339(k.created_unix_ns, 0)})
+                    .map(|k| match &k.state {
+                        Ok(i) => json!({"id": k.id.to_hex(), "current": k.id == repo.key_id(), "hostName": i.hostname,
+                                        "userName": i.username, "created": output::rfc3339(i.created_unix_ns, 0), "state": "ok"}),
+                        Err(why) => json!({"id": k.id.to_hex(), "current": false, "state": "damaged", "error": why}),
                     })
                     .collect();
                 out.line(serde_json::Value::Array(v))?;
@@ -88,14 +90,21 @@ pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
                     "id", "user", "host"
                 ))?;
                 for k in &list {
-                    let cur = if k.id == repo.key_id() { '*' } else { ' ' };
-                    out.line(format_args!(
-                        "{cur}{:<10} {:<12} {:<20} {}",
-                        k.id.to_string(),
-                        k.username,
-                        k.hostname,
-                        output::short_time(k.created_unix_ns, 0)
-                    ))?;
+                    match &k.state {
+                        Ok(i) => {
+                            let cur = if k.id == repo.key_id() { '*' } else { ' ' };
+                            out.line(format_args!(
+                                "{cur}{:<10} {:<12} {:<20} {}",
+                                k.id.to_string(),
+                                i.username,
+                                i.hostname,
+                                output::short_time(i.created_unix_ns, 0)
+                            ))?;
+                        }
+                        Err(why) => {
+                            out.line(format_args!(" {:<10} damaged: {why}", k.id.to_string()))?
+                        }
+                    }
                 }
             }
             out.finish()?;
@@ -106,20 +115,16 @@ pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
             env.info(format_args!("saved new key {id}"))?;
         }
         KeyCommand::Remove { id } => {
-            let list = keys::list_keys(repo.backend())?;
+            // Damaged key files can be removed too: resolve against every listed name.
+            let list = keys::scan_keys(repo.backend())?;
             let id = resolve(&list, &id)?;
-            if id == repo.key_id() {
-                anyhow::bail!(
-                    "refusing to remove the key you opened the repository with; open it with another key first"
-                );
-            }
-            keys::remove_key(repo.backend(), &id)?;
+            repo.remove_key(&id)?;
             env.info(format_args!("removed key {id}"))?;
         }
         KeyCommand::Passwd(a) => {
             let pw = new_passphrase(env, &a)?;
-            let new = repo.add_key(pw.as_bytes(), a.kdf_params.unwrap_or(KdfParams::DEFAULT))?;
-            keys::remove_key(repo.backend(), &repo.key_id())?;
+            let new =
+                repo.change_passphrase(pw.as_bytes(), a.kdf_params.unwrap_or(KdfParams::DEFAULT))?;
             env.info(format_args!(
                 "password changed: new key {new} replaces {}",
                 repo.key_id()

@@ -338,7 +338,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     match err.downcast_ref::<cista::Error>() {
         Some(cista::Error::RepoNotFound { .. }) => code::NO_REPO,
         Some(cista::Error::Locked { .. }) => code::LOCKED,
-        Some(cista::Error::WrongPassword) => code::WRONG_PASSWORD,
+        Some(cista::Error::WrongPassword | cista::Error::WrongPasswordOrDamagedKeys { .. }) => {
+            code::WRONG_PASSWORD
+        }
         Some(cista::Error::Interrupted) => code::INTERRUPTED,
         _ if err
             .downcast_ref::<EmptyPassword>()

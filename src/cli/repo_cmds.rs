@@ -135,3 +135,19 @@ pub fn unlock(env: &Env, a: UnlockArgs) -> Result<u8> {
     env.info(format_args!("removed {n} locks"))?;
     Ok(code::OK)
 }
+
+/// The repository's index for a reading command, with a warning on stderr for each damaged
+/// index file it skipped (what those files described was found again from pack headers).
+pub fn load_index(repo: &Repository) -> Result<cista::repo::Index> {
+    let index = repo.load_index()?;
+    for (id, why) in index.damaged() {
+        eprintln!("warning: index file {id} skipped: {why}");
+    }
+    if !index.damaged().is_empty() {
+        eprintln!(
+            "warning: {} packs were indexed from their own headers instead; run `cista check`",
+            index.recovered().len()
+        );
+    }
+    Ok(index)
+}

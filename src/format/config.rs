@@ -1,9 +1,31 @@
 //! The repository config (docs/FORMAT.md, "Config"): chunker and pack parameters fixed at
-//! `init`. Stored sealed under the encryption key; this module only encodes the plaintext.
+//! `init`, and the repository format version and features that say which readers may open
+//! it. Stored sealed under the encryption key; this module only encodes the plaintext.
+//!
+//! Two encodings: the 52-byte config of repository format 1 (no version field, read as
+//! version 1 with no features), and from version 2 the same fields followed by
+//! `format_version` and `features`. A reader refuses a version above
+//! [`REPO_FORMAT_VERSION`] or a feature outside [`KNOWN_FEATURES`] as
+//! [`FormatError::NewerRepository`], never as damage.
 
 use serde::{Deserialize, Serialize};
 
 use super::{FormatError, decode_capped, encode};
+
+/// The newest repository format version this build reads and the one it writes.
+pub const REPO_FORMAT_VERSION: u32 = 2;
+
+/// Features this build understands. A repository may declare any subset; one it does not
+/// know means a newer cista wrote data this build would misread, so it is refused.
+/// `tree-parts`: a directory's tree may be split over several tree blobs.
+pub const KNOWN_FEATURES: &[&str] = &["tree-parts"];
+
+/// Features every new repository declares.
+pub const NEW_REPOSITORY_FEATURES: &[&str] = &["tree-parts"];
+
+/// Longest feature name accepted, and most features (bounded work on hostile input).
+const MAX_FEATURE_LEN: usize = 64;
+const MAX_FEATURES: usize = 64;
 
 /// Largest config plaintext accepted.
 pub const MAX_CONFIG_LEN: u64 = 64 << 10;
@@ -61,7 +83,23 @@ pub struct Config {
     pub pack_size: u32,
     /// zstd level for blobs and metadata (1..=19).
     pub compression_level: i32,
+    /// Repository format version: 1 for the 52-byte config, else 2 ..= [`REPO_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Features the repository uses, sorted, each in [`KNOWN_FEATURES`].
+    pub features: Vec<String>,
 }
+
+/// The format-1 config: the first 52 bytes of every config.
+#[derive(Serialize, Deserialize)]
+struct ConfigV1 {
+    repo_id: [u8; 32],
+    chunker: ChunkerParams,
+    pack_size: u32,
+    compression_level: i32,
+}
+
+/// Encoded length of a format-1 config.
+pub const V1_LEN: usize = 52;
 
 /// Smallest and largest pack target accepted in a config.
 pub const PACK_SIZE_RANGE: std::ops::RangeInclusive<u32> = (1 << 20)..=(512 << 20);
@@ -76,15 +114,66 @@ impl Config {
     /// (docs/DESIGN.md, "Compression level").
     pub const DEFAULT_COMPRESSION_LEVEL: i32 = 2;
 
-    /// Canonical plaintext.
-    pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+    /// A new repository's config: the current format version and features.
+    pub fn new(
+        repo_id: [u8; 32],
+        chunker: ChunkerParams,
+        pack_size: u32,
+        compression_level: i32,
+    ) -> Self {
+        Self {
+            repo_id,
+            chunker,
+            pack_size,
+            compression_level,
+            format_version: REPO_FORMAT_VERSION,
+            features: NEW_REPOSITORY_FEATURES
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect(),
+        }
     }
 
-    /// Decodes and validates every field.
+    /// Whether the repository declares `feature`.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+
+    /// Canonical plaintext: 52 bytes for format 1, else those fields then version and
+    /// features.
+    pub fn encode(&self) -> Vec<u8> {
+        if self.format_version == 1 {
+            encode(&ConfigV1 {
+                repo_id: self.repo_id,
+                chunker: self.chunker,
+                pack_size: self.pack_size,
+                compression_level: self.compression_level,
+            })
+        } else {
+            encode(self)
+        }
+    }
+
+    /// Decodes and validates every field. A version or feature this build does not know is
+    /// [`FormatError::NewerRepository`], checked before the other rules (a newer format may
+    /// change them).
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         super::check_len("config", bytes.len() as u64, MAX_CONFIG_LEN)?;
-        let c: Self = decode_capped::<_, { MAX_CONFIG_LEN as usize }>(bytes, "config")?;
+        let c = if bytes.len() == V1_LEN {
+            let v: ConfigV1 = decode_capped::<_, { MAX_CONFIG_LEN as usize }>(bytes, "config")?;
+            Self {
+                repo_id: v.repo_id,
+                chunker: v.chunker,
+                pack_size: v.pack_size,
+                compression_level: v.compression_level,
+                format_version: 1,
+                features: Vec::new(),
+            }
+        } else {
+            let c: Self = decode_capped::<_, { MAX_CONFIG_LEN as usize }>(bytes, "config")?;
+            c.check_version()?;
+            c
+        };
         c.chunker.validate()?;
         if !PACK_SIZE_RANGE.contains(&c.pack_size) {
             return Err(FormatError::malformed("config", "pack size out of range"));
@@ -97,6 +186,38 @@ impl Config {
         }
         Ok(c)
     }
+
+    /// The rules on `format_version` and `features` of a version-2-or-later encoding.
+    fn check_version(&self) -> Result<(), FormatError> {
+        let unknown: Vec<String> = self
+            .features
+            .iter()
+            .filter(|f| !KNOWN_FEATURES.contains(&f.as_str()))
+            .cloned()
+            .collect();
+        if self.format_version > REPO_FORMAT_VERSION || !unknown.is_empty() {
+            return Err(FormatError::NewerRepository {
+                version: self.format_version,
+                unknown_features: unknown,
+            });
+        }
+        if self.format_version < 2 {
+            return Err(FormatError::malformed(
+                "config",
+                "format_version below 2 in an extended config (format 1 is the 52-byte form)",
+            ));
+        }
+        if self.features.len() > MAX_FEATURES
+            || self.features.iter().any(|f| f.len() > MAX_FEATURE_LEN)
+            || !self.features.windows(2).all(|w| w[0] < w[1])
+        {
+            return Err(FormatError::malformed(
+                "config",
+                "features must be sorted, unique and short",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -105,19 +226,72 @@ mod tests {
     use proptest::prelude::*;
 
     fn sample() -> Config {
+        Config::new(
+            [7; 32],
+            ChunkerParams::DEFAULT,
+            Config::DEFAULT_PACK_SIZE,
+            3,
+        )
+    }
+
+    fn v1() -> Config {
         Config {
-            repo_id: [7; 32],
-            chunker: ChunkerParams::DEFAULT,
-            pack_size: Config::DEFAULT_PACK_SIZE,
-            compression_level: 3,
+            format_version: 1,
+            features: Vec::new(),
+            ..sample()
         }
     }
 
     #[test]
     fn round_trip_and_layout() {
         let b = sample().encode();
-        assert_eq!(b.len(), 32 + 12 + 4 + 4);
+        // 52 bytes, then version (4) and one feature (8-byte length + "tree-parts").
+        assert_eq!(b.len(), 52 + 4 + 8 + 8 + 10);
         assert_eq!(Config::decode(&b).unwrap(), sample());
+    }
+
+    #[test]
+    fn format_1_config_is_52_bytes_and_still_read() {
+        let b = v1().encode();
+        assert_eq!(b.len(), V1_LEN);
+        assert_eq!(b[..], sample().encode()[..V1_LEN]);
+        assert_eq!(Config::decode(&b).unwrap(), v1());
+    }
+
+    #[test]
+    fn fail_newer_version_or_unknown_feature_is_not_damage() {
+        let newer = Config {
+            format_version: REPO_FORMAT_VERSION + 1,
+            ..sample()
+        };
+        let e = Config::decode(&newer.encode()).unwrap_err();
+        assert!(matches!(e, FormatError::NewerRepository { .. }), "{e}");
+        assert!(e.to_string().contains("upgrade cista"), "{e}");
+        let feature = Config {
+            features: vec!["tree-parts".into(), "zz-future".into()],
+            ..sample()
+        };
+        let e = Config::decode(&feature.encode()).unwrap_err();
+        assert!(e.to_string().contains("zz-future"), "{e}");
+        assert!(matches!(e, FormatError::NewerRepository { .. }), "{e}");
+    }
+
+    #[test]
+    fn fail_unsorted_features_or_old_version_in_new_form() {
+        let dup = Config {
+            features: vec!["tree-parts".into(), "tree-parts".into()],
+            ..sample()
+        };
+        assert!(matches!(
+            Config::decode(&dup.encode()),
+            Err(FormatError::Malformed { .. })
+        ));
+        let mut b = sample().encode();
+        b[V1_LEN..V1_LEN + 4].copy_from_slice(&1u32.to_le_bytes());
+        assert!(matches!(
+            Config::decode(&b),
+            Err(FormatError::Malformed { .. })
+        ));
     }
 
     #[test]

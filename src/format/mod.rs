@@ -85,6 +85,15 @@ pub enum FormatError {
         "{what} was written by a newer version of cista (format {found}, this build reads up to {FORMAT_VERSION}); upgrade cista"
     )]
     NewerVersion { what: &'static str, found: u8 },
+    /// The repository's config names a format version or feature this build does not know.
+    #[error(
+        "the repository was written by a newer version of cista (repository format {version}{}); upgrade cista",
+        if unknown_features.is_empty() { String::new() } else { format!(", features {}", unknown_features.join(", ")) }
+    )]
+    NewerRepository {
+        version: u32,
+        unknown_features: Vec<String>,
+    },
     /// Shorter than its fixed parts.
     #[error("{what} is truncated")]
     Truncated { what: &'static str },

@@ -71,6 +71,9 @@ fn config() {
     let g = vector!("config.hex");
     assert_eq!(sample_config().encode(), g);
     assert_eq!(Config::decode(&g).unwrap(), sample_config());
+    let g = vector!("config_v2.hex");
+    assert_eq!(sample_config_v2().encode(), g);
+    assert_eq!(Config::decode(&g).unwrap(), sample_config_v2());
 }
 
 #[test]
@@ -183,6 +186,15 @@ fn spec_tables_match_the_encoding() {
     le(&mut b, c.compression_level.to_le_bytes());
     assert_eq!(b.len(), 52);
     assert_eq!(b, vector!("config.hex"));
+    // Format 2: the same 52 bytes, format_version u32, features Vec<String>.
+    let c2 = sample_config_v2();
+    le(&mut b, c2.format_version.to_le_bytes());
+    le(&mut b, (c2.features.len() as u64).to_le_bytes());
+    for f in &c2.features {
+        string(&mut b, f.as_bytes());
+    }
+    assert_eq!(b.len(), 52 + 4 + 8 + 8 + 10);
+    assert_eq!(b, vector!("config_v2.hex"));
 
     // Lock: time i64, exclusive bool, hostname, username, pid u32.
     let l = sample_lock();
@@ -449,6 +461,8 @@ fn open_framed(bytes: &[u8], kind: ObjectKind, max: u64) -> Result<Vec<u8>, Reje
 fn sealed_metadata_objects() {
     let c = open_object(&vector!("config_object.hex"), ObjectKind::Config).unwrap();
     assert_eq!(Config::decode(&c).unwrap(), sample_config());
+    let c = open_object(&vector!("config_v2_object.hex"), ObjectKind::Config).unwrap();
+    assert_eq!(Config::decode(&c).unwrap(), sample_config_v2());
     let i = open_framed(
         &vector!("index_object.hex"),
         ObjectKind::Index,
@@ -521,6 +535,8 @@ enum Expect {
     BadMagic,
     WrongKind,
     NewerVersion,
+    /// The config names a repository version or feature this build does not know.
+    NewerRepository,
     Truncated,
     /// `Malformed` whose reason contains this text.
     Malformed(&'static str),
@@ -614,6 +630,16 @@ fn fail_cases() -> Vec<(&'static str, Vec<u8>, Reader, Expect)> {
             Malformed("exceed the cap")
         ),
         fail!(
+            "fail_config_newer_version.hex",
+            read_config,
+            NewerRepository
+        ),
+        fail!(
+            "fail_config_unknown_feature.hex",
+            read_config,
+            NewerRepository
+        ),
+        fail!(
             "fail_config_odd_chunk.hex",
             read_config,
             Malformed("chunker sizes")
@@ -698,6 +724,10 @@ fn fail_files_are_rejected_for_their_reason() {
             (Rejection::Format(e @ FormatError::NewerVersion { .. }), Expect::NewerVersion) => e
                 .to_string()
                 .contains("written by a newer version of cista"),
+            (
+                Rejection::Format(e @ FormatError::NewerRepository { .. }),
+                Expect::NewerRepository,
+            ) => e.to_string().contains("upgrade cista"),
             (Rejection::Format(FormatError::Truncated { .. }), Expect::Truncated) => true,
             (Rejection::Format(FormatError::Malformed { reason, .. }), Expect::Malformed(s)) => {
                 reason.contains(s)

@@ -10,9 +10,10 @@ use rayon::prelude::*;
 
 use crate::backend::FileType;
 use crate::error::Result;
+use crate::format::pack::MAX_PACK_LEN;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, Id, PackId};
-use crate::repo::{Index, Repository};
+use crate::repo::{Repository, keys};
 
 /// Options of a check.
 #[derive(Debug, Clone, Default)]
@@ -46,14 +47,29 @@ impl CheckReport {
 }
 
 /// Runs a check.
+///
+/// Order matters when a backup runs beside the check (FORMAT §18): snapshots are listed
+/// first, then the index is loaded, then packs are listed. A snapshot is written only after
+/// the index files naming its blobs, and a pack before any index file naming it, so every
+/// object a listed snapshot needs is already visible when it is looked for; a check never
+/// reports as missing what a concurrent backup wrote meanwhile.
 pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let mut r = CheckReport::default();
-    let mut index = Index::new();
-    for (id, _) in repo.backend().list(FileType::Index)? {
-        match repo.load_index_file(&id) {
-            Ok(f) => f.packs.iter().for_each(|p| index.add_pack(p)),
-            Err(e) => r.errors.push(format!("index {}: {e}", id)),
-        }
+    let (snapshots, damaged_snapshots) = repo.scan_snapshots()?;
+    for (sid, e) in &damaged_snapshots {
+        r.errors.push(format!("snapshot {sid}: {e}"));
+    }
+    check_keys(repo, &mut r)?;
+    let index = repo.load_index()?;
+    for (id, why) in index.damaged() {
+        r.errors.push(format!(
+            "index file {id} is damaged ({why}); it was skipped and its packs' headers read instead"
+        ));
+    }
+    for p in index.recovered() {
+        r.warnings.push(format!(
+            "pack {p} is named by no readable index file; its header was read instead (the next backup indexes it again)"
+        ));
     }
     r.blobs = index.len();
     let packs: HashMap<PackId, u64> = repo
@@ -80,15 +96,7 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
 
     // Walk every snapshot's trees once each.
     let mut seen_trees: HashSet<BlobId> = HashSet::new();
-    for (id, _) in repo.backend().list(FileType::Snapshot)? {
-        let sid = crate::id::SnapshotId(id);
-        let snap = match repo.load_snapshot(&sid) {
-            Ok(s) => s,
-            Err(e) => {
-                r.errors.push(format!("snapshot {sid}: {e}"));
-                continue;
-            }
-        };
+    for (sid, snap) in &snapshots {
         r.snapshots += 1;
         let mut stack = vec![snap.tree];
         while let Some(t) = stack.pop() {
@@ -148,6 +156,17 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     Ok(r)
 }
 
+/// Reads every key file, so a damaged one (perhaps the recovery key) is noticed before the
+/// day it is needed. Only the file is checked (name, caps, decoding): no passphrase is tried.
+fn check_keys(repo: &Repository, r: &mut CheckReport) -> Result<()> {
+    for k in keys::scan_keys(repo.backend())? {
+        if let Err(why) = &k.state {
+            r.errors.push(format!("key file {}: {why}", k.id));
+        }
+    }
+    Ok(())
+}
+
 /// Reads one pack whole and verifies it; returns the problems found.
 fn read_pack(
     repo: &Repository,
@@ -156,6 +175,12 @@ fn read_pack(
     indexed: &[crate::format::pack::PackEntry],
 ) -> Vec<String> {
     let mut errs = Vec::new();
+    // The listed size against the cap before reading the pack whole (FORMAT §20).
+    if len > MAX_PACK_LEN {
+        return vec![format!(
+            "pack {id}: {len} bytes, more than the {MAX_PACK_LEN}-byte cap"
+        )];
+    }
     let bytes = match repo.backend().read(FileType::Pack, &id.0) {
         Ok(b) => b,
         Err(e) => return vec![format!("pack {id}: {e}")],

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::format::index::IndexPack;
 use crate::format::pack::{BlobType, PackEntry};
-use crate::id::{BlobId, PackId};
+use crate::id::{BlobId, IndexId, PackId};
 
 /// Where one blob is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,10 @@ pub struct Index {
     packs: Vec<PackId>,
     pack_numbers: HashMap<PackId, u32>,
     pack_blob_counts: Vec<u32>,
+    /// Index files that could not be read, with why (skipped; see `repo::index_files`).
+    damaged: Vec<(IndexId, String)>,
+    /// Packs indexed from their own headers because no readable index file names them.
+    recovered: Vec<PackId>,
 }
 
 impl Index {
@@ -111,6 +115,24 @@ impl Index {
     /// Every pack known.
     pub fn packs(&self) -> &[PackId] {
         &self.packs
+    }
+
+    /// Index files skipped as damaged while loading, with the reason.
+    pub fn damaged(&self) -> &[(IndexId, String)] {
+        &self.damaged
+    }
+
+    /// Packs indexed from their headers (no readable index file names them).
+    pub fn recovered(&self) -> &[PackId] {
+        &self.recovered
+    }
+
+    pub(crate) fn note_damaged(&mut self, id: IndexId, reason: String) {
+        self.damaged.push((id, reason));
+    }
+
+    pub(crate) fn note_recovered(&mut self, id: PackId) {
+        self.recovered.push(id);
     }
 
     /// Every blob with its location.

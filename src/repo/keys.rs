@@ -5,7 +5,8 @@ use zeroize::Zeroizing;
 use crate::backend::{Backend, FileType};
 use crate::crypto::{self, MASTER_KEY_LEN, MasterKey, kdf};
 use crate::error::{Error, Result};
-use crate::format::key::{KdfParams, KeyFile};
+use crate::format::FormatError;
+use crate::format::key::{KdfParams, KeyFile, MAX_KEY_FILE_LEN};
 use crate::id::{Id, KeyId};
 
 /// Key files tried when opening (docs/FORMAT.md, "Keys"): each costs one Argon2id run, so
@@ -52,9 +53,48 @@ pub fn add_key(
     Ok(KeyId(id))
 }
 
-/// Tries every key file; returns the master key and the id of the key that opened it.
-/// Key files that fail to parse are skipped (another key may still open the repository).
-pub fn open_master(backend: &dyn Backend, passphrase: &[u8]) -> Result<(MasterKey, KeyId)> {
+/// Reads one key file and checks what can be checked without the passphrase: its stored
+/// size against the cap (before reading), its name, its header, its fields and KDF caps.
+/// `listed` is its size from a listing, if known.
+pub fn read_key_file(backend: &dyn Backend, id: &Id, listed: Option<u64>) -> Result<KeyFile> {
+    let size = match listed {
+        Some(n) => n,
+        None => backend.size(FileType::Key, id)?,
+    };
+    if size > MAX_KEY_FILE_LEN {
+        return Err(Error::corrupt(
+            "key file",
+            id,
+            format!("{size} bytes, more than the {MAX_KEY_FILE_LEN}-byte cap"),
+        ));
+    }
+    let bytes = backend.read(FileType::Key, id)?;
+    // A key file whose bytes do not match its name is damaged or planted (FORMAT §3).
+    if Id::of_stored(&bytes) != *id {
+        return Err(Error::corrupt(
+            "key file",
+            id,
+            "contents do not match the name (bit rot or tampering)",
+        ));
+    }
+    KeyFile::decode(&bytes).map_err(|e| match e {
+        e @ FormatError::NewerVersion { .. } => Error::Format(e),
+        e => Error::corrupt("key file", id, e),
+    })
+}
+
+/// Tries the key files with `passphrase` until one unwraps a master key that `opens_config`
+/// accepts; returns it and the id of its key file.
+///
+/// A key that unwraps but does not open the config belongs to another repository (an
+/// interrupted `init` run again) and is skipped, so its order in the listing never matters.
+/// Damaged key files are skipped too; when no key opens, the error says whether damaged key
+/// files could be the reason rather than the passphrase.
+pub fn open_master(
+    backend: &dyn Backend,
+    passphrase: &[u8],
+    opens_config: &dyn Fn(&MasterKey) -> bool,
+) -> Result<(MasterKey, KeyId)> {
     let keys = backend.list(FileType::Key)?;
     if keys.len() > MAX_KEYS_TRIED {
         return Err(Error::InvalidInput(format!(
@@ -62,48 +102,97 @@ pub fn open_master(backend: &dyn Backend, passphrase: &[u8]) -> Result<(MasterKe
             keys.len()
         )));
     }
-    for (id, _) in keys {
-        let Ok(bytes) = backend.read(FileType::Key, &id) else {
-            continue;
-        };
-        // A key file whose bytes do not match its name is damaged or planted; skip it.
-        if Id::of_stored(&bytes) != id {
-            continue;
-        }
-        let Ok(file) = KeyFile::decode(&bytes) else {
-            continue;
+    let mut damaged = 0usize;
+    let mut unwrapped = 0usize;
+    for (id, len) in keys {
+        let file = match read_key_file(backend, &id, Some(len)) {
+            Ok(f) => f,
+            Err(Error::Corrupt { .. }) => {
+                damaged += 1;
+                continue;
+            }
+            // Removed since the listing.
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
         };
         let wrapping = kdf::derive(passphrase, file.kdf, &file.salt)?;
-        if let Ok(plain) = crypto::open(&wrapping, &file.wrap_ad(), &file.wrapped) {
-            let plain = Zeroizing::new(plain);
-            let mut arr = Zeroizing::new([0u8; MASTER_KEY_LEN]);
-            if plain.len() == MASTER_KEY_LEN {
-                arr.copy_from_slice(&plain);
-                return Ok((MasterKey::from_bytes(&arr), KeyId(id)));
-            }
+        let Ok(plain) = crypto::open(&wrapping, &file.wrap_ad(), &file.wrapped) else {
+            continue;
+        };
+        let plain = Zeroizing::new(plain);
+        let Ok(arr) = <[u8; MASTER_KEY_LEN]>::try_from(plain.as_slice()) else {
+            continue;
+        };
+        let arr = Zeroizing::new(arr);
+        let master = MasterKey::from_bytes(&arr);
+        unwrapped += 1;
+        if opens_config(&master) {
+            return Ok((master, KeyId(id)));
         }
+    }
+    if unwrapped > 0 {
+        return Err(Error::corrupt(
+            "config",
+            "config",
+            "it does not open with any key this password unwraps (the config was replaced or is damaged)",
+        ));
+    }
+    if damaged > 0 {
+        return Err(Error::WrongPasswordOrDamagedKeys { damaged });
     }
     Err(Error::WrongPassword)
 }
 
-/// Every readable key file.
-pub fn list_keys(backend: &dyn Backend) -> Result<Vec<KeyInfo>> {
+/// One key file as `cista key list` and `check` see it.
+#[derive(Debug)]
+pub struct KeyEntry {
+    /// The key file's name.
+    pub id: KeyId,
+    /// Its labels, or why it cannot be used.
+    pub state: std::result::Result<KeyInfo, String>,
+}
+
+/// Every key file, oldest first, each with its state: one damaged file is reported, never
+/// a reason to stop listing the others. Storage errors other than damage are still errors.
+pub fn scan_keys(backend: &dyn Backend) -> Result<Vec<KeyEntry>> {
     let mut out = Vec::new();
-    for (id, _) in backend.list(FileType::Key)? {
-        let bytes = backend.read(FileType::Key, &id)?;
-        let file = KeyFile::decode(&bytes).map_err(|e| Error::corrupt("key file", id, e))?;
-        out.push(KeyInfo {
+    for (id, len) in backend.list(FileType::Key)? {
+        let state = match read_key_file(backend, &id, Some(len)) {
+            Ok(file) => Ok(KeyInfo {
+                id: KeyId(id),
+                created_unix_ns: file.created_unix_ns,
+                hostname: file.hostname,
+                username: file.username,
+            }),
+            Err(Error::Corrupt { reason, .. }) => Err(reason),
+            Err(Error::Format(e)) => Err(e.to_string()),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        out.push(KeyEntry {
             id: KeyId(id),
-            created_unix_ns: file.created_unix_ns,
-            hostname: file.hostname,
-            username: file.username,
+            state,
         });
     }
-    out.sort_by_key(|k| k.created_unix_ns);
+    out.sort_by_key(|k| {
+        (
+            k.state.as_ref().map_or(i64::MAX, |i| i.created_unix_ns),
+            k.id,
+        )
+    });
     Ok(out)
 }
 
-/// Removes a key file, refusing to remove the last one.
+/// Every readable key file, oldest first (damaged ones are left out; see [`scan_keys`]).
+pub fn list_keys(backend: &dyn Backend) -> Result<Vec<KeyInfo>> {
+    Ok(scan_keys(backend)?
+        .into_iter()
+        .filter_map(|k| k.state.ok())
+        .collect())
+}
+
+/// Removes a key file, refusing to remove the last one. Deleting is destructive, so the
+/// caller holds the exclusive lock (FORMAT §17): [`crate::repo::Repository::remove_key`].
 pub fn remove_key(backend: &dyn Backend, id: &KeyId) -> Result<()> {
     let keys = backend.list(FileType::Key)?;
     if !keys.iter().any(|(k, _)| *k == id.0) {

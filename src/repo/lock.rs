@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::format::ObjectKind;
-use crate::format::lock::Lock;
+use crate::format::lock::{Lock, MAX_LOCK_LEN};
 use crate::id::Id;
 use crate::repo::Repository;
 
@@ -65,12 +65,14 @@ impl Repository {
     fn live_locks(&self, skip: Option<&Id>) -> Result<Vec<Lock>> {
         let now = crate::ops::now_unix_ns();
         let mut out = Vec::new();
-        for (id, _) in self.backend().list(FileType::Lock)? {
+        for (id, len) in self.backend().list(FileType::Lock)? {
             if Some(&id) == skip {
                 continue;
             }
-            // A lock that vanished or cannot be read does not block anyone.
-            let Ok(bytes) = self.backend().read(FileType::Lock, &id) else {
+            // A lock that vanished, cannot be read or is over its cap does not block anyone;
+            // the cap is checked on the listed size, before reading.
+            let Ok(bytes) = self.read_metadata_object(FileType::Lock, &id, Some(len), MAX_LOCK_LEN)
+            else {
                 continue;
             };
             let Ok(plain) = self.open_object(ObjectKind::Lock, &id, &bytes) else {
@@ -138,17 +140,20 @@ impl Repository {
     pub fn unlock(&self, all: bool) -> Result<usize> {
         let now = crate::ops::now_unix_ns();
         let mut removed = 0;
-        for (id, _) in self.backend().list(FileType::Lock)? {
-            let stale = match self.backend().read(FileType::Lock, &id) {
-                Ok(bytes) => match self
-                    .open_object(ObjectKind::Lock, &id, &bytes)
-                    .and_then(|p| Ok(Lock::decode(&p)?))
-                {
-                    Ok(l) => is_stale(&l, now),
-                    Err(_) => true,
-                },
-                Err(_) => continue,
-            };
+        for (id, len) in self.backend().list(FileType::Lock)? {
+            let stale =
+                match self.read_metadata_object(FileType::Lock, &id, Some(len), MAX_LOCK_LEN) {
+                    Ok(bytes) => match self
+                        .open_object(ObjectKind::Lock, &id, &bytes)
+                        .and_then(|p| Ok(Lock::decode(&p)?))
+                    {
+                        Ok(l) => is_stale(&l, now),
+                        Err(_) => true,
+                    },
+                    // Damaged (over its cap): not a lock anyone can hold.
+                    Err(Error::Corrupt { .. }) => true,
+                    Err(_) => continue,
+                };
             if (all || stale) && self.backend().delete(FileType::Lock, &id).is_ok() {
                 removed += 1;
             }

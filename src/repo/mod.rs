@@ -5,6 +5,7 @@
 //! these (backup, restore, check) live in [`crate::ops`].
 
 pub mod index;
+pub mod index_files;
 pub mod keys;
 pub mod lock;
 pub mod packer;
@@ -18,19 +19,22 @@ use crate::chunker::Chunker;
 use crate::compress;
 use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
-use crate::format::config::{ChunkerParams, Config};
-use crate::format::index::{IndexFile, IndexPack, MAX_INDEX_LEN};
+use crate::format::config::{ChunkerParams, Config, MAX_CONFIG_LEN};
 use crate::format::key::KdfParams;
 use crate::format::pack::{self, BlobType, MAX_BLOB_LEN, PackHeader};
 use crate::format::snapshot::{MAX_SNAPSHOT_LEN, Snapshot};
 use crate::format::{
     self as fmt, ObjectKind, PAYLOAD_RAW, PAYLOAD_ZSTD, check_header, header, split_payload,
 };
-use crate::id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
+use crate::id::{BlobId, Id, KeyId, PackId, SnapshotId};
 pub use index::{BlobLocation, Index};
+pub use index_files::Adoption;
 
 /// Bytes read from a pack's end to find its header in one request (restic reads 15 KiB).
 const TAIL_GUESS: u64 = 64 << 10;
+
+/// Header, seal and payload flag around a sealed metadata object's content (FORMAT §8, §20).
+pub const METADATA_OVERHEAD: u64 = 49;
 
 /// Blobs per index file at most (48 bytes each encoded: about 19 MiB).
 pub const INDEX_FILE_BLOBS: usize = 400_000;
@@ -102,6 +106,15 @@ impl Repository {
             Err(e) => return Err(e.into()),
         }
         opts.chunker.validate()?;
+        // Key files without a config: an earlier init stopped before writing the config, or
+        // the config was removed. A second key (another master key) would make the folder
+        // ambiguous, so refuse and say how to recover.
+        match backend.list(FileType::Key) {
+            Ok(k) if !k.is_empty() => return Err(Error::KeysWithoutConfig { location }),
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
         backend.create().map_err(|e| {
             if e.kind == ErrorKind::AlreadyExists {
                 Error::RepoExists {
@@ -122,12 +135,12 @@ impl Repository {
         )?;
         let mut repo_id = [0u8; 32];
         crypto::random_bytes(&mut repo_id)?;
-        let config = Config {
+        let config = Config::new(
             repo_id,
-            chunker: opts.chunker,
-            pack_size: opts.pack_size,
-            compression_level: opts.compression_level,
-        };
+            opts.chunker,
+            opts.pack_size,
+            opts.compression_level,
+        );
         // Round-trip through the decoder so init never writes a config open() would refuse.
         let plain = config.encode();
         Config::decode(&plain)?;
@@ -138,19 +151,35 @@ impl Repository {
         Ok(Self::assemble(backend, key, key_id, config))
     }
 
-    /// Opens a repository with any of its passphrases.
+    /// Opens a repository with any of its passphrases. Every key the passphrase unwraps is
+    /// tried against the config, so a stray key file (another master key) cannot shadow the
+    /// right one.
     pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
         let location = backend.location();
+        let size = backend
+            .size(FileType::Config, &Id::default())
+            .map_err(|e| not_found_as_repo_missing(e.into(), &location))?;
+        let cap = MAX_CONFIG_LEN + METADATA_OVERHEAD;
+        if size > cap {
+            return Err(Error::corrupt(
+                "config",
+                "config",
+                format!("{size} bytes stored, more than the {cap}-byte cap"),
+            ));
+        }
         let config_bytes = backend
             .read(FileType::Config, &Id::default())
             .map_err(|e| not_found_as_repo_missing(e.into(), &location))?;
         // Check the header before the expensive KDF, so a newer repository says so at once.
         let body = check_header(&config_bytes, ObjectKind::Config)?;
-        let (key, key_id) = keys::open_master(&*backend, passphrase)?;
-        let plain = key
-            .open(&header(ObjectKind::Config), body)
-            .map_err(|e| Error::corrupt("config", "config", e))?;
-        let config = Config::decode(&plain).map_err(|e| Error::corrupt("config", "config", e))?;
+        let open_config = |key: &MasterKey| key.open(&header(ObjectKind::Config), body);
+        let (key, key_id) = keys::open_master(&*backend, passphrase, &|k| open_config(k).is_ok())?;
+        let plain = open_config(&key).map_err(|e| Error::corrupt("config", "config", e))?;
+        let config = Config::decode(&plain).map_err(|e| match e {
+            // A newer repository version or feature: refuse it as such, never as damage.
+            e @ fmt::FormatError::NewerRepository { .. } => Error::Format(e),
+            e => Error::corrupt("config", "config", e),
+        })?;
         Ok(Self::assemble(backend, key, key_id, config))
     }
 
@@ -227,11 +256,53 @@ impl Repository {
                 "contents do not match the name (bit rot or tampering)",
             ));
         }
-        let body = check_header(bytes, kind).map_err(|e| Error::corrupt(what, id, e))?;
+        let body = check_header(bytes, kind).map_err(|e| match e {
+            // Not damage: a newer cista wrote it, and the answer is to upgrade, not delete.
+            e @ fmt::FormatError::NewerVersion { .. } => Error::Format(e),
+            e => Error::corrupt(what, id, e),
+        })?;
         self.inner
             .key
             .open(&header(kind), body)
             .map_err(|e| Error::corrupt(what, id, e))
+    }
+
+    /// Reads a sealed metadata object whole after checking its stored size (from a listing
+    /// when given, else from a stat) against `content_cap` plus [`METADATA_OVERHEAD`], as
+    /// FORMAT §8 step 1 requires: an oversized object is reported damaged unread.
+    pub(crate) fn read_metadata_object(
+        &self,
+        t: FileType,
+        id: &Id,
+        listed: Option<u64>,
+        content_cap: u64,
+    ) -> Result<Vec<u8>> {
+        let size = match listed {
+            Some(n) => n,
+            None => self.backend().size(t, id)?,
+        };
+        let max = content_cap + METADATA_OVERHEAD;
+        let what = match t {
+            FileType::Index => "index file",
+            FileType::Snapshot => "snapshot",
+            FileType::Lock => "lock",
+            FileType::Key => "key file",
+            FileType::Config => "config",
+            FileType::Pack => "pack",
+        };
+        if size > max {
+            return Err(Error::corrupt(
+                what,
+                id,
+                format!("{size} bytes stored, more than the {max}-byte cap"),
+            ));
+        }
+        let bytes = self.backend().read(t, id)?;
+        // The object may have been replaced between the stat and the read.
+        if bytes.len() as u64 > max {
+            return Err(Error::corrupt(what, id, "larger than its cap"));
+        }
+        Ok(bytes)
     }
 
     /// A payload-framed plaintext: flag byte, then the body, zstd-compressed when that helps.
@@ -393,67 +464,6 @@ impl Repository {
         PackHeader::decode(&plain, start).map_err(|e| Error::corrupt("pack", id, e))
     }
 
-    /// Stores index files describing `packs`, split so no file exceeds
-    /// [`INDEX_FILE_BLOBS`] blobs (well under the 64 MiB cap); returns their ids.
-    pub fn save_index(&self, packs: Vec<IndexPack>) -> Result<Vec<IndexId>> {
-        let mut ids = Vec::new();
-        let mut batch: Vec<IndexPack> = Vec::new();
-        let mut blobs = 0;
-        for p in packs {
-            if blobs + p.blobs.len() > INDEX_FILE_BLOBS && !batch.is_empty() {
-                ids.push(self.write_index_file(std::mem::take(&mut batch))?);
-                blobs = 0;
-            }
-            blobs += p.blobs.len();
-            batch.push(p);
-        }
-        if !batch.is_empty() {
-            ids.push(self.write_index_file(batch)?);
-        }
-        Ok(ids)
-    }
-
-    fn write_index_file(&self, packs: Vec<IndexPack>) -> Result<IndexId> {
-        let file = IndexFile {
-            supersedes: Vec::new(),
-            packs,
-        };
-        let bytes = self.seal_object(ObjectKind::Index, &self.frame_payload(&file.encode()))?;
-        let id = Id::of_stored(&bytes);
-        self.backend().write(FileType::Index, &id, bytes)?;
-        Ok(IndexId(id))
-    }
-
-    /// Loads one index file.
-    pub fn load_index_file(&self, id: &Id) -> Result<IndexFile> {
-        let bytes = self.backend().read(FileType::Index, id)?;
-        let plain = self.open_object(ObjectKind::Index, id, &bytes)?;
-        let body = Self::unframe_payload(&plain, MAX_INDEX_LEN, "index file")
-            .map_err(|e| Error::corrupt("index file", id, e))?;
-        IndexFile::decode(&body).map_err(|e| Error::corrupt("index file", id, e))
-    }
-
-    /// Loads every index file into one in-memory index, skipping files that another index
-    /// file supersedes.
-    pub fn load_index(&self) -> Result<Index> {
-        let ids = self.backend().list(FileType::Index)?;
-        let files = ids
-            .par_iter()
-            .map(|(id, _)| self.load_index_file(id).map(|f| (IndexId(*id), f)))
-            .collect::<Result<Vec<_>>>()?;
-        let superseded: std::collections::HashSet<IndexId> = files
-            .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
-            .collect();
-        let mut index = Index::new();
-        for (id, f) in &files {
-            if !superseded.contains(id) {
-                f.packs.iter().for_each(|p| index.add_pack(p));
-            }
-        }
-        Ok(index)
-    }
-
     /// Stores a snapshot; returns its id.
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
         let bytes = self.seal_object(ObjectKind::Snapshot, &self.frame_payload(&snap.encode()))?;
@@ -464,7 +474,13 @@ impl Repository {
 
     /// Loads one snapshot.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let bytes = self.backend().read(FileType::Snapshot, &id.0)?;
+        self.load_snapshot_listed(id, None)
+    }
+
+    /// [`Repository::load_snapshot`] with the stored size from a listing, if known.
+    fn load_snapshot_listed(&self, id: &SnapshotId, listed: Option<u64>) -> Result<Snapshot> {
+        let bytes =
+            self.read_metadata_object(FileType::Snapshot, &id.0, listed, MAX_SNAPSHOT_LEN)?;
         let plain = self.open_object(ObjectKind::Snapshot, &id.0, &bytes)?;
         let body = Self::unframe_payload(&plain, MAX_SNAPSHOT_LEN, "snapshot")
             .map_err(|e| Error::corrupt("snapshot", id, e))?;
@@ -487,7 +503,10 @@ impl Repository {
         let ids = self.backend().list(FileType::Snapshot)?;
         let loaded: Vec<(SnapshotId, Result<Snapshot>)> = ids
             .par_iter()
-            .map(|(id, _)| (SnapshotId(*id), self.load_snapshot(&SnapshotId(*id))))
+            .map(|(id, len)| {
+                let id = SnapshotId(*id);
+                (id, self.load_snapshot_listed(&id, Some(*len)))
+            })
             .collect();
         let (mut ok, mut damaged) = (Vec::new(), Vec::new());
         for (id, r) in loaded {
@@ -499,6 +518,27 @@ impl Repository {
         }
         ok.sort_by(|a, b| a.1.time_unix_ns.cmp(&b.1.time_unix_ns).then(a.0.cmp(&b.0)));
         Ok((ok, damaged))
+    }
+
+    /// Removes a key file under the exclusive lock (FORMAT §17), refusing the last one and
+    /// the one this session was opened with.
+    pub fn remove_key(&self, id: &KeyId) -> Result<()> {
+        if *id == self.key_id() {
+            return Err(Error::InvalidInput(
+                "refusing to remove the key you opened the repository with; open it with another key first".into(),
+            ));
+        }
+        let _lock = self.lock(true)?;
+        keys::remove_key(self.backend(), id)
+    }
+
+    /// Replaces the key this session was opened with by a new one for `passphrase`: the new
+    /// key file is durable before the old one is removed, under the exclusive lock.
+    pub fn change_passphrase(&self, passphrase: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        let _lock = self.lock(true)?;
+        let new = self.add_key(passphrase, kdf)?;
+        keys::remove_key(self.backend(), &self.key_id())?;
+        Ok(new)
     }
 
     /// Adds another passphrase.

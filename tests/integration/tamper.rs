@@ -245,7 +245,13 @@ fn garbage_index_is_reported_without_panicking() {
         "--target".as_ref(),
         target.as_os_str(),
     ]);
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    // One damaged index file is skipped with a warning; the packs' headers say the rest.
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("index file abababab skipped"),
+        "{}",
+        r.stderr
+    );
 
     // A real index whose bytes no longer match its name.
     std::fs::remove_file(&fake).unwrap();

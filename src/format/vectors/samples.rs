@@ -117,6 +117,18 @@ pub(super) fn sample_config() -> Config {
         },
         pack_size: 16 << 20,
         compression_level: 3,
+        // Repository format 1: the 52-byte config, which readers must still read.
+        format_version: 1,
+        features: Vec::new(),
+    }
+}
+
+/// The same config at repository format 2, declaring the `tree-parts` feature.
+pub(super) fn sample_config_v2() -> Config {
+    Config {
+        format_version: 2,
+        features: vec!["tree-parts".into()],
+        ..sample_config()
     }
 }
 
@@ -410,6 +422,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
 
     files.extend([
         ("config.hex", sample_config().encode()),
+        ("config_v2.hex", sample_config_v2().encode()),
         ("key_file.hex", key.clone()),
         ("key_wrap_ad.hex", sample_key_file().wrap_ad()),
         ("kdf_output.hex", {
@@ -433,6 +446,10 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         (
             "config_object.hex",
             sealed_object(ObjectKind::Config, 0x60, &sample_config().encode()),
+        ),
+        (
+            "config_v2_object.hex",
+            sealed_object(ObjectKind::Config, 0x64, &sample_config_v2().encode()),
         ),
         (
             "index_object.hex",
@@ -459,10 +476,26 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         ("fail_truncated_header.hex", key[..6].to_vec()),
         ("fail_truncated_key_file.hex", key[..key.len() - 1].to_vec()),
         ("fail_trailing_bytes.hex", {
-            let mut c = sample_config().encode();
+            let mut c = sample_config_v2().encode();
             c.push(0);
             c
         }),
+        (
+            "fail_config_newer_version.hex",
+            Config {
+                format_version: 3,
+                ..sample_config_v2()
+            }
+            .encode(),
+        ),
+        (
+            "fail_config_unknown_feature.hex",
+            Config {
+                features: vec!["tree-parts".into(), "zz-unknown".into()],
+                ..sample_config_v2()
+            }
+            .encode(),
+        ),
         ("fail_kdf_over_cap.hex", over_cap.encode()),
         ("fail_config_odd_chunk.hex", odd_chunk.encode()),
         (

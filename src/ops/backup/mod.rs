@@ -346,11 +346,19 @@ pub fn run(
         Some(repo.lock(false)?)
     };
     let start = now_unix_ns();
-    let mut index = repo.load_index()?;
+    // Index files as they are, then orphan packs adopted only once verified (FORMAT §18).
+    let mut index = repo.load_index_files()?;
+    for (id, why) in index.damaged() {
+        progress.warn(&format!("index file {id} skipped: {why}"));
+    }
     if !opts.dry_run {
         // A dry run leaves orphan packs alone (adopting writes an index), so it may count
         // their blobs as new.
-        adopt_orphan_packs(repo, &mut index)?;
+        for (id, e) in repo.adopt_orphan_packs(&mut index)?.rejected {
+            progress.warn(&format!(
+                "pack {id} not adopted (its blobs will be stored again): {e}"
+            ));
+        }
     }
 
     let hostname = opts.host.clone().unwrap_or_else(super::hostname);
@@ -573,41 +581,6 @@ fn store_command(ctx: &Ctx<'_>, name: &str, argv: &[OsString]) -> Result<BlobId>
         });
     }
     result
-}
-
-/// Indexes packs that no index names (left by an interrupted backup), so their blobs are
-/// reused instead of uploaded again. Unreadable packs are left for `check` to report.
-pub fn adopt_orphan_packs(repo: &Repository, index: &mut Index) -> Result<usize> {
-    let orphans: Vec<_> = repo
-        .backend()
-        .list(crate::backend::FileType::Pack)?
-        .into_iter()
-        .filter(|(id, _)| !index.has_pack(&crate::id::PackId(*id)))
-        .collect();
-    if orphans.is_empty() {
-        return Ok(0);
-    }
-    let adopted: Vec<crate::format::index::IndexPack> = orphans
-        .par_iter()
-        .filter_map(|(id, len)| {
-            let id = crate::id::PackId(*id);
-            repo.read_pack_header(&id, *len)
-                .ok()
-                .map(|h| crate::format::index::IndexPack {
-                    id,
-                    blobs: h.entries,
-                })
-        })
-        .collect();
-    if adopted.is_empty() {
-        return Ok(0);
-    }
-    for p in &adopted {
-        index.add_pack(p);
-    }
-    let n = adopted.len();
-    repo.save_index(adopted)?;
-    Ok(n)
 }
 
 #[cfg(test)]
