@@ -82,7 +82,7 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
 pub fn node_json(path: &str, n: &Node) -> Value {
     let (kind, size, target) = match &n.kind {
         NodeKind::File { size, .. } => ("file", Some(*size), None),
-        NodeKind::Dir { .. } => ("dir", None, None),
+        NodeKind::Dir { .. } | NodeKind::DirParts { .. } => ("dir", None, None),
         NodeKind::Symlink { target } => (
             "symlink",
             None,
@@ -118,7 +118,7 @@ pub fn node_json(path: &str, n: &Node) -> Value {
 pub fn mode_string(n: &Node) -> String {
     let t = match n.kind {
         NodeKind::File { .. } => '-',
-        NodeKind::Dir { .. } => 'd',
+        NodeKind::Dir { .. } | NodeKind::DirParts { .. } => 'd',
         NodeKind::Symlink { .. } => 'l',
         NodeKind::Fifo => 'p',
     };

@@ -12,8 +12,9 @@ use std::sync::atomic::Ordering;
 use rayon::prelude::*;
 
 use super::Ctx;
+use super::dirs::{BATCH, DirWriter, ParentDir};
 use crate::error::{Error, Result};
-use crate::format::tree::{Node, NodeKind, Tree, Xattr};
+use crate::format::tree::{Node, NodeKind, Xattr};
 use crate::id::BlobId;
 use crate::ops::globs::Globs;
 
@@ -135,22 +136,28 @@ impl VirtualRoot {
 pub(super) fn archive_root(
     ctx: &Ctx<'_>,
     root: &VirtualRoot,
-    parent: Option<&Tree>,
+    parent: Option<&BlobId>,
 ) -> Result<BlobId> {
-    let nodes = archive_between(ctx, &root.children, parent)?;
+    let mut pdir = ParentDir::of_parts(parent.into_iter().copied().collect());
+    let nodes = archive_between(ctx, &root.children, &mut pdir)?;
+    // A snapshot names one root tree blob, so the root is never split.
     ctx.store_tree(nodes)
 }
 
 fn archive_between(
     ctx: &Ctx<'_>,
     children: &BTreeMap<Vec<u8>, VEntry>,
-    parent: Option<&Tree>,
+    parent: &mut ParentDir,
 ) -> Result<Vec<Node>> {
-    let items: Vec<(&Vec<u8>, &VEntry)> = children.iter().collect();
+    // Names ascend (a BTreeMap), as the parent lookup requires.
+    let items: Vec<(&Vec<u8>, &VEntry, Option<Node>)> = children
+        .iter()
+        .map(|(name, entry)| (name, entry, parent.get(ctx, name)))
+        .collect();
     let results: Vec<Result<Option<Node>>> = items
         .par_iter()
-        .map(|(name, entry)| {
-            let pnode = parent.and_then(|t| t.get(name));
+        .map(|(name, entry, pnode)| {
+            let pnode = pnode.as_ref();
             match entry {
                 VEntry::Source(path) => {
                     let meta = match std::fs::symlink_metadata(path) {
@@ -164,28 +171,19 @@ fn archive_between(
                 }
                 VEntry::Between(path, next) => {
                     let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-                    let ptree = load_parent_subtree(ctx, pnode);
-                    let nodes = archive_between(ctx, next, ptree.as_ref())?;
-                    let subtree = ctx.store_tree(nodes)?;
-                    Ok(Some(node_from_meta(
-                        name,
-                        NodeKind::Dir { subtree },
-                        &meta,
-                        Vec::new(),
-                    )))
+                    let mut pdir = ParentDir::new(pnode);
+                    let nodes = archive_between(ctx, next, &mut pdir)?;
+                    let mut w = DirWriter::default();
+                    for n in nodes {
+                        w.push(ctx, path, n)?;
+                    }
+                    let kind = w.finish(ctx)?;
+                    Ok(Some(node_from_meta(name, kind, &meta, Vec::new())))
                 }
             }
         })
         .collect();
     results.into_iter().filter_map(Result::transpose).collect()
-}
-
-fn load_parent_subtree(ctx: &Ctx<'_>, pnode: Option<&Node>) -> Option<Tree> {
-    match pnode.map(|n| &n.kind) {
-        // A parent tree that cannot be read only costs change detection, not the backup.
-        Some(NodeKind::Dir { subtree }) => ctx.repo.read_tree(ctx.index, subtree).ok(),
-        _ => None,
-    }
 }
 
 fn mtime_ns(m: &Metadata) -> i64 {
@@ -362,12 +360,14 @@ fn archive_dir(
     top_dev: u64,
 ) -> Result<Option<Node>> {
     let c = &ctx.counters;
-    let entries: Vec<(Vec<u8>, PathBuf)> = match std::fs::read_dir(path) {
+    // Only the names are held for the whole directory (sorted, as trees are); entries are
+    // archived and encoded a batch at a time (`dirs.rs`).
+    let mut entries: Vec<Vec<u8>> = match std::fs::read_dir(path) {
         Ok(rd) => {
             let mut v = Vec::new();
             for e in rd {
                 match e {
-                    Ok(e) => v.push((e.file_name().as_bytes().to_vec(), e.path())),
+                    Ok(e) => v.push(e.file_name().as_bytes().to_vec()),
                     Err(e) => ctx.warn(format!("{}: {e}", path.display())),
                 }
             }
@@ -382,54 +382,48 @@ fn archive_dir(
     if !ex.if_present.is_empty()
         && entries
             .iter()
-            .any(|(n, _)| ex.if_present.iter().any(|p| p.as_bytes() == n.as_slice()))
+            .any(|n| ex.if_present.iter().any(|p| p.as_bytes() == n.as_slice()))
     {
         return Ok(None);
     }
+    entries.sort_unstable();
     let crosses = ctx.opts.one_file_system && meta.dev() != top_dev;
-    let ptree = load_parent_subtree(ctx, pnode);
-    let nodes: Vec<Node> = if crosses {
-        Vec::new()
-    } else {
-        let results: Vec<Result<Option<Node>>> = entries
-            .par_iter()
-            .map(|(n, p)| {
-                let m = match std::fs::symlink_metadata(p) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        ctx.warn(format!("{}: {e}", p.display()));
-                        return Ok(None);
-                    }
-                };
-                archive_entry(
-                    ctx,
-                    p,
-                    n,
-                    &m,
-                    ptree.as_ref().and_then(|t| t.get(n)),
-                    top_dev,
-                )
-            })
-            .collect();
-        results
-            .into_iter()
-            .filter_map(Result::transpose)
-            .collect::<Result<_>>()?
-    };
-    let subtree = ctx.store_tree(nodes)?;
+    let mut parent = ParentDir::new(pnode);
+    let mut dir = DirWriter::default();
+    if !crosses {
+        for batch in entries.chunks(BATCH) {
+            let pnodes: Vec<Option<Node>> = batch.iter().map(|n| parent.get(ctx, n)).collect();
+            let results: Vec<Result<Option<Node>>> = batch
+                .par_iter()
+                .zip(pnodes.par_iter())
+                .map(|(n, pn)| {
+                    let p = path.join(OsStr::from_bytes(n));
+                    let m = match std::fs::symlink_metadata(&p) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            ctx.warn(format!("{}: {e}", p.display()));
+                            return Ok(None);
+                        }
+                    };
+                    archive_entry(ctx, &p, n, &m, pn.as_ref(), top_dev)
+                })
+                .collect();
+            for r in results {
+                if let Some(node) = r? {
+                    dir.push(ctx, path, node)?;
+                }
+            }
+        }
+    }
+    let kind = dir.finish(ctx)?;
     match pnode.map(|p| &p.kind) {
-        Some(NodeKind::Dir { subtree: old }) if *old == subtree => &c.dirs_unmodified,
+        Some(old) if *old == kind => &c.dirs_unmodified,
         Some(_) => &c.dirs_changed,
         None => &c.dirs_new,
     }
     .fetch_add(1, Ordering::Relaxed);
     let xattrs = read_xattrs(ctx, path);
-    Ok(Some(node_from_meta(
-        name,
-        NodeKind::Dir { subtree },
-        meta,
-        xattrs,
-    )))
+    Ok(Some(node_from_meta(name, kind, meta, xattrs)))
 }
 
 #[cfg(test)]
