@@ -64,6 +64,13 @@ pub enum Error {
         chunk: String,
         reason: String,
     },
+    /// A snapshot's trees go beyond a reader's caps (docs/FORMAT.md §20): cista never writes
+    /// such trees, so they are damaged or crafted.
+    #[error(
+        "{}: {reason}; cista never writes such a tree, so the snapshot is damaged or crafted: run `cista check`",
+        path.display()
+    )]
+    TreeLimit { path: PathBuf, reason: String },
     /// A format error outside any single stored object (e.g. decoding a config).
     #[error(transparent)]
     Format(#[from] FormatError),

@@ -79,12 +79,10 @@ pub fn ls(env: &Env, a: LsArgs) -> Result<u8> {
             Located::Root(_) => {}
             Located::Node(abs, node) => {
                 print(&abs, &node)?;
-                if let NodeKind::Dir { subtree } = &node.kind {
-                    find::walk(&repo, &index, subtree, &abs, &mut |p, n| {
-                        print(p, n)?;
-                        Ok(a.recursive)
-                    })?;
-                }
+                find::walk_dir(&repo, &index, &node.kind, &abs, &mut |p, n| {
+                    print(p, n)?;
+                    Ok(a.recursive)
+                })?;
             }
         },
     }

@@ -244,7 +244,7 @@ pub fn node_json(path: &str, n: &Node) -> Value {
         NodeKind::Symlink { target } => {
             v["linktarget"] = json!(String::from_utf8_lossy(target));
         }
-        NodeKind::Dir { .. } | NodeKind::Fifo => {}
+        NodeKind::Dir { .. } | NodeKind::DirParts { .. } | NodeKind::Fifo => {}
     }
     v
 }
@@ -253,7 +253,7 @@ pub fn node_json(path: &str, n: &Node) -> Value {
 pub fn node_type(n: &Node) -> &'static str {
     match n.kind {
         NodeKind::File { .. } => "file",
-        NodeKind::Dir { .. } => "dir",
+        NodeKind::Dir { .. } | NodeKind::DirParts { .. } => "dir",
         NodeKind::Symlink { .. } => "symlink",
         NodeKind::Fifo => "fifo",
     }
@@ -279,7 +279,7 @@ mod go_mode {
 pub fn go_file_mode(n: &Node) -> u32 {
     let kind = match n.kind {
         NodeKind::File { .. } => 0,
-        NodeKind::Dir { .. } => go_mode::DIR,
+        NodeKind::Dir { .. } | NodeKind::DirParts { .. } => go_mode::DIR,
         NodeKind::Symlink { .. } => go_mode::SYMLINK,
         NodeKind::Fifo => go_mode::NAMED_PIPE,
     };

@@ -9,6 +9,26 @@ use serde::{Deserialize, Serialize};
 use super::{FormatError, decode, encode};
 use crate::id::BlobId;
 
+/// Most entries a writer puts in one part of a split directory (docs/FORMAT.md §15, §20).
+pub const MAX_PART_ENTRIES: usize = 65_536;
+/// Most encoded bytes a writer puts in one part of a split directory, unless a single entry is
+/// larger on its own. Well under the 64 MiB blob cap, so a reader holds little per directory.
+pub const PART_BUDGET: usize = 8 << 20;
+/// Longest path (bytes, `/`-separated, from the snapshot root) a reader follows: Linux's
+/// `PATH_MAX`, so no snapshot a backup can write exceeds it.
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Deepest directory nesting a reader follows (every level takes at least two path bytes).
+pub const MAX_DEPTH: usize = MAX_PATH_BYTES / 2;
+/// A walk may visit at most this many entries, or [`MAX_FANOUT`] times the entries of the
+/// distinct tree blobs it has read, whichever is larger (docs/FORMAT.md §20).
+pub const MIN_WALK_ENTRIES: u64 = 1 << 24;
+/// How many times a walk may revisit what the repository stores before it is refused: identical
+/// subdirectories legitimately share one tree, but a tree referencing one subtree twice per
+/// level would otherwise make 2^depth entries from a handful of blobs.
+pub const MAX_FANOUT: u64 = 1024;
+/// Most encoded tree bytes one walk holds at once (one part per open directory).
+pub const MAX_WALK_TREE_BYTES: u64 = 256 << 20;
+
 /// An extended attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Xattr {
@@ -40,6 +60,29 @@ pub enum NodeKind {
     },
     /// A named pipe.
     Fifo,
+    /// A directory too large for one tree blob, stored as several: each part is an ordinary
+    /// tree blob, the parts in ascending name order without overlap (format version 2).
+    DirParts {
+        /// Tree blob ids of the parts, in name order.
+        parts: Vec<BlobId>,
+    },
+}
+
+impl NodeKind {
+    /// The tree blobs holding a directory's entries, in name order; `None` for non-directories.
+    /// An ordinary directory is one part, so readers handle both kinds with one loop.
+    pub fn dir_parts(&self) -> Option<&[BlobId]> {
+        match self {
+            Self::Dir { subtree } => Some(std::slice::from_ref(subtree)),
+            Self::DirParts { parts } => Some(parts),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a directory of either kind.
+    pub fn is_dir(&self) -> bool {
+        self.dir_parts().is_some()
+    }
 }
 
 /// One directory entry with its metadata.
@@ -121,6 +164,85 @@ impl Tree {
             .ok()
             .map(|i| &self.nodes[i])
     }
+
+    /// Checks that this tree may follow a previous part of the same directory whose last name
+    /// was `prev_last`: a part is never empty, and its names all sort after the previous part's.
+    pub fn check_follows(&self, prev_last: Option<&[u8]>) -> Result<(), FormatError> {
+        let what = "directory part";
+        let Some(first) = self.nodes.first() else {
+            return Err(FormatError::malformed(what, "empty part"));
+        };
+        match prev_last {
+            Some(last) if first.name.as_slice() <= last => Err(FormatError::malformed(
+                what,
+                "parts not in ascending name order or overlapping",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Length of the count prefix that starts an encoded tree (a fixed-width `u64`, §5).
+const COUNT_LEN: usize = 8;
+
+/// Cuts a directory's entries, given in ascending name order, into tree blobs of at most
+/// [`MAX_PART_ENTRIES`] entries and [`PART_BUDGET`] bytes. Entries are kept encoded, so a
+/// writer holds at most one part's bytes however many entries the directory has.
+#[derive(Debug, Default)]
+pub struct PartWriter {
+    /// The count prefix (patched when the part is taken) and the encoded entries.
+    buf: Vec<u8>,
+    count: usize,
+    last: Option<Vec<u8>>,
+}
+
+impl PartWriter {
+    /// Adds the next entry; returns a finished part's encoded bytes when this entry does not
+    /// fit in the current one. An entry larger than the budget gets a part of its own.
+    pub fn push(&mut self, node: &Node) -> Result<Option<Vec<u8>>, FormatError> {
+        if let Some(last) = &self.last
+            && node.name.as_slice() <= last.as_slice()
+        {
+            return Err(FormatError::malformed(
+                "tree",
+                "entries not sorted or not unique",
+            ));
+        }
+        let bytes = encode(node);
+        let max = super::pack::MAX_BLOB_LEN as usize - COUNT_LEN;
+        if bytes.len() > max {
+            return Err(FormatError::TooLarge {
+                what: "tree entry",
+                len: bytes.len() as u64,
+                max: max as u64,
+            });
+        }
+        let full = self.count > 0
+            && (self.count >= MAX_PART_ENTRIES || self.buf.len() + bytes.len() > PART_BUDGET);
+        let done = if full { self.take() } else { None };
+        if self.buf.is_empty() {
+            self.buf.extend_from_slice(&[0; COUNT_LEN]);
+        }
+        self.buf.extend_from_slice(&bytes);
+        self.count += 1;
+        self.last = Some(node.name.clone());
+        Ok(done)
+    }
+
+    /// The last (or only) part; an empty directory is one empty tree.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.take().unwrap_or_else(|| Tree::default().encode())
+    }
+
+    fn take(&mut self) -> Option<Vec<u8>> {
+        if self.count == 0 {
+            return None;
+        }
+        let mut b = std::mem::take(&mut self.buf);
+        b[..COUNT_LEN].copy_from_slice(&(self.count as u64).to_le_bytes());
+        self.count = 0;
+        Some(b)
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +319,89 @@ pub(crate) mod tests {
             nodes: vec![node(b"a", NodeKind::Fifo), node(b"a", NodeKind::Fifo)],
         };
         assert!(Tree::decode(&t.encode()).is_err());
+    }
+
+    fn fifo(name: &str) -> Node {
+        node(name.as_bytes(), NodeKind::Fifo)
+    }
+
+    #[test]
+    fn part_writer_matches_the_encoder_and_splits_on_entry_count() {
+        let nodes: Vec<Node> = (0..MAX_PART_ENTRIES + 3)
+            .map(|i| fifo(&format!("{i:07}")))
+            .collect();
+        let mut w = PartWriter::default();
+        let mut parts = Vec::new();
+        for n in &nodes {
+            parts.extend(w.push(n).unwrap());
+        }
+        parts.push(w.finish());
+        assert_eq!(parts.len(), 2);
+        let (a, b) = nodes.split_at(MAX_PART_ENTRIES);
+        assert_eq!(parts[0], Tree { nodes: a.to_vec() }.encode());
+        assert_eq!(parts[1], Tree { nodes: b.to_vec() }.encode());
+        let first = Tree::decode(&parts[0]).unwrap();
+        let second = Tree::decode(&parts[1]).unwrap();
+        first.check_follows(None).unwrap();
+        let last = first.nodes.last().map(|n| n.name.as_slice());
+        second.check_follows(last).unwrap();
+        // The other order overlaps.
+        let last = second.nodes.last().map(|n| n.name.as_slice());
+        assert!(first.check_follows(last).is_err());
+    }
+
+    #[test]
+    fn part_writer_splits_on_bytes_and_isolates_a_huge_entry() {
+        let big = |name: &str, len: usize| {
+            let mut n = fifo(name);
+            n.xattrs = vec![Xattr {
+                name: b"user.big".to_vec(),
+                value: vec![7; len],
+            }];
+            n
+        };
+        let mut w = PartWriter::default();
+        let mut parts = Vec::new();
+        for n in [
+            big("a", PART_BUDGET / 2),
+            big("b", PART_BUDGET / 2),
+            big("c", PART_BUDGET * 2),
+            fifo("d"),
+        ] {
+            parts.extend(w.push(&n).unwrap());
+        }
+        parts.push(w.finish());
+        let counts: Vec<usize> = parts
+            .iter()
+            .map(|p| Tree::decode(p).unwrap().nodes.len())
+            .collect();
+        assert_eq!(counts, [1, 1, 1, 1]);
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.len() <= PART_BUDGET || p.len() > 2 * PART_BUDGET)
+        );
+    }
+
+    #[test]
+    fn part_writer_small_dir_is_one_ordinary_tree() {
+        let mut w = PartWriter::default();
+        assert!(w.push(&fifo("a")).unwrap().is_none());
+        assert!(w.push(&fifo("b")).unwrap().is_none());
+        assert!(w.push(&fifo("b")).is_err());
+        let t = Tree {
+            nodes: vec![fifo("a"), fifo("b")],
+        };
+        assert_eq!(w.finish(), t.encode());
+        assert_eq!(PartWriter::default().finish(), Tree::default().encode());
+    }
+
+    #[test]
+    fn fail_empty_part() {
+        assert!(Tree::default().check_follows(None).is_err());
+        let parts = NodeKind::DirParts { parts: vec![] };
+        assert_eq!(parts.dir_parts(), Some(&[][..]));
+        assert!(NodeKind::Fifo.dir_parts().is_none());
     }
 
     proptest! {

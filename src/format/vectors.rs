@@ -127,6 +127,13 @@ fn tree() {
 }
 
 #[test]
+fn tree_parts() {
+    let g = vector!("tree_parts.hex");
+    assert_eq!(sample_tree_parts().encode(), g);
+    assert_eq!(Tree::decode(&g).unwrap(), sample_tree_parts());
+}
+
+#[test]
 fn snapshot() {
     let g = vector!("snapshot.hex");
     assert_eq!(sample_snapshot().encode(), g);
@@ -258,46 +265,56 @@ fn spec_tables_match_nested_encodings() {
     assert_eq!(b, vector!("index.hex"));
 
     // Tree: u64 count, then each node's fields; the kind is a u32 variant index and fields.
-    let t = sample_tree();
-    let mut b = Vec::new();
-    le(&mut b, (t.nodes.len() as u64).to_le_bytes());
-    for n in &t.nodes {
-        string(&mut b, &n.name);
-        match &n.kind {
-            NodeKind::File { size, content } => {
-                le(&mut b, 0u32.to_le_bytes());
-                le(&mut b, size.to_le_bytes());
-                le(&mut b, (content.len() as u64).to_le_bytes());
-                for c in content {
-                    b.extend_from_slice(c.as_bytes());
+    let tree_bytes = |t: &Tree| {
+        let mut b = Vec::new();
+        le(&mut b, (t.nodes.len() as u64).to_le_bytes());
+        for n in &t.nodes {
+            string(&mut b, &n.name);
+            match &n.kind {
+                NodeKind::File { size, content } => {
+                    le(&mut b, 0u32.to_le_bytes());
+                    le(&mut b, size.to_le_bytes());
+                    le(&mut b, (content.len() as u64).to_le_bytes());
+                    for c in content {
+                        b.extend_from_slice(c.as_bytes());
+                    }
+                }
+                NodeKind::Dir { subtree } => {
+                    le(&mut b, 1u32.to_le_bytes());
+                    b.extend_from_slice(subtree.as_bytes());
+                }
+                NodeKind::Symlink { target } => {
+                    le(&mut b, 2u32.to_le_bytes());
+                    string(&mut b, target);
+                }
+                NodeKind::Fifo => le(&mut b, 3u32.to_le_bytes()),
+                NodeKind::DirParts { parts } => {
+                    le(&mut b, 4u32.to_le_bytes());
+                    le(&mut b, (parts.len() as u64).to_le_bytes());
+                    for p in parts {
+                        b.extend_from_slice(p.as_bytes());
+                    }
                 }
             }
-            NodeKind::Dir { subtree } => {
-                le(&mut b, 1u32.to_le_bytes());
-                b.extend_from_slice(subtree.as_bytes());
+            for v in [n.mode, n.uid, n.gid] {
+                le(&mut b, v.to_le_bytes());
             }
-            NodeKind::Symlink { target } => {
-                le(&mut b, 2u32.to_le_bytes());
-                string(&mut b, target);
+            for v in [n.mtime_ns, n.atime_ns, n.ctime_ns] {
+                le(&mut b, v.to_le_bytes());
             }
-            NodeKind::Fifo => le(&mut b, 3u32.to_le_bytes()),
+            for v in [n.inode, n.device, n.links] {
+                le(&mut b, v.to_le_bytes());
+            }
+            le(&mut b, (n.xattrs.len() as u64).to_le_bytes());
+            for x in &n.xattrs {
+                string(&mut b, &x.name);
+                string(&mut b, &x.value);
+            }
         }
-        for v in [n.mode, n.uid, n.gid] {
-            le(&mut b, v.to_le_bytes());
-        }
-        for v in [n.mtime_ns, n.atime_ns, n.ctime_ns] {
-            le(&mut b, v.to_le_bytes());
-        }
-        for v in [n.inode, n.device, n.links] {
-            le(&mut b, v.to_le_bytes());
-        }
-        le(&mut b, (n.xattrs.len() as u64).to_le_bytes());
-        for x in &n.xattrs {
-            string(&mut b, &x.name);
-            string(&mut b, &x.value);
-        }
-    }
-    assert_eq!(b, vector!("tree.hex"));
+        b
+    };
+    assert_eq!(tree_bytes(&sample_tree()), vector!("tree.hex"));
+    assert_eq!(tree_bytes(&sample_tree_parts()), vector!("tree_parts.hex"));
 
     // Snapshot: the Option tag is one byte; the summary is 15 fixed 8-byte fields.
     let s = sample_snapshot();

@@ -98,32 +98,52 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     let mut seen_trees: HashSet<BlobId> = HashSet::new();
     for (sid, snap) in &snapshots {
         r.snapshots += 1;
-        let mut stack = vec![snap.tree];
-        while let Some(t) = stack.pop() {
-            if !seen_trees.insert(t) {
-                continue;
+        // Iterative, each tree scanned once; a split directory's parts are all read (even
+        // if seen) to check their order across parts.
+        let mut stack: Vec<NodeKind> = vec![NodeKind::Dir { subtree: snap.tree }];
+        while let Some(dir) = stack.pop() {
+            let split = matches!(dir, NodeKind::DirParts { .. });
+            let parts = dir.dir_parts().unwrap_or_default();
+            if split && parts.is_empty() {
+                r.errors
+                    .push(format!("snapshot {sid}: a split directory has no parts"));
             }
-            let tree = match repo.read_tree(&index, &t) {
-                Ok(tree) => tree,
-                Err(e) => {
-                    r.errors.push(format!("snapshot {sid}: tree {t}: {e}"));
+            let mut last: Option<Vec<u8>> = None;
+            for t in parts {
+                if !split && seen_trees.contains(t) {
                     continue;
                 }
-            };
-            for n in &tree.nodes {
-                match &n.kind {
-                    NodeKind::Dir { subtree } => stack.push(*subtree),
-                    NodeKind::File { content, .. } => {
-                        for c in content {
-                            if !index.contains(c) {
-                                r.errors.push(format!(
-                                    "snapshot {sid}: file {:?}: chunk {c} is in no index",
-                                    String::from_utf8_lossy(&n.name)
-                                ));
+                let tree = match repo.read_tree(&index, t) {
+                    Ok(tree) => tree,
+                    Err(e) => {
+                        r.errors.push(format!("snapshot {sid}: tree {t}: {e}"));
+                        break;
+                    }
+                };
+                if split && let Err(e) = tree.check_follows(last.as_deref()) {
+                    r.errors.push(format!("snapshot {sid}: tree {t}: {e}"));
+                }
+                last = tree.nodes.last().map(|n| n.name.clone());
+                if !seen_trees.insert(*t) {
+                    continue;
+                }
+                for n in &tree.nodes {
+                    match &n.kind {
+                        NodeKind::Dir { .. } | NodeKind::DirParts { .. } => {
+                            stack.push(n.kind.clone())
+                        }
+                        NodeKind::File { content, .. } => {
+                            for c in content {
+                                if !index.contains(c) {
+                                    r.errors.push(format!(
+                                        "snapshot {sid}: file {:?}: chunk {c} is in no index",
+                                        String::from_utf8_lossy(&n.name)
+                                    ));
+                                }
                             }
                         }
+                        _ => {}
                     }
-                    _ => {}
                 }
             }
         }

@@ -1,12 +1,18 @@
-//! Finding things: snapshots by id prefix or `latest` with filters, and nodes by path inside
-//! a snapshot's tree.
+//! Finding things: snapshots by id prefix or `latest` with filters, nodes by path inside a
+//! snapshot's tree, and the one walk of a snapshot's trees that every reader uses (ls, find,
+//! restore, dump): iterative, reading a split directory one part at a time, with the caps of
+//! docs/FORMAT.md §20 so a crafted tree costs neither stack nor unbounded memory.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{
+    MAX_DEPTH, MAX_FANOUT, MAX_PATH_BYTES, MAX_WALK_TREE_BYTES, MIN_WALK_ENTRIES, Node, NodeKind,
+};
 use crate::id::{BlobId, SnapshotId};
 use crate::repo::{Index, Repository};
 
@@ -84,7 +90,6 @@ pub fn snapshot(
 /// Splits `SNAPSHOT[:PATH]` at the first `:`. The path is raw bytes: Unix names need not
 /// be UTF-8.
 pub fn split_spec(spec: &OsStr) -> (&OsStr, Option<&Path>) {
-    use std::os::unix::ffi::OsStrExt;
     let b = spec.as_bytes();
     match b.iter().position(|&c| c == b':') {
         Some(i) => (
@@ -106,7 +111,6 @@ pub enum Located {
 
 /// The components of an absolute path in a snapshot; `..` is refused.
 fn components(path: &Path) -> Result<Vec<Vec<u8>>> {
-    use std::os::unix::ffi::OsStrExt;
     let mut out = Vec::new();
     for c in path.components() {
         match c {
@@ -131,23 +135,20 @@ pub fn locate(
     snapshot: &str,
 ) -> Result<Located> {
     let comps = components(path)?;
-    let mut tree_id = *root;
+    let mut dir = NodeKind::Dir { subtree: *root };
     let mut at = PathBuf::from("/");
     let not_found = || Error::PathNotFound {
         path: path.display().to_string(),
         snapshot: snapshot.to_owned(),
     };
     let mut found: Option<Node> = None;
-    for (i, c) in comps.iter().enumerate() {
-        let tree = repo.read_tree(index, &tree_id)?;
-        let node = tree.get(c).cloned().ok_or_else(not_found)?;
-        at.push(std::ffi::OsStr::from_bytes_compat(c));
-        if i + 1 < comps.len() {
-            match &node.kind {
-                NodeKind::Dir { subtree } => tree_id = *subtree,
-                _ => return Err(not_found()),
-            }
+    for c in &comps {
+        let node = lookup(repo, index, &dir, c)?.ok_or_else(not_found)?;
+        at.push(OsStr::from_bytes(c));
+        if at.as_os_str().len() > MAX_PATH_BYTES {
+            return Err(not_found());
         }
+        dir = node.kind.clone();
         found = Some(node);
     }
     Ok(match found {
@@ -156,19 +157,212 @@ pub fn locate(
     })
 }
 
-/// Byte-string path helpers (Unix paths are bytes).
-trait FromBytesCompat {
-    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr;
+/// Finds one entry of a directory, reading its parts in order until the name's place is
+/// passed; `None` when the directory has no such entry or `dir` is not a directory.
+fn lookup(repo: &Repository, index: &Index, dir: &NodeKind, name: &[u8]) -> Result<Option<Node>> {
+    let Some(parts) = dir.dir_parts() else {
+        return Ok(None);
+    };
+    let split = matches!(dir, NodeKind::DirParts { .. });
+    let mut last: Option<Vec<u8>> = None;
+    for id in parts {
+        let t = repo.read_tree(index, id)?;
+        if split {
+            t.check_follows(last.as_deref())
+                .map_err(|e| Error::corrupt("tree", id, e))?;
+        }
+        if let Some(n) = t.get(name) {
+            return Ok(Some(n.clone()));
+        }
+        match t.nodes.last() {
+            Some(l) if l.name.as_slice() > name => return Ok(None),
+            Some(l) => last = Some(l.name.clone()),
+            None => {}
+        }
+    }
+    Ok(None)
 }
-impl FromBytesCompat for std::ffi::OsStr {
-    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr {
-        use std::os::unix::ffi::OsStrExt;
-        std::ffi::OsStr::from_bytes(b)
+
+/// What a walk shows its visitor.
+#[derive(Debug)]
+pub enum Visit<'a> {
+    /// An entry with its absolute path; the visitor returns whether to descend into it.
+    Entry(&'a Path, &'a Node),
+    /// All entries below this directory (one the visitor descended into) have been visited.
+    Leave(&'a Path),
+}
+
+/// One open directory of a walk: the part being read and the parts still to read.
+struct Frame {
+    parts: Vec<BlobId>,
+    next_part: usize,
+    split: bool,
+    nodes: std::vec::IntoIter<Node>,
+    last: Option<Vec<u8>>,
+    held: u64,
+}
+
+/// The caps every walk of a snapshot's trees enforces (docs/FORMAT.md §20): depth, path
+/// bytes, entries visited relative to what was read, and tree bytes held at once. A walk is
+/// iterative, so a hostile tree costs neither stack nor more memory than these allow.
+struct Walker<'r> {
+    repo: &'r Repository,
+    index: &'r Index,
+    stack: Vec<Frame>,
+    path: PathBuf,
+    visited: u64,
+    distinct_entries: u64,
+    read: HashSet<BlobId>,
+    held: u64,
+}
+
+impl Walker<'_> {
+    fn limit(&self, reason: String) -> Error {
+        Error::TreeLimit {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    fn open(&mut self, dir: &NodeKind) -> Result<()> {
+        let Some(parts) = dir.dir_parts() else {
+            return Ok(());
+        };
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(self.limit(format!("directories nest deeper than {MAX_DEPTH} levels")));
+        }
+        let split = matches!(dir, NodeKind::DirParts { .. });
+        if split && parts.is_empty() {
+            return Err(self.limit("a split directory has no parts".into()));
+        }
+        self.stack.push(Frame {
+            parts: parts.to_vec(),
+            next_part: 0,
+            split,
+            nodes: Vec::new().into_iter(),
+            last: None,
+            held: 0,
+        });
+        Ok(())
+    }
+
+    /// Loads the next part of the innermost directory; false when it has none left.
+    fn next_part(&mut self) -> Result<bool> {
+        let Some(f) = self.stack.last() else {
+            return Ok(false);
+        };
+        let Some(id) = f.parts.get(f.next_part).copied() else {
+            return Ok(false);
+        };
+        let len = self
+            .index
+            .get(&id)
+            .map_or(0, |l| u64::from(l.entry.raw_len));
+        let held = self.held - f.held + len;
+        if held > MAX_WALK_TREE_BYTES {
+            return Err(self.limit(format!(
+                "the open directories' trees exceed {MAX_WALK_TREE_BYTES} bytes"
+            )));
+        }
+        let t = self.repo.read_tree(self.index, &id)?;
+        if f.split {
+            t.check_follows(f.last.as_deref())
+                .map_err(|e| Error::corrupt("tree", id, e))?;
+        }
+        if self.read.insert(id) {
+            self.distinct_entries += t.nodes.len() as u64;
+        }
+        self.held = held;
+        let Some(f) = self.stack.last_mut() else {
+            return Ok(false);
+        };
+        f.held = len;
+        f.next_part += 1;
+        f.last = t.nodes.last().map(|n| n.name.clone());
+        f.nodes = t.nodes.into_iter();
+        Ok(true)
+    }
+
+    fn run(&mut self, visit: &mut dyn FnMut(Visit<'_>) -> Result<bool>) -> Result<()> {
+        loop {
+            let Some(f) = self.stack.last_mut() else {
+                return Ok(());
+            };
+            let Some(node) = f.nodes.next() else {
+                if self.next_part()? {
+                    continue;
+                }
+                if let Some(f) = self.stack.pop() {
+                    self.held -= f.held;
+                }
+                if !self.stack.is_empty() {
+                    visit(Visit::Leave(&self.path))?;
+                    self.path.pop();
+                }
+                continue;
+            };
+            self.visited += 1;
+            let cap = MIN_WALK_ENTRIES.max(MAX_FANOUT.saturating_mul(self.distinct_entries));
+            self.path.push(OsStr::from_bytes(&node.name));
+            if self.visited > cap {
+                return Err(self.limit(format!(
+                    "more than {cap} entries from {} stored ones: trees reference the same \
+                     subtrees over and over",
+                    self.distinct_entries
+                )));
+            }
+            if self.path.as_os_str().len() > MAX_PATH_BYTES {
+                return Err(self.limit(format!("path is longer than {MAX_PATH_BYTES} bytes")));
+            }
+            if visit(Visit::Entry(&self.path, &node))? && node.kind.is_dir() {
+                self.open(&node.kind)?;
+            } else {
+                self.path.pop();
+            }
+        }
     }
 }
 
-/// Visits every node below `tree` in name order, depth first, with its absolute path.
-/// The visitor returns whether to descend into a directory.
+/// Visits every entry below the directory `dir` (the root's `Dir` or a located node's kind) in
+/// name order, depth first, with its absolute path below `prefix`, and reports each directory
+/// it descended into when done. Iterative, with the caps of docs/FORMAT.md §20.
+pub fn walk_events(
+    repo: &Repository,
+    index: &Index,
+    dir: &NodeKind,
+    prefix: &Path,
+    visit: &mut dyn FnMut(Visit<'_>) -> Result<bool>,
+) -> Result<()> {
+    let mut w = Walker {
+        repo,
+        index,
+        stack: Vec::new(),
+        path: prefix.to_path_buf(),
+        visited: 0,
+        distinct_entries: 0,
+        read: HashSet::new(),
+        held: 0,
+    };
+    w.open(dir)?;
+    w.run(visit)
+}
+
+/// Like [`walk_events`], for visitors that need no `Leave`: the visitor returns whether to
+/// descend into a directory.
+pub fn walk_dir(
+    repo: &Repository,
+    index: &Index,
+    dir: &NodeKind,
+    prefix: &Path,
+    visit: &mut dyn FnMut(&Path, &Node) -> Result<bool>,
+) -> Result<()> {
+    walk_events(repo, index, dir, prefix, &mut |v| match v {
+        Visit::Entry(p, n) => visit(p, n),
+        Visit::Leave(_) => Ok(false),
+    })
+}
+
+/// [`walk_dir`] below one tree blob (a snapshot's root tree).
 pub fn walk(
     repo: &Repository,
     index: &Index,
@@ -176,15 +370,13 @@ pub fn walk(
     prefix: &Path,
     visit: &mut dyn FnMut(&Path, &Node) -> Result<bool>,
 ) -> Result<()> {
-    let t: Tree = repo.read_tree(index, tree)?;
-    for n in &t.nodes {
-        let p = prefix.join(std::ffi::OsStr::from_bytes_compat(&n.name));
-        let descend = visit(&p, n)?;
-        if descend && let NodeKind::Dir { subtree } = &n.kind {
-            walk(repo, index, subtree, &p, visit)?;
-        }
-    }
-    Ok(())
+    walk_dir(
+        repo,
+        index,
+        &NodeKind::Dir { subtree: *tree },
+        prefix,
+        visit,
+    )
 }
 
 #[cfg(test)]

@@ -245,6 +245,19 @@ pub(super) fn sample_tree() -> Tree {
     }
 }
 
+/// A tree holding a split directory (`NodeKind::DirParts`, format version 2).
+pub(super) fn sample_tree_parts() -> Tree {
+    Tree {
+        nodes: vec![node(
+            b"maildir",
+            NodeKind::DirParts {
+                parts: vec![BlobId(id(0x56)), BlobId(id(0x57))],
+            },
+            0o040_700,
+        )],
+    }
+}
+
 pub(super) fn sample_snapshot() -> Snapshot {
     Snapshot {
         time_unix_ns: 1_780_000_000_123_456_789,
@@ -412,7 +425,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
     let snap = sample_snapshot().encode();
     let parent_tag = snap.len() - 120 - 1 - (8 + 11) - 32 - 1;
     // Tree: the first node's kind (variant index) follows the node count and its name.
-    let bad_enum = with(&sample_tree().encode(), 8 + 8 + 3, 4);
+    let bad_enum = with(&sample_tree().encode(), 8 + 8 + 3, 5);
     let mut utf8 = lock.clone();
     utf8[9 + 8] = 0xff;
     let mut huge = sample_index().encode();
@@ -432,6 +445,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         ("pack_header.hex", sample_pack_header().encode()),
         ("index.hex", idx.clone()),
         ("tree.hex", sample_tree().encode()),
+        ("tree_parts.hex", sample_tree_parts().encode()),
         ("snapshot.hex", snap.clone()),
         // The same snapshot as written before `tree_blobs` was appended to the summary.
         ("snapshot_summary14.hex", snap[..snap.len() - 8].to_vec()),

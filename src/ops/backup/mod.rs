@@ -10,6 +10,7 @@
 //! Memory: each worker holds one read segment ([`segment_len`]) per file it is chunking, plus
 //! the packer's bound (docs/DESIGN.md, "Memory bound").
 
+mod dirs;
 mod excludes;
 mod scan;
 mod source;
@@ -222,10 +223,10 @@ impl Ctx<'_> {
 
     /// Counts a stored directory as restic does: new (not in the parent), unmodified (same
     /// tree as the parent's) or changed.
-    fn count_dir(&self, parent: Option<&Node>, subtree: &BlobId) {
+    fn count_dir(&self, parent: Option<&Node>, kind: &NodeKind) {
         let c = &self.counters;
         match parent.map(|p| &p.kind) {
-            Some(NodeKind::Dir { subtree: old }) if old == subtree => &c.dirs_unmodified,
+            Some(old) if old == kind => &c.dirs_unmodified,
             Some(_) => &c.dirs_changed,
             None => &c.dirs_new,
         }
@@ -324,6 +325,14 @@ impl Ctx<'_> {
     fn store_tree(&self, mut nodes: Vec<Node>) -> Result<BlobId> {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let bytes = Tree { nodes }.encode();
+        // Directories are split (`dirs.rs`); this one tree is the root, which a snapshot names
+        // by a single blob id.
+        if bytes.len() > crate::format::pack::MAX_BLOB_LEN as usize {
+            return Err(Error::InvalidInput(format!(
+                "the snapshot's root would take {} bytes, more than a tree blob holds (docs/FORMAT.md §20); back up fewer paths at once",
+                bytes.len()
+            )));
+        }
         self.store_blob(BlobType::Tree, &bytes)
     }
 }
@@ -377,10 +386,7 @@ pub fn run(
         }
     };
     let parent = find_parent(repo, opts, &hostname, &paths)?;
-    let parent_tree = match &parent {
-        Some((_, s)) => Some(repo.read_tree(&index, &s.tree)?),
-        None => None,
-    };
+    let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
 
     let ctx = Ctx {
         repo,

@@ -12,8 +12,9 @@ use std::sync::atomic::Ordering;
 use rayon::prelude::*;
 
 use super::Ctx;
+use super::dirs::{BATCH, DirWriter, ParentDir};
 use crate::error::{Error, Result};
-use crate::format::tree::{Node, NodeKind, Tree, Xattr};
+use crate::format::tree::{Node, NodeKind, Xattr};
 use crate::id::BlobId;
 
 /// The source paths arranged as the tree they will have in the snapshot: intermediate
@@ -151,22 +152,28 @@ impl VirtualRoot {
 pub(super) fn archive_root(
     ctx: &Ctx<'_>,
     root: &VirtualRoot,
-    parent: Option<&Tree>,
+    parent: Option<&BlobId>,
 ) -> Result<BlobId> {
-    let nodes = archive_between(ctx, &root.children, parent)?;
+    let mut pdir = ParentDir::of_parts(parent.into_iter().copied().collect());
+    let nodes = archive_between(ctx, &root.children, &mut pdir)?;
+    // A snapshot names one root tree blob, so the root is never split.
     ctx.store_tree(nodes)
 }
 
 fn archive_between(
     ctx: &Ctx<'_>,
     children: &BTreeMap<Vec<u8>, VEntry>,
-    parent: Option<&Tree>,
+    parent: &mut ParentDir,
 ) -> Result<Vec<Node>> {
-    let items: Vec<(&Vec<u8>, &VEntry)> = children.iter().collect();
+    // Names ascend (a BTreeMap), as the parent lookup requires.
+    let items: Vec<(&Vec<u8>, &VEntry, Option<Node>)> = children
+        .iter()
+        .map(|(name, entry)| (name, entry, parent.get(ctx, name)))
+        .collect();
     let results: Vec<Result<Option<Node>>> = items
         .par_iter()
-        .map(|(name, entry)| {
-            let pnode = parent.and_then(|t| t.get(name));
+        .map(|(name, entry, pnode)| {
+            let pnode = pnode.as_ref();
             match entry {
                 VEntry::Source(path) => {
                     let meta = match std::fs::symlink_metadata(path) {
@@ -179,11 +186,15 @@ fn archive_between(
                     archive_entry(ctx, path, name, &meta, pnode, meta.dev())
                 }
                 VEntry::Between(path, next) => {
-                    let ptree = load_parent_subtree(ctx, pnode);
-                    let nodes = archive_between(ctx, next, ptree.as_ref())?;
-                    let subtree = ctx.store_tree(nodes)?;
-                    ctx.count_dir(pnode, &subtree);
-                    Ok(Some(between_node(ctx, path, name, subtree)))
+                    let mut pdir = ParentDir::new(pnode);
+                    let nodes = archive_between(ctx, next, &mut pdir)?;
+                    let mut w = DirWriter::default();
+                    for n in nodes {
+                        w.push(ctx, path, n)?;
+                    }
+                    let kind = w.finish(ctx)?;
+                    ctx.count_dir(pnode, &kind);
+                    Ok(Some(between_node(ctx, path, name, kind)))
                 }
             }
         })
@@ -195,12 +206,12 @@ fn archive_between(
 /// path really passes through: a symlinked parent (`/via -> /real`) is followed, so it
 /// restores as `/real` is (mode, owner, times), never with the link's 0777. When that cannot
 /// be read it is a directory 0700 of the current user, with the backup's start as times.
-fn between_node(ctx: &Ctx<'_>, path: &Path, name: &[u8], subtree: BlobId) -> Node {
+fn between_node(ctx: &Ctx<'_>, path: &Path, name: &[u8], kind: NodeKind) -> Node {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => ctx.node(name, NodeKind::Dir { subtree }, &m, Vec::new()),
+        Ok(m) if m.is_dir() => ctx.node(name, kind, &m, Vec::new()),
         _ => Node {
             name: name.to_vec(),
-            kind: NodeKind::Dir { subtree },
+            kind,
             mode: 0o040_700,
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
@@ -212,14 +223,6 @@ fn between_node(ctx: &Ctx<'_>, path: &Path, name: &[u8], subtree: BlobId) -> Nod
             links: 1,
             xattrs: Vec::new(),
         },
-    }
-}
-
-fn load_parent_subtree(ctx: &Ctx<'_>, pnode: Option<&Node>) -> Option<Tree> {
-    match pnode.map(|n| &n.kind) {
-        // A parent tree that cannot be read only costs change detection, not the backup.
-        Some(NodeKind::Dir { subtree }) => ctx.repo.read_tree(ctx.index, subtree).ok(),
-        _ => None,
     }
 }
 
@@ -473,12 +476,14 @@ fn archive_dir(
     pnode: Option<&Node>,
     top_dev: u64,
 ) -> Result<Option<Node>> {
-    let entries: Vec<(Vec<u8>, PathBuf)> = match std::fs::read_dir(path) {
+    // Only the names are held for the whole directory (sorted, as trees are); entries are
+    // archived and encoded a batch at a time (`dirs.rs`).
+    let entries: Vec<Vec<u8>> = match std::fs::read_dir(path) {
         Ok(rd) => {
             let mut v = Vec::new();
             for e in rd {
                 match e {
-                    Ok(e) => v.push((e.file_name().as_bytes().to_vec(), e.path())),
+                    Ok(e) => v.push(e.file_name().as_bytes().to_vec()),
                     Err(e) => ctx.error(path, e),
                 }
             }
@@ -489,46 +494,40 @@ fn archive_dir(
             return Ok(None);
         }
     };
-    let entries = keep_tag_file_only(ctx, path, entries);
+    let mut entries = keep_tag_file_only(ctx, path, entries);
+    entries.sort_unstable();
     let crosses = ctx.opts.one_file_system && meta.dev() != top_dev;
-    let ptree = load_parent_subtree(ctx, pnode);
-    let nodes: Vec<Node> = if crosses {
-        Vec::new()
-    } else {
-        let results: Vec<Result<Option<Node>>> = entries
-            .par_iter()
-            .map(|(n, p)| {
-                let m = match std::fs::symlink_metadata(p) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        ctx.error(p, e);
-                        return Ok(None);
-                    }
-                };
-                archive_entry(
-                    ctx,
-                    p,
-                    n,
-                    &m,
-                    ptree.as_ref().and_then(|t| t.get(n)),
-                    top_dev,
-                )
-            })
-            .collect();
-        results
-            .into_iter()
-            .filter_map(Result::transpose)
-            .collect::<Result<_>>()?
-    };
-    let subtree = ctx.store_tree(nodes)?;
-    ctx.count_dir(pnode, &subtree);
+    let mut parent = ParentDir::new(pnode);
+    let mut dir = DirWriter::default();
+    if !crosses {
+        for batch in entries.chunks(BATCH) {
+            let pnodes: Vec<Option<Node>> = batch.iter().map(|n| parent.get(ctx, n)).collect();
+            let results: Vec<Result<Option<Node>>> = batch
+                .par_iter()
+                .zip(pnodes.par_iter())
+                .map(|(n, pn)| {
+                    let p = path.join(OsStr::from_bytes(n));
+                    let m = match std::fs::symlink_metadata(&p) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            ctx.error(&p, e);
+                            return Ok(None);
+                        }
+                    };
+                    archive_entry(ctx, &p, n, &m, pn.as_ref(), top_dev)
+                })
+                .collect();
+            for r in results {
+                if let Some(node) = r? {
+                    dir.push(ctx, path, node)?;
+                }
+            }
+        }
+    }
+    let kind = dir.finish(ctx)?;
+    ctx.count_dir(pnode, &kind);
     let xattrs = read_xattrs(ctx, path);
-    Ok(Some(ctx.node(
-        name,
-        NodeKind::Dir { subtree },
-        meta,
-        xattrs,
-    )))
+    Ok(Some(ctx.node(name, kind, meta, xattrs)))
 }
 
 /// restic's `--exclude-if-present`/`--exclude-caches`: a directory holding a matching tag
@@ -536,19 +535,19 @@ fn archive_dir(
 fn keep_tag_file_only(
     ctx: &Ctx<'_>,
     dir: &Path,
-    mut entries: Vec<(Vec<u8>, PathBuf)>,
-) -> Vec<(Vec<u8>, PathBuf)> {
+    mut entries: Vec<Vec<u8>>,
+) -> Vec<Vec<u8>> {
     let ex = &ctx.opts.excludes;
     if ex.if_present.is_empty() {
         return entries;
     }
     let tag = ex.tag_of(
         dir,
-        |name| entries.iter().any(|(n, _)| n.as_slice() == name),
+        |name| entries.iter().any(|n| n.as_slice() == name),
         |msg| ctx.progress.warn(&msg),
     );
     if let Some(tag) = tag {
-        entries.retain(|(n, _)| n.as_slice() == tag.name.as_bytes());
+        entries.retain(|n| n.as_slice() == tag.name.as_bytes());
     }
     entries
 }

@@ -77,60 +77,95 @@ fn os(b: &[u8]) -> &std::ffi::OsStr {
     std::ffi::OsStr::from_bytes(b)
 }
 
-fn plan_tree(
+/// A directory of the walk that is planned: where its item is, whether it matched the
+/// includes itself, and whether anything below it was kept.
+struct OpenDir {
+    at: usize,
+    included: bool,
+    kept: bool,
+}
+
+/// Plans everything below the directory `dir` whose absolute path in the snapshot is `abs`;
+/// items are placed relative to `rel`. Returns whether anything was kept.
+fn plan_dir(
     repo: &Repository,
     index: &Index,
-    tree: &BlobId,
+    dir: &NodeKind,
     abs: &Path,
     rel: &Path,
     opts: &RestoreOptions,
     plan: &mut Plan,
 ) -> Result<bool> {
-    let t = repo.read_tree(index, tree)?;
+    let mut open: Vec<OpenDir> = Vec::new();
     let mut any = false;
-    for n in t.nodes {
-        let abs = abs.join(os(&n.name));
-        let rel = rel.join(os(&n.name));
-        any |= plan_node(repo, index, n, &abs, &rel, opts, plan)?;
-    }
+    find::walk_events(repo, index, dir, abs, &mut |v| {
+        match v {
+            find::Visit::Entry(path, node) => {
+                let kept = plan_entry(node, path, abs, rel, opts, plan, &mut open);
+                if kept && !node.kind.is_dir() {
+                    mark_kept(&mut open, &mut any);
+                }
+                Ok(kept && node.kind.is_dir())
+            }
+            find::Visit::Leave(_) => {
+                if let Some(d) = open.pop() {
+                    if d.kept || d.included {
+                        mark_kept(&mut open, &mut any);
+                    } else {
+                        // Nothing below was kept, so every item after this one is gone too.
+                        plan.dirs.truncate(d.at);
+                    }
+                }
+                Ok(false)
+            }
+        }
+    })?;
     Ok(any)
 }
 
-/// Adds a node (and, for a directory, what is below it); returns whether anything was kept.
-fn plan_node(
-    repo: &Repository,
-    index: &Index,
-    node: Node,
+fn mark_kept(open: &mut [OpenDir], any: &mut bool) {
+    match open.last_mut() {
+        Some(parent) => parent.kept = true,
+        None => *any = true,
+    }
+}
+
+/// Plans one entry the walk reached; for a directory returns whether to descend (it is then
+/// kept or dropped when the walk leaves it), else whether the entry was kept.
+fn plan_entry(
+    node: &Node,
+    path: &Path,
     abs: &Path,
     rel: &Path,
     opts: &RestoreOptions,
     plan: &mut Plan,
-) -> Result<bool> {
-    if opts.excludes.matches(abs) {
-        return Ok(false);
+    open: &mut Vec<OpenDir>,
+) -> bool {
+    if opts.excludes.matches(path) {
+        return false;
     }
-    let included = opts.includes.is_empty() || opts.includes.matches_or_below(abs);
-    if let NodeKind::Dir { subtree } = &node.kind {
-        let subtree = *subtree;
-        let at = plan.dirs.len();
-        plan.dirs.push(Item {
-            rel: rel.to_path_buf(),
-            node,
+    let included = opts.includes.is_empty() || opts.includes.matches_or_below(path);
+    let rel = match path.strip_prefix(abs) {
+        Ok(below) => rel.join(below),
+        Err(_) => rel.to_path_buf(),
+    };
+    let item = Item {
+        rel,
+        node: node.clone(),
+    };
+    if node.kind.is_dir() {
+        open.push(OpenDir {
+            at: plan.dirs.len(),
+            included,
+            kept: false,
         });
-        let below = plan_tree(repo, index, &subtree, abs, rel, opts, plan)?;
-        if !below && !included {
-            plan.dirs.remove(at);
-            return Ok(false);
-        }
-        return Ok(true);
+        plan.dirs.push(item);
+        return true;
     }
     if included {
-        plan.others.push(Item {
-            rel: rel.to_path_buf(),
-            node,
-        });
+        plan.others.push(item);
     }
-    Ok(included)
+    included
 }
 
 fn ensure_empty_target(target: &Path) -> Result<()> {
@@ -166,25 +201,41 @@ pub fn run(
     let mut plan = Plan::default();
     match find::locate(repo, index, root, path, snapshot_label)? {
         Located::Root(id) => {
-            plan_tree(
+            let root = NodeKind::Dir { subtree: id };
+            plan_dir(
                 repo,
                 index,
-                &id,
+                &root,
                 Path::new("/"),
                 Path::new(""),
                 opts,
                 &mut plan,
             )?;
         }
-        Located::Node(abs, node) => match &node.kind {
-            NodeKind::Dir { subtree } => {
-                plan_tree(repo, index, subtree, &abs, Path::new(""), opts, &mut plan)?;
-            }
-            _ => {
-                let rel = PathBuf::from(os(&node.name));
-                plan_node(repo, index, node, &abs, &rel, opts, &mut plan)?;
-            }
-        },
+        Located::Node(abs, node) if node.kind.is_dir() => {
+            plan_dir(
+                repo,
+                index,
+                &node.kind,
+                &abs,
+                Path::new(""),
+                opts,
+                &mut plan,
+            )?;
+        }
+        Located::Node(abs, node) => {
+            // A single file goes into the target under its own name.
+            let parent = abs.parent().unwrap_or(Path::new("/"));
+            plan_entry(
+                &node,
+                &abs,
+                parent,
+                Path::new(""),
+                opts,
+                &mut plan,
+                &mut Vec::new(),
+            );
+        }
     }
     ensure_empty_target(&opts.target)?;
     execute(repo, index, &opts.target, plan, progress)
@@ -207,24 +258,7 @@ fn execute(
         stats.dirs += 1;
     }
 
-    // Regular files: the first path of each (device, inode) with several links gets the
-    // content; the others become hardlinks to it.
-    let mut first_link: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut contents: Vec<(&Item, &[BlobId], u64)> = Vec::new();
-    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for it in &plan.others {
-        if let NodeKind::File { size, content } = &it.node.kind {
-            if it.node.links > 1 && it.node.inode != 0 {
-                let key = (it.node.device, it.node.inode);
-                if let Some(first) = first_link.get(&key) {
-                    links.push((first.clone(), it.rel.clone()));
-                    continue;
-                }
-                first_link.insert(key, it.rel.clone());
-            }
-            contents.push((it, content, *size));
-        }
-    }
+    let (contents, links) = plan_files(&plan.others);
     let written = AtomicU64::new(0);
     let direct = writer::suits_direct(target);
     write_pool()?.install(|| {
@@ -269,6 +303,36 @@ fn execute(
         apply_metadata(&target.join(&d.rel), &d.node, is_root)?;
     }
     Ok(stats)
+}
+
+/// A regular file whose content is written: its item, chunks and size.
+type FileToWrite<'a> = (&'a Item, &'a [BlobId], u64);
+
+/// Regular files to write, and hardlinks `(existing, new)` to make. The first path of each
+/// (device, inode) with several links gets the content; a later one becomes a link to it only
+/// if its size and content list are the same, since the pair alone is just what a (possibly
+/// crafted or merged) tree claims, and linking on it would give one file the other's bytes.
+fn plan_files(others: &[Item]) -> (Vec<FileToWrite<'_>>, Vec<(PathBuf, PathBuf)>) {
+    // Keyed by content too, so a hostile tree of many entries claiming one inode costs one
+    // lookup each, not a comparison with every earlier one.
+    let mut first_link: HashMap<(u64, u64, u64, &[BlobId]), &Path> = HashMap::new();
+    let mut contents: Vec<FileToWrite<'_>> = Vec::new();
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for it in others {
+        let NodeKind::File { size, content } = &it.node.kind else {
+            continue;
+        };
+        if it.node.links > 1 && it.node.inode != 0 {
+            let key = (it.node.device, it.node.inode, *size, content.as_slice());
+            if let Some(first) = first_link.get(&key) {
+                links.push((first.to_path_buf(), it.rel.clone()));
+                continue;
+            }
+            first_link.insert(key, &it.rel);
+        }
+        contents.push((it, content, *size));
+    }
+    (contents, links)
 }
 
 /// The threads that fetch, verify and write file contents: twice the cores, because
@@ -401,4 +465,49 @@ pub fn dump_file(
     }
     out.flush().map_err(|e| Error::io("standard output", e))?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::tree::tests::node;
+    use crate::id::Id;
+
+    fn file(name: &str, inode: u64, content: &[u8]) -> Item {
+        let content: Vec<BlobId> = content.iter().map(|b| BlobId(Id([*b; 32]))).collect();
+        let mut n = node(
+            name.as_bytes(),
+            NodeKind::File {
+                size: content.len() as u64,
+                content,
+            },
+        );
+        n.inode = inode;
+        n.links = 2;
+        Item {
+            rel: PathBuf::from(name),
+            node: n,
+        }
+    }
+
+    #[test]
+    fn hardlinks_only_between_identical_contents() {
+        let items = vec![
+            file("a", 7, &[1]),
+            file("b", 7, &[2]),
+            file("c", 7, &[1]),
+            file("d", 8, &[1]),
+            file("e", 7, &[2]),
+        ];
+        let (contents, links) = plan_files(&items);
+        let written: Vec<&Path> = contents.iter().map(|(it, ..)| it.rel.as_path()).collect();
+        assert_eq!(written, [Path::new("a"), Path::new("b"), Path::new("d")]);
+        assert_eq!(
+            links,
+            [
+                (PathBuf::from("a"), PathBuf::from("c")),
+                (PathBuf::from("b"), PathBuf::from("e"))
+            ]
+        );
+    }
 }
