@@ -36,7 +36,7 @@ pub enum Error {
     )]
     Locked { how: &'static str, holder: String },
     /// A stored object failed to decode, authenticate or match its id.
-    #[error("{what} {id} is damaged ({reason}); run `cista check` and see docs/CLI.md on repair")]
+    #[error("{what} {id} is damaged ({reason}); run `cista check --read-data` to see all damage")]
     Corrupt {
         what: &'static str,
         id: String,
@@ -78,9 +78,6 @@ pub enum Error {
     /// The command given to `--stdin-from-command` failed.
     #[error("{command} {status}; no snapshot was written")]
     CommandFailed { command: String, status: String },
-    /// The restore target holds files already.
-    #[error("restore target {} is not empty; choose an empty or new directory", path.display())]
-    TargetNotEmpty { path: PathBuf },
     /// Removing the only key would lock everyone out.
     #[error("refusing to remove the last key: add another with `cista key add` first")]
     LastKey,

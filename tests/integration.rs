@@ -25,6 +25,8 @@ mod keys;
 mod locks;
 #[path = "integration/regressions.rs"]
 mod regressions;
+#[path = "integration/restore_inplace.rs"]
+mod restore_inplace;
 #[path = "integration/roundtrip.rs"]
 mod roundtrip;
 #[path = "integration/sources.rs"]

@@ -12,12 +12,11 @@
 //! (never opening an existing path), and symlinks are created only after all content is
 //! written, so no write can go through a link or outside the target.
 
-use std::collections::HashMap;
-use std::fs::{DirBuilder, OpenOptions};
+use std::collections::{HashMap, HashSet};
+use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
@@ -29,19 +28,44 @@ use crate::ops::find::{self, Located};
 use crate::ops::globs::Globs;
 use crate::repo::{Index, Repository};
 
+mod entries;
+mod inplace;
+mod metadata;
 mod writer;
 
+pub use inplace::Overwrite;
 use writer::FileWriter;
 
 /// Options of a restore.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
-    /// Directory to restore into; must be empty or not exist.
+    /// Directory to restore into: new, empty, or holding files to restore onto (in place).
     pub target: PathBuf,
     /// Restore only paths matching these (and what is below them).
     pub includes: Globs,
     /// Skip paths matching these (and what is below them).
     pub excludes: Globs,
+    /// How entries already in the target are treated.
+    pub overwrite: Overwrite,
+    /// Remove entries of the target that the snapshot does not have, inside the directories
+    /// the restore covers entirely (restic's `--delete`); also lets a file or link replace a
+    /// non-empty directory.
+    pub delete: bool,
+}
+
+/// An entry that could not be restored; the restore went on with the others.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Where it belongs in the target.
+    pub path: PathBuf,
+    /// Why, in one line (a damaged chunk, a refused write...).
+    pub reason: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
 }
 
 /// What a restore did.
@@ -49,12 +73,27 @@ pub struct RestoreOptions {
 pub struct RestoreStats {
     /// Regular files written (hardlinks included).
     pub files: u64,
-    /// Directories created.
+    /// Directories created or restored into.
     pub dirs: u64,
     /// Other entries (symlinks, pipes).
     pub others: u64,
-    /// Bytes of file content.
+    /// Bytes of file content written.
     pub bytes: u64,
+    /// Existing files that already had the snapshot's content, left as they were (their
+    /// metadata was applied).
+    pub files_unchanged: u64,
+    /// Existing entries left alone, metadata included, because of `--overwrite never` or
+    /// `if-newer` (a directory that could not be restored into counts once).
+    pub skipped: u64,
+    /// Content bytes of the unchanged and skipped files.
+    pub bytes_skipped: u64,
+    /// Entries removed by `--delete` (a directory counts once, with what was in it).
+    pub deleted: u64,
+    /// Metadata that could not be applied; each was reported through [`Progress::warn`].
+    pub warnings: u64,
+    /// Entries that could not be restored (a damaged file is removed, never left with wrong
+    /// bytes; an existing file it would have replaced keeps its old content).
+    pub failed: Vec<Failure>,
 }
 
 #[derive(Debug)]
@@ -133,18 +172,14 @@ fn plan_node(
     Ok(included)
 }
 
-fn ensure_empty_target(target: &Path) -> Result<()> {
+/// Makes sure the target exists; returns whether it was new or empty (a fresh restore, where
+/// nothing needs to be looked at before it is created).
+fn prepare_target(target: &Path) -> Result<bool> {
     match std::fs::read_dir(target) {
-        Ok(mut rd) => {
-            if rd.next().is_some() {
-                return Err(Error::TargetNotEmpty {
-                    path: target.to_path_buf(),
-                });
-            }
-            Ok(())
-        }
+        Ok(mut rd) => Ok(rd.next().is_none()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))
+            std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+            Ok(true)
         }
         Err(e) => Err(Error::io(target, e)),
     }
@@ -154,6 +189,12 @@ fn ensure_empty_target(target: &Path) -> Result<()> {
 /// contents go into `target` below their absolute path when `path` is `/`, or directly into
 /// `target` when a subfolder is named (restic's `SNAPSHOT:SUBFOLDER`); a file goes into
 /// `target` under its name.
+///
+/// The target may hold files already: they are treated as [`RestoreOptions::overwrite`] says,
+/// and with [`RestoreOptions::delete`] what the snapshot does not have is removed. An entry
+/// that cannot be restored (a damaged chunk, a refused write) is listed in
+/// [`RestoreStats::failed`] and the restore goes on; only problems with the repository's
+/// trees or the target itself end it with an error.
 pub fn run(
     repo: &Repository,
     index: &Index,
@@ -164,6 +205,9 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<RestoreStats> {
     let mut plan = Plan::default();
+    // The tree whose entries go directly into the target, and its absolute path in the
+    // snapshot: what `--delete` compares the target's top level with.
+    let mut top = None;
     match find::locate(repo, index, root, path, snapshot_label)? {
         Located::Root(id) => {
             plan_tree(
@@ -175,10 +219,12 @@ pub fn run(
                 opts,
                 &mut plan,
             )?;
+            top = Some((id, PathBuf::from("/")));
         }
         Located::Node(abs, node) => match &node.kind {
             NodeKind::Dir { subtree } => {
                 plan_tree(repo, index, subtree, &abs, Path::new(""), opts, &mut plan)?;
+                top = Some((*subtree, abs));
             }
             _ => {
                 let rel = PathBuf::from(os(&node.name));
@@ -186,87 +232,186 @@ pub fn run(
             }
         },
     }
-    ensure_empty_target(&opts.target)?;
-    execute(repo, index, &opts.target, plan, progress)
+    let fresh = prepare_target(&opts.target)?;
+    let ctx = entries::Ctx::new(repo, index, opts, progress, fresh);
+    execute(&ctx, plan, top)
+}
+
+/// Whether `rel` lies below one of the directories in `set` (which nothing was restored into).
+fn below(set: &HashSet<PathBuf>, rel: &Path) -> bool {
+    !set.is_empty() && rel.ancestors().skip(1).any(|a| set.contains(a))
 }
 
 fn execute(
-    repo: &Repository,
-    index: &Index,
-    target: &Path,
+    ctx: &entries::Ctx<'_>,
     plan: Plan,
-    progress: &dyn Progress,
+    top: Option<(BlobId, PathBuf)>,
 ) -> Result<RestoreStats> {
+    let target = ctx.target();
     let mut stats = RestoreStats::default();
-    for d in &plan.dirs {
-        let p = target.join(&d.rel);
-        DirBuilder::new()
-            .mode(0o700)
-            .create(&p)
-            .map_err(|e| Error::io(&p, e))?;
-        stats.dirs += 1;
+    // Directories nothing below which is restored (blocked by the overwrite mode, or failed).
+    let mut unavailable: HashSet<PathBuf> = HashSet::new();
+    // Which directories are there to restore into, and which other entries get metadata.
+    let mut dir_ok = vec![false; plan.dirs.len()];
+    let mut meta_ok = vec![false; plan.others.len()];
+    for (i, d) in plan.dirs.iter().enumerate() {
+        if below(&unavailable, &d.rel) {
+            unavailable.insert(d.rel.clone());
+            continue;
+        }
+        match ctx.prepare_dir(&d.rel, &d.node) {
+            Ok(true) => {
+                dir_ok[i] = true;
+                stats.dirs += 1;
+            }
+            Ok(false) => {
+                stats.skipped += 1;
+                unavailable.insert(d.rel.clone());
+            }
+            Err(reason) => {
+                stats.failed.push(Failure {
+                    path: target.join(&d.rel),
+                    reason: format!("{reason}; nothing below it was restored"),
+                });
+                unavailable.insert(d.rel.clone());
+            }
+        }
     }
 
     // Regular files: the first path of each (device, inode) with several links gets the
     // content; the others become hardlinks to it.
     let mut first_link: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut contents: Vec<(&Item, &[BlobId], u64)> = Vec::new();
-    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for it in &plan.others {
+    let mut contents: Vec<(usize, &Item, &[BlobId], u64)> = Vec::new();
+    let mut links: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
+    for (i, it) in plan.others.iter().enumerate() {
+        if below(&unavailable, &it.rel) {
+            continue;
+        }
         if let NodeKind::File { size, content } = &it.node.kind {
             if it.node.links > 1 && it.node.inode != 0 {
                 let key = (it.node.device, it.node.inode);
                 if let Some(first) = first_link.get(&key) {
-                    links.push((first.clone(), it.rel.clone()));
+                    links.push((i, first.clone(), it.rel.clone()));
                     continue;
                 }
                 first_link.insert(key, it.rel.clone());
             }
-            contents.push((it, content, *size));
+            contents.push((i, it, content, *size));
         }
     }
-    let written = AtomicU64::new(0);
-    let direct = writer::suits_direct(target);
-    write_pool()?.install(|| {
+    let outcomes: Vec<(usize, entries::Outcome)> = write_pool()?.install(|| {
         contents
             .par_iter()
-            .map(|(it, content, size)| {
-                let path = target.join(&it.rel);
-                let n = write_file(repo, index, &path, content, *size, direct, progress)?;
-                written.fetch_add(n, Ordering::Relaxed);
-                Ok(())
-            })
-            .collect::<Result<()>>()
-    })?;
-    stats.bytes = written.into_inner();
-    stats.files = contents.len() as u64;
-    for (first, rel) in &links {
-        let (a, b) = (target.join(first), target.join(rel));
-        std::fs::hard_link(&a, &b).map_err(|e| Error::io(&b, e))?;
-        stats.files += 1;
-    }
-    for it in &plan.others {
-        let p = target.join(&it.rel);
-        if let NodeKind::Fifo = it.node.kind {
-            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600))
-                .map_err(|e| Error::io(&p, std::io::Error::from(e)))?;
-            stats.others += 1;
+            .map(|(i, it, content, size)| (*i, ctx.restore_file(it, content, *size)))
+            .collect()
+    });
+    let mut not_restored: HashSet<&Path> = HashSet::new();
+    for (i, o) in outcomes {
+        let rel = &plan.others[i].rel;
+        match o {
+            entries::Outcome::Written(n) => {
+                stats.files += 1;
+                stats.bytes += n;
+                meta_ok[i] = true;
+            }
+            entries::Outcome::Unchanged(n) => {
+                stats.files_unchanged += 1;
+                stats.bytes_skipped += n;
+                meta_ok[i] = true;
+            }
+            entries::Outcome::Skipped(n) => {
+                stats.skipped += 1;
+                stats.bytes_skipped += n;
+            }
+            entries::Outcome::Failed(reason) => {
+                not_restored.insert(rel);
+                stats.failed.push(Failure {
+                    path: target.join(rel),
+                    reason,
+                });
+            }
         }
     }
-    // Symlinks last: from here on no content is written, so no write can follow one.
-    for it in &plan.others {
-        if let NodeKind::Symlink { target: t } = &it.node.kind {
-            let p = target.join(&it.rel);
-            std::os::unix::fs::symlink(os(t), &p).map_err(|e| Error::io(&p, e))?;
-            stats.others += 1;
+    for (i, first, rel) in &links {
+        if not_restored.contains(first.as_path()) {
+            stats.failed.push(Failure {
+                path: target.join(rel),
+                reason: format!(
+                    "not linked: {}, the file it is a hardlink of, could not be restored",
+                    target.join(first).display()
+                ),
+            });
+            continue;
+        }
+        match ctx.restore_other(rel, &plan.others[*i].node, Some(first)) {
+            Ok(true) => {
+                stats.files += 1;
+                meta_ok[*i] = true;
+            }
+            Ok(false) => stats.skipped += 1,
+            Err(reason) => stats.failed.push(Failure {
+                path: target.join(rel),
+                reason,
+            }),
         }
     }
-    let is_root = nix::unistd::geteuid().is_root();
-    for it in &plan.others {
-        apply_metadata(&target.join(&it.rel), &it.node, is_root)?;
+    // Pipes, then symlinks last: from here on no content is written, so no write can follow
+    // a link the restore made.
+    for symlinks in [false, true] {
+        for (i, it) in plan.others.iter().enumerate() {
+            let wanted = match it.node.kind {
+                NodeKind::Fifo => !symlinks,
+                NodeKind::Symlink { .. } => symlinks,
+                _ => false,
+            };
+            if !wanted || below(&unavailable, &it.rel) {
+                continue;
+            }
+            match ctx.restore_other(&it.rel, &it.node, None) {
+                Ok(true) => {
+                    stats.others += 1;
+                    meta_ok[i] = true;
+                }
+                Ok(false) => stats.skipped += 1,
+                Err(reason) => stats.failed.push(Failure {
+                    path: target.join(&it.rel),
+                    reason,
+                }),
+            }
+        }
     }
-    for d in plan.dirs.iter().rev() {
-        apply_metadata(&target.join(&d.rel), &d.node, is_root)?;
+    if ctx.deletes() {
+        let dirs = plan.dirs.iter().zip(&dir_ok).filter(|(_, ok)| **ok);
+        let mut todo: Vec<(PathBuf, PathBuf, BlobId)> = Vec::new();
+        for (d, _) in dirs {
+            if let NodeKind::Dir { subtree } = &d.node.kind
+                && let Some((_, base)) = &top
+            {
+                todo.push((d.rel.clone(), base.join(&d.rel), *subtree));
+            }
+        }
+        if let Some((tree, base)) = &top {
+            todo.insert(0, (PathBuf::new(), base.clone(), *tree));
+        }
+        for (rel, abs, tree) in todo {
+            ctx.delete_extraneous(&rel, &abs, &tree, &mut stats)?;
+        }
+    }
+    let mut warn = |w: Vec<metadata::MetadataWarning>| {
+        for w in w {
+            ctx.progress().warn(&w.to_string());
+            stats.warnings += 1;
+        }
+    };
+    for (it, ok) in plan.others.iter().zip(&meta_ok) {
+        if *ok {
+            warn(ctx.apply_metadata(&it.rel, &it.node));
+        }
+    }
+    for (d, ok) in plan.dirs.iter().zip(&dir_ok).rev() {
+        if *ok {
+            warn(ctx.apply_metadata(&d.rel, &d.node));
+        }
     }
     Ok(stats)
 }
@@ -286,7 +431,8 @@ fn write_pool() -> Result<rayon::ThreadPool> {
         })
 }
 
-/// Writes one file's chunks in parallel at their offsets; zero chunks stay holes.
+/// Writes one file's chunks in parallel at their offsets into the new file `path`; zero
+/// chunks stay holes. `path` is created here and must not exist.
 fn write_file(
     repo: &Repository,
     index: &Index,
@@ -341,36 +487,6 @@ fn write_file(
     w.finish().map_err(|e| Error::io(path, e))?;
     progress.file_done(size);
     Ok(size)
-}
-
-fn ns_to_filetime(ns: i64) -> filetime::FileTime {
-    filetime::FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-}
-
-fn apply_metadata(path: &Path, node: &Node, is_root: bool) -> Result<()> {
-    let symlink = matches!(node.kind, NodeKind::Symlink { .. });
-    for x in &node.xattrs {
-        // Linux refuses user.* attributes on symlinks; other failures are real.
-        if let Err(e) = xattr::set(path, os(&x.name), &x.value)
-            && !symlink
-        {
-            return Err(Error::io(path, e));
-        }
-    }
-    if is_root {
-        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
-            .map_err(|e| Error::io(path, e))?;
-    }
-    if !symlink {
-        let perms = std::fs::Permissions::from_mode(node.mode & 0o7777);
-        std::fs::set_permissions(path, perms).map_err(|e| Error::io(path, e))?;
-    }
-    let (a, m) = (ns_to_filetime(node.atime_ns), ns_to_filetime(node.mtime_ns));
-    filetime::set_symlink_file_times(path, a, m).map_err(|e| Error::io(path, e))?;
-    Ok(())
 }
 
 /// Writes one file of a snapshot to `out` (`cista dump`), verifying every chunk.
