@@ -112,8 +112,15 @@ impl<'a> Ctx<'a> {
 
     /// Makes the directory `rel` (mode 0700 until its metadata is applied) or checks that a
     /// real one is there; a symlink or file in its place is removed first, never followed.
-    /// False when the overwrite mode leaves a non-directory there (nothing below is restored).
-    pub fn prepare_dir(&self, rel: &Path, node: &Node) -> std::result::Result<bool, String> {
+    /// `None` when the overwrite mode leaves a non-directory there (nothing below is
+    /// restored); else whether the directory gets the snapshot's metadata: not an existing
+    /// one under `never` or `if-newer` with an older snapshot, which leave existing entries
+    /// as they are.
+    pub fn prepare_dir(
+        &self,
+        rel: &Path,
+        node: &Node,
+    ) -> std::result::Result<Option<bool>, String> {
         use std::os::unix::fs::DirBuilderExt;
         let p = self.target().join(rel);
         let e = self.existing(&p)?;
@@ -125,14 +132,18 @@ impl<'a> Ctx<'a> {
         };
         match inplace::dir_action(self.opts.overwrite, e, node.mtime_ns) {
             DirAction::Create => mkdir()?,
-            DirAction::Merge => {}
+            DirAction::Merge => {
+                let keeps = inplace::other_action(self.opts.overwrite, e, node.mtime_ns)
+                    == OtherAction::Skip;
+                return Ok(Some(!keeps));
+            }
             DirAction::Replace => {
                 inplace::make_room(&p, e, self.opts.delete).map_err(room_reason)?;
                 mkdir()?;
             }
-            DirAction::Blocked => return Ok(false),
+            DirAction::Blocked => return Ok(None),
         }
-        Ok(true)
+        Ok(Some(true))
     }
 
     /// Restores one regular file's content at `it.rel`.

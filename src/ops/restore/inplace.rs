@@ -229,7 +229,9 @@ pub fn content_matches(
 ) -> io::Result<bool> {
     let mut f = OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        // O_NONBLOCK: should a pipe have taken the file's place since `probe`, opening it
+        // must not wait for a writer.
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)?;
     let m = f.metadata()?;
     if !m.file_type().is_file() || m.len() != size {

@@ -1,16 +1,27 @@
-//! Restore: recreate a snapshot (or one folder or file of it) below a target directory.
+//! Restore: recreate a snapshot (or one folder or file of it) below a target directory, new,
+//! empty, or holding an older state of the same files (restore in place).
 //!
 //! Plan, then execute. The plan walks the trees and lists what to create; execution makes
 //! directories, then writes file contents in parallel (files in parallel, and the chunks of a
 //! large file in parallel with positioned writes, bypassing the page cache: `writer.rs`), then
-//! hardlinks, pipes and symlinks, then metadata, directories deepest first. Every chunk is
-//! verified against its id before its bytes are written. Zero chunks are left as holes (the
-//! file was sized with `set_len`).
+//! hardlinks, pipes and symlinks, then `--delete`, then metadata, directories deepest first.
+//! Every chunk is verified against its id before its bytes are written. Zero chunks are left
+//! as holes (the file was sized with `set_len`). Each entry is restored by `entries.rs`; what
+//! to do with what is already in the target is decided in `inplace.rs`; metadata is applied
+//! by `metadata.rs`.
+//!
+//! Keeps going: an entry that cannot be restored (a damaged chunk, a refused write) is listed
+//! in [`RestoreStats::failed`] and the others are restored; metadata that cannot be applied
+//! is a warning. Only a damaged tree or an unusable target ends the restore with an error.
 //!
 //! Safety: names come from the repository and are untrusted; `Tree::decode` rejects `..`, `/`
-//! and duplicates, the target must be empty, every entry is created with `create_new`/`mkdir`
-//! (never opening an existing path), and symlinks are created only after all content is
-//! written, so no write can go through a link or outside the target.
+//! and duplicates. In a new or empty target every entry is created with `create_new`/`mkdir`
+//! and symlinks are created only after all content is written, so no write can go through a
+//! link or outside the target. In a target that holds files, every path is looked at with
+//! `lstat` before use, directories parents first: a symlink (or file) where a directory
+//! belongs is unlinked and a real directory made, a symlink where a file belongs is unlinked,
+//! existing files are read with `O_NOFOLLOW` and replaced by renaming a new file over them,
+//! never written into.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
@@ -253,6 +264,7 @@ fn execute(
     let mut unavailable: HashSet<PathBuf> = HashSet::new();
     // Which directories are there to restore into, and which other entries get metadata.
     let mut dir_ok = vec![false; plan.dirs.len()];
+    let mut dir_meta = vec![false; plan.dirs.len()];
     let mut meta_ok = vec![false; plan.others.len()];
     for (i, d) in plan.dirs.iter().enumerate() {
         if below(&unavailable, &d.rel) {
@@ -260,11 +272,12 @@ fn execute(
             continue;
         }
         match ctx.prepare_dir(&d.rel, &d.node) {
-            Ok(true) => {
+            Ok(Some(meta)) => {
                 dir_ok[i] = true;
+                dir_meta[i] = meta;
                 stats.dirs += 1;
             }
-            Ok(false) => {
+            Ok(None) => {
                 stats.skipped += 1;
                 unavailable.insert(d.rel.clone());
             }
@@ -408,7 +421,7 @@ fn execute(
             warn(ctx.apply_metadata(&it.rel, &it.node));
         }
     }
-    for (d, ok) in plan.dirs.iter().zip(&dir_ok).rev() {
+    for (d, ok) in plan.dirs.iter().zip(&dir_meta).rev() {
         if *ok {
             warn(ctx.apply_metadata(&d.rel, &d.node));
         }
