@@ -98,9 +98,6 @@ pub enum Error {
     /// The command given to `--stdin-from-command` failed.
     #[error("{command} {status}; no snapshot was written")]
     CommandFailed { command: String, status: String },
-    /// The restore target holds files already.
-    #[error("restore target {} is not empty; choose an empty or new directory", path.display())]
-    TargetNotEmpty { path: PathBuf },
     /// Removing the only key would lock everyone out.
     #[error("refusing to remove the last key: add another with `cista key add` first")]
     LastKey,

@@ -33,6 +33,8 @@ mod regressions;
 mod restic_compat;
 #[path = "integration/robustness.rs"]
 mod robustness;
+#[path = "integration/restore_inplace.rs"]
+mod restore_inplace;
 #[path = "integration/roundtrip.rs"]
 mod roundtrip;
 #[path = "integration/sources.rs"]

@@ -6,7 +6,7 @@ use anyhow::Result;
 use cista::format::tree::{Node, NodeKind};
 use cista::ops::find::{self, Located, SnapshotFilter};
 use cista::ops::globs::Globs;
-use cista::ops::restore::{self, RestoreOptions};
+use cista::ops::restore::{self, Overwrite, RestoreOptions};
 use clap::Args;
 
 use super::progress::Reporter;
@@ -154,9 +154,19 @@ pub fn dump(env: &Env, a: DumpArgs) -> Result<u8> {
 pub struct RestoreArgs {
     /// `SNAPSHOT` or `SNAPSHOT:PATH` (id prefix or `latest`).
     snapshot: std::ffi::OsString,
-    /// Directory to restore into (must be empty or new).
+    /// Directory to restore into: new, empty, or an existing tree to restore onto.
     #[arg(long, short = 't')]
     target: PathBuf,
+    /// What to do with files already in the target: `always` replaces them (a file whose
+    /// content already matches is left as it is), `if-changed` takes a file with the
+    /// snapshot's size and mtime as up to date without reading it, `if-newer` replaces only
+    /// where the snapshot's mtime is newer, `never` only adds what is missing.
+    #[arg(long, value_enum, default_value_t = OverwriteArg::Always)]
+    overwrite: OverwriteArg,
+    /// Remove what the snapshot does not have from the restored directories (and let a file
+    /// replace a non-empty directory).
+    #[arg(long)]
+    delete: bool,
     /// Restore only paths matching this pattern (repeatable).
     #[arg(long = "include", short = 'i')]
     includes: Vec<String>,
@@ -166,6 +176,29 @@ pub struct RestoreArgs {
     #[command(flatten)]
     filter: FilterArgs,
 }
+
+/// `--overwrite` values, as restic spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OverwriteArg {
+    Always,
+    IfChanged,
+    IfNewer,
+    Never,
+}
+
+impl From<OverwriteArg> for Overwrite {
+    fn from(a: OverwriteArg) -> Self {
+        match a {
+            OverwriteArg::Always => Self::Always,
+            OverwriteArg::IfChanged => Self::IfChanged,
+            OverwriteArg::IfNewer => Self::IfNewer,
+            OverwriteArg::Never => Self::Never,
+        }
+    }
+}
+
+/// How many failed paths the final line names; all of them were printed above it.
+const NAMED_FAILURES: usize = 3;
 
 pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
     let (spec, sub) = find::split_spec(&a.snapshot);
@@ -179,6 +212,8 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
         target: a.target.clone(),
         includes: Globs::new(&a.includes)?,
         excludes: Globs::new(&a.excludes)?,
+        overwrite: a.overwrite.into(),
+        delete: a.delete,
     };
     let reporter = Reporter::start("restored", env.quiet || env.json);
     reporter.set_total(snap.summary.total_bytes_processed);
@@ -193,14 +228,35 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
     );
     reporter.finish();
     let stats = stats?;
+    for f in &stats.failed {
+        if env.json {
+            output::warn(serde_json::json!({"message_type": "error", "error": {"message": f.reason},
+                                   "during": "restore", "item": f.path.to_string_lossy()}));
+        } else {
+            output::warn(format_args!("error: {f}"));
+        }
+    }
     if env.json {
         let mut out = output::Out::new();
         out.line(serde_json::json!({"message_type": "summary", "files_restored": stats.files, "dirs_restored": stats.dirs,
-                               "others_restored": stats.others, "bytes_restored": stats.bytes, "snapshot_id": id.to_hex()}))?;
+                               "others_restored": stats.others, "bytes_restored": stats.bytes,
+                               "files_skipped": stats.files_unchanged + stats.skipped, "bytes_skipped": stats.bytes_skipped,
+                               "files_deleted": stats.deleted, "errors": stats.failed.len(), "warnings": stats.warnings,
+                               "snapshot_id": id.to_hex()}))?;
         out.finish()?;
     } else {
+        let mut extra = String::new();
+        if stats.files_unchanged > 0 {
+            extra += &format!(", {} files unchanged", stats.files_unchanged);
+        }
+        if stats.skipped > 0 {
+            extra += &format!(", {} existing entries left as they were", stats.skipped);
+        }
+        if stats.deleted > 0 {
+            extra += &format!(", {} entries deleted", stats.deleted);
+        }
         env.info(format_args!(
-            "restored snapshot {id} to {}: {} files, {} directories, {} other entries, {}",
+            "restored snapshot {id} to {}: {} files, {} directories, {} other entries, {}{extra}",
             a.target.display(),
             stats.files,
             stats.dirs,
@@ -208,5 +264,27 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
             output::bytes(stats.bytes)
         ))?;
     }
-    Ok(code::OK)
+    if stats.failed.is_empty() {
+        return Ok(code::OK);
+    }
+    let n = stats.failed.len();
+    let mut named: Vec<String> = stats
+        .failed
+        .iter()
+        .take(NAMED_FAILURES)
+        .map(|f| f.path.display().to_string())
+        .collect();
+    if n > NAMED_FAILURES {
+        named.push(format!("and {} more", n - NAMED_FAILURES));
+    }
+    output::warn(format_args!(
+        "cista: restored {} files; {n} {} could not be restored: {} (each is listed above; \
+         damaged files were removed, replaced ones keep their old content). Run `cista check \
+         --read-data` to see what the repository lost, and restore those paths from an older \
+         snapshot (`cista snapshots`) if one has them",
+        stats.files,
+        if n == 1 { "file" } else { "files" },
+        named.join(", "),
+    ));
+    Ok(code::INCOMPLETE)
 }

@@ -86,30 +86,6 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn restore_into_a_non_empty_target_exits_1() {
-    let repo = Repo::new();
-    let src = repo.scratch("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("f"), b"new").unwrap();
-    repo.backup(&[&src]);
-    let target = repo.scratch("target");
-    std::fs::create_dir(&target).unwrap();
-    std::fs::write(target.join("keep-me"), b"old").unwrap();
-    let r = repo
-        .run(&[
-            "restore".as_ref(),
-            "latest".as_ref(),
-            "--target".as_ref(),
-            target.as_os_str(),
-        ])
-        .expect_code(1);
-    assert!(r.stderr.contains("not empty"), "{}", r.stderr);
-    let left: Vec<_> = std::fs::read_dir(&target).unwrap().collect();
-    assert_eq!(left.len(), 1, "restore wrote into a non-empty target");
-    assert_eq!(std::fs::read(target.join("keep-me")).unwrap(), b"old");
-}
-
-#[test]
 fn unknown_snapshot_or_path_exits_1() {
     let repo = Repo::new();
     let target = repo.scratch("t");

@@ -81,8 +81,17 @@ fn flipped_byte_in_a_pack_is_caught() {
 
     let target = repo.scratch("restore");
     let r = run_os(&repo, &[&"restore", &"latest", &"--target", &target]);
-    assert_eq!(r.code, Some(1), "restore of damaged data: {}", r.stderr);
+    assert_eq!(r.code, Some(3), "restore of damaged data: {}", r.stderr);
     assert!(r.stderr.contains("victim"), "file not named: {}", r.stderr);
+    let out = super::fixture::restored_path(&target, &src);
+    assert!(
+        !out.join("victim").exists(),
+        "a damaged file was left behind"
+    );
+    assert_eq!(
+        std::fs::read(out.join("bystander")).unwrap(),
+        std::fs::read(&bystander).unwrap()
+    );
 
     let r = run_os(&repo, &[&"dump", &"latest", &victim]);
     assert_ne!(r.code, Some(0));
@@ -147,9 +156,13 @@ fn swapped_blobs_of_equal_length_are_refused() {
     }
     let target = repo.scratch("restore");
     let r = run_os(&repo, &[&"restore", &"latest", &"--target", &target]);
-    assert_eq!(r.code, Some(1));
+    assert_eq!(
+        r.code,
+        Some(3),
+        "both files fail, the restore goes to its end"
+    );
     assert!(
-        r.stderr.contains("victim") || r.stderr.contains("bystander"),
+        r.stderr.contains("victim") && r.stderr.contains("bystander"),
         "{}",
         r.stderr
     );

@@ -1,23 +1,33 @@
-//! Restore: recreate a snapshot (or one folder or file of it) below a target directory.
+//! Restore: recreate a snapshot (or one folder or file of it) below a target directory, new,
+//! empty, or holding an older state of the same files (restore in place).
 //!
 //! Plan, then execute. The plan walks the trees and lists what to create; execution makes
 //! directories, then writes file contents in parallel (files in parallel, and the chunks of a
 //! large file in parallel with positioned writes, bypassing the page cache: `writer.rs`), then
-//! hardlinks, pipes and symlinks, then metadata, directories deepest first. Every chunk is
-//! verified against its id before its bytes are written. Zero chunks are left as holes (the
-//! file was sized with `set_len`).
+//! hardlinks, pipes and symlinks, then `--delete`, then metadata, directories deepest first.
+//! Every chunk is verified against its id before its bytes are written. Zero chunks are left
+//! as holes (the file was sized with `set_len`). Each entry is restored by `entries.rs`; what
+//! to do with what is already in the target is decided in `inplace.rs`; metadata is applied
+//! by `metadata.rs`.
+//!
+//! Keeps going: an entry that cannot be restored (a damaged chunk, a refused write) is listed
+//! in [`RestoreStats::failed`] and the others are restored; metadata that cannot be applied
+//! is a warning. Only a damaged tree or an unusable target ends the restore with an error.
 //!
 //! Safety: names come from the repository and are untrusted; `Tree::decode` rejects `..`, `/`
-//! and duplicates, the target must be empty, every entry is created with `create_new`/`mkdir`
-//! (never opening an existing path), and symlinks are created only after all content is
-//! written, so no write can go through a link or outside the target.
+//! and duplicates. In a new or empty target every entry is created with `create_new`/`mkdir`
+//! and symlinks are created only after all content is written, so no write can go through a
+//! link or outside the target. In a target that holds files, every path is looked at with
+//! `lstat` before use, directories parents first: a symlink (or file) where a directory
+//! belongs is unlinked and a real directory made, a symlink where a file belongs is unlinked,
+//! existing files are read with `O_NOFOLLOW` and replaced by renaming a new file over them,
+//! never written into.
 
-use std::collections::HashMap;
-use std::fs::{DirBuilder, OpenOptions};
+use std::collections::{HashMap, HashSet};
+use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
@@ -29,19 +39,44 @@ use crate::ops::find::{self, Located};
 use crate::ops::globs::Globs;
 use crate::repo::{Index, Repository};
 
+mod entries;
+mod inplace;
+mod metadata;
 mod writer;
 
+pub use inplace::Overwrite;
 use writer::FileWriter;
 
 /// Options of a restore.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
-    /// Directory to restore into; must be empty or not exist.
+    /// Directory to restore into: new, empty, or holding files to restore onto (in place).
     pub target: PathBuf,
     /// Restore only paths matching these (and what is below them).
     pub includes: Globs,
     /// Skip paths matching these (and what is below them).
     pub excludes: Globs,
+    /// How entries already in the target are treated.
+    pub overwrite: Overwrite,
+    /// Remove entries of the target that the snapshot does not have, inside the directories
+    /// the restore covers entirely (restic's `--delete`); also lets a file or link replace a
+    /// non-empty directory.
+    pub delete: bool,
+}
+
+/// An entry that could not be restored; the restore went on with the others.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Where it belongs in the target.
+    pub path: PathBuf,
+    /// Why, in one line (a damaged chunk, a refused write...).
+    pub reason: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
 }
 
 /// What a restore did.
@@ -49,12 +84,27 @@ pub struct RestoreOptions {
 pub struct RestoreStats {
     /// Regular files written (hardlinks included).
     pub files: u64,
-    /// Directories created.
+    /// Directories created or restored into.
     pub dirs: u64,
     /// Other entries (symlinks, pipes).
     pub others: u64,
-    /// Bytes of file content.
+    /// Bytes of file content written.
     pub bytes: u64,
+    /// Existing files that already had the snapshot's content, left as they were (their
+    /// metadata was applied).
+    pub files_unchanged: u64,
+    /// Existing entries left alone, metadata included, because of `--overwrite never` or
+    /// `if-newer` (a directory that could not be restored into counts once).
+    pub skipped: u64,
+    /// Content bytes of the unchanged and skipped files.
+    pub bytes_skipped: u64,
+    /// Entries removed by `--delete` (a directory counts once, with what was in it).
+    pub deleted: u64,
+    /// Metadata that could not be applied; each was reported through [`Progress::warn`].
+    pub warnings: u64,
+    /// Entries that could not be restored (a damaged file is removed, never left with wrong
+    /// bytes; an existing file it would have replaced keeps its old content).
+    pub failed: Vec<Failure>,
 }
 
 #[derive(Debug)]
@@ -168,18 +218,14 @@ fn plan_entry(
     included
 }
 
-fn ensure_empty_target(target: &Path) -> Result<()> {
+/// Makes sure the target exists; returns whether it was new or empty (a fresh restore, where
+/// nothing needs to be looked at before it is created).
+fn prepare_target(target: &Path) -> Result<bool> {
     match std::fs::read_dir(target) {
-        Ok(mut rd) => {
-            if rd.next().is_some() {
-                return Err(Error::TargetNotEmpty {
-                    path: target.to_path_buf(),
-                });
-            }
-            Ok(())
-        }
+        Ok(mut rd) => Ok(rd.next().is_none()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))
+            std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+            Ok(true)
         }
         Err(e) => Err(Error::io(target, e)),
     }
@@ -189,6 +235,12 @@ fn ensure_empty_target(target: &Path) -> Result<()> {
 /// contents go into `target` below their absolute path when `path` is `/`, or directly into
 /// `target` when a subfolder is named (restic's `SNAPSHOT:SUBFOLDER`); a file goes into
 /// `target` under its name.
+///
+/// The target may hold files already: they are treated as [`RestoreOptions::overwrite`] says,
+/// and with [`RestoreOptions::delete`] what the snapshot does not have is removed. An entry
+/// that cannot be restored (a damaged chunk, a refused write) is listed in
+/// [`RestoreStats::failed`] and the restore goes on; only problems with the repository's
+/// trees or the target itself end it with an error.
 pub fn run(
     repo: &Repository,
     index: &Index,
@@ -199,6 +251,9 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<RestoreStats> {
     let mut plan = Plan::default();
+    // The tree whose entries go directly into the target, and its absolute path in the
+    // snapshot: what `--delete` compares the target's top level with.
+    let mut top = None;
     match find::locate(repo, index, root, path, snapshot_label)? {
         Located::Root(id) => {
             let root = NodeKind::Dir { subtree: id };
@@ -211,6 +266,7 @@ pub fn run(
                 opts,
                 &mut plan,
             )?;
+            top = Some((vec![id], PathBuf::from("/")));
         }
         Located::Node(abs, node) if node.kind.is_dir() => {
             plan_dir(
@@ -222,6 +278,7 @@ pub fn run(
                 opts,
                 &mut plan,
             )?;
+            top = node.kind.dir_parts().map(|p| (p.to_vec(), abs.clone()));
         }
         Located::Node(abs, node) => {
             // A single file goes into the target under its own name.
@@ -237,100 +294,206 @@ pub fn run(
             );
         }
     }
-    ensure_empty_target(&opts.target)?;
-    execute(repo, index, &opts.target, plan, progress)
+    let fresh = prepare_target(&opts.target)?;
+    let ctx = entries::Ctx::new(repo, index, opts, progress, fresh);
+    execute(&ctx, plan, top)
+}
+
+/// Whether `rel` lies below one of the directories in `set` (which nothing was restored into).
+fn below(set: &HashSet<PathBuf>, rel: &Path) -> bool {
+    !set.is_empty() && rel.ancestors().skip(1).any(|a| set.contains(a))
 }
 
 fn execute(
-    repo: &Repository,
-    index: &Index,
-    target: &Path,
+    ctx: &entries::Ctx<'_>,
     plan: Plan,
-    progress: &dyn Progress,
+    top: Option<(Vec<BlobId>, PathBuf)>,
 ) -> Result<RestoreStats> {
+    let target = ctx.target();
     let mut stats = RestoreStats::default();
-    for d in &plan.dirs {
-        let p = target.join(&d.rel);
-        DirBuilder::new()
-            .mode(0o700)
-            .create(&p)
-            .map_err(|e| Error::io(&p, e))?;
-        stats.dirs += 1;
+    // Directories nothing below which is restored (blocked by the overwrite mode, or failed).
+    let mut unavailable: HashSet<PathBuf> = HashSet::new();
+    // Which directories are there to restore into, and which other entries get metadata.
+    let mut dir_ok = vec![false; plan.dirs.len()];
+    let mut dir_meta = vec![false; plan.dirs.len()];
+    let mut meta_ok = vec![false; plan.others.len()];
+    for (i, d) in plan.dirs.iter().enumerate() {
+        if below(&unavailable, &d.rel) {
+            unavailable.insert(d.rel.clone());
+            continue;
+        }
+        match ctx.prepare_dir(&d.rel, &d.node) {
+            Ok(Some(meta)) => {
+                dir_ok[i] = true;
+                dir_meta[i] = meta;
+                stats.dirs += 1;
+            }
+            Ok(None) => {
+                stats.skipped += 1;
+                unavailable.insert(d.rel.clone());
+            }
+            Err(reason) => {
+                stats.failed.push(Failure {
+                    path: target.join(&d.rel),
+                    reason: format!("{reason}; nothing below it was restored"),
+                });
+                unavailable.insert(d.rel.clone());
+            }
+        }
     }
 
-    let (contents, links) = plan_files(&plan.others);
-    let written = AtomicU64::new(0);
-    let direct = writer::suits_direct(target);
-    write_pool()?.install(|| {
+    let (contents, links) = plan_files(&plan.others, |rel| below(&unavailable, rel));
+    let outcomes: Vec<(usize, entries::Outcome)> = write_pool()?.install(|| {
         contents
             .par_iter()
-            .map(|(it, content, size)| {
-                let path = target.join(&it.rel);
-                let n = write_file(repo, index, &path, content, *size, direct, progress)?;
-                written.fetch_add(n, Ordering::Relaxed);
-                Ok(())
-            })
-            .collect::<Result<()>>()
-    })?;
-    stats.bytes = written.into_inner();
-    stats.files = contents.len() as u64;
-    for (first, rel) in &links {
-        let (a, b) = (target.join(first), target.join(rel));
-        std::fs::hard_link(&a, &b).map_err(|e| Error::io(&b, e))?;
-        stats.files += 1;
-    }
-    for it in &plan.others {
-        let p = target.join(&it.rel);
-        if let NodeKind::Fifo = it.node.kind {
-            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600))
-                .map_err(|e| Error::io(&p, std::io::Error::from(e)))?;
-            stats.others += 1;
+            .map(|(i, it, content, size)| (*i, ctx.restore_file(it, content, *size)))
+            .collect()
+    });
+    let mut not_restored: HashSet<&Path> = HashSet::new();
+    for (i, o) in outcomes {
+        let rel = &plan.others[i].rel;
+        match o {
+            entries::Outcome::Written(n) => {
+                stats.files += 1;
+                stats.bytes += n;
+                meta_ok[i] = true;
+            }
+            entries::Outcome::Unchanged(n) => {
+                stats.files_unchanged += 1;
+                stats.bytes_skipped += n;
+                meta_ok[i] = true;
+            }
+            entries::Outcome::Skipped(n) => {
+                stats.skipped += 1;
+                stats.bytes_skipped += n;
+            }
+            entries::Outcome::Failed(reason) => {
+                not_restored.insert(rel);
+                stats.failed.push(Failure {
+                    path: target.join(rel),
+                    reason,
+                });
+            }
         }
     }
-    // Symlinks last: from here on no content is written, so no write can follow one.
-    for it in &plan.others {
-        if let NodeKind::Symlink { target: t } = &it.node.kind {
-            let p = target.join(&it.rel);
-            std::os::unix::fs::symlink(os(t), &p).map_err(|e| Error::io(&p, e))?;
-            stats.others += 1;
+    for (i, first, rel) in &links {
+        if not_restored.contains(first.as_path()) {
+            stats.failed.push(Failure {
+                path: target.join(rel),
+                reason: format!(
+                    "not linked: {}, the file it is a hardlink of, could not be restored",
+                    target.join(first).display()
+                ),
+            });
+            continue;
+        }
+        match ctx.restore_other(rel, &plan.others[*i].node, Some(first)) {
+            Ok(true) => {
+                stats.files += 1;
+                meta_ok[*i] = true;
+            }
+            Ok(false) => stats.skipped += 1,
+            Err(reason) => stats.failed.push(Failure {
+                path: target.join(rel),
+                reason,
+            }),
         }
     }
-    let is_root = nix::unistd::geteuid().is_root();
-    for it in &plan.others {
-        apply_metadata(&target.join(&it.rel), &it.node, is_root)?;
+    // Pipes, then symlinks last: from here on no content is written, so no write can follow
+    // a link the restore made.
+    for symlinks in [false, true] {
+        for (i, it) in plan.others.iter().enumerate() {
+            let wanted = match it.node.kind {
+                NodeKind::Fifo => !symlinks,
+                NodeKind::Symlink { .. } => symlinks,
+                _ => false,
+            };
+            if !wanted || below(&unavailable, &it.rel) {
+                continue;
+            }
+            match ctx.restore_other(&it.rel, &it.node, None) {
+                Ok(true) => {
+                    stats.others += 1;
+                    meta_ok[i] = true;
+                }
+                Ok(false) => stats.skipped += 1,
+                Err(reason) => stats.failed.push(Failure {
+                    path: target.join(&it.rel),
+                    reason,
+                }),
+            }
+        }
     }
-    for d in plan.dirs.iter().rev() {
-        apply_metadata(&target.join(&d.rel), &d.node, is_root)?;
+    if ctx.deletes() {
+        let dirs = plan.dirs.iter().zip(&dir_ok).filter(|(_, ok)| **ok);
+        let mut todo: Vec<(PathBuf, PathBuf, Vec<BlobId>)> = Vec::new();
+        for (d, _) in dirs {
+            if let Some(parts) = d.node.kind.dir_parts()
+                && let Some((_, base)) = &top
+            {
+                todo.push((d.rel.clone(), base.join(&d.rel), parts.to_vec()));
+            }
+        }
+        if let Some((tree, base)) = &top {
+            todo.insert(0, (PathBuf::new(), base.clone(), tree.clone()));
+        }
+        for (rel, abs, tree) in todo {
+            ctx.delete_extraneous(&rel, &abs, &tree, &mut stats)?;
+        }
+    }
+    let mut warn = |w: Vec<metadata::MetadataWarning>| {
+        for w in w {
+            ctx.progress().warn(&w.to_string());
+            stats.warnings += 1;
+        }
+    };
+    for (it, ok) in plan.others.iter().zip(&meta_ok) {
+        if *ok {
+            warn(ctx.apply_metadata(&it.rel, &it.node));
+        }
+    }
+    for (d, ok) in plan.dirs.iter().zip(&dir_meta).rev() {
+        if *ok {
+            warn(ctx.apply_metadata(&d.rel, &d.node));
+        }
     }
     Ok(stats)
 }
 
-/// A regular file whose content is written: its item, chunks and size.
-type FileToWrite<'a> = (&'a Item, &'a [BlobId], u64);
+/// A regular file whose content is written: its position in the plan, item, chunks and size.
+type FileToWrite<'a> = (usize, &'a Item, &'a [BlobId], u64);
 
-/// Regular files to write, and hardlinks `(existing, new)` to make. The first path of each
-/// (device, inode) with several links gets the content; a later one becomes a link to it only
-/// if its size and content list are the same, since the pair alone is just what a (possibly
-/// crafted or merged) tree claims, and linking on it would give one file the other's bytes.
-fn plan_files(others: &[Item]) -> (Vec<FileToWrite<'_>>, Vec<(PathBuf, PathBuf)>) {
+/// Regular files to write, and hardlinks `(position, existing, new)` to make, leaving out the
+/// items `skip` names. The first path of each (device, inode) with several links gets the
+/// content; a later one becomes a link to it only if its size and content list are the same,
+/// since the pair alone is just what a (possibly crafted or merged) tree claims, and linking on
+/// it would give one file the other's bytes.
+#[allow(clippy::type_complexity)]
+fn plan_files(
+    others: &[Item],
+    skip: impl Fn(&Path) -> bool,
+) -> (Vec<FileToWrite<'_>>, Vec<(usize, PathBuf, PathBuf)>) {
     // Keyed by content too, so a hostile tree of many entries claiming one inode costs one
     // lookup each, not a comparison with every earlier one.
     let mut first_link: HashMap<(u64, u64, u64, &[BlobId]), &Path> = HashMap::new();
     let mut contents: Vec<FileToWrite<'_>> = Vec::new();
-    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for it in others {
+    let mut links: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
+    for (i, it) in others.iter().enumerate() {
         let NodeKind::File { size, content } = &it.node.kind else {
             continue;
         };
+        if skip(&it.rel) {
+            continue;
+        }
         if it.node.links > 1 && it.node.inode != 0 {
             let key = (it.node.device, it.node.inode, *size, content.as_slice());
             if let Some(first) = first_link.get(&key) {
-                links.push((first.to_path_buf(), it.rel.clone()));
+                links.push((i, first.to_path_buf(), it.rel.clone()));
                 continue;
             }
             first_link.insert(key, &it.rel);
         }
-        contents.push((it, content, *size));
+        contents.push((i, it, content, *size));
     }
     (contents, links)
 }
@@ -350,7 +513,8 @@ fn write_pool() -> Result<rayon::ThreadPool> {
         })
 }
 
-/// Writes one file's chunks in parallel at their offsets; zero chunks stay holes.
+/// Writes one file's chunks in parallel at their offsets into the new file `path`; zero
+/// chunks stay holes. `path` is created here and must not exist.
 fn write_file(
     repo: &Repository,
     index: &Index,
@@ -405,36 +569,6 @@ fn write_file(
     w.finish().map_err(|e| Error::io(path, e))?;
     progress.file_done(size);
     Ok(size)
-}
-
-fn ns_to_filetime(ns: i64) -> filetime::FileTime {
-    filetime::FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-}
-
-fn apply_metadata(path: &Path, node: &Node, is_root: bool) -> Result<()> {
-    let symlink = matches!(node.kind, NodeKind::Symlink { .. });
-    for x in &node.xattrs {
-        // Linux refuses user.* attributes on symlinks; other failures are real.
-        if let Err(e) = xattr::set(path, os(&x.name), &x.value)
-            && !symlink
-        {
-            return Err(Error::io(path, e));
-        }
-    }
-    if is_root {
-        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
-            .map_err(|e| Error::io(path, e))?;
-    }
-    if !symlink {
-        let perms = std::fs::Permissions::from_mode(node.mode & 0o7777);
-        std::fs::set_permissions(path, perms).map_err(|e| Error::io(path, e))?;
-    }
-    let (a, m) = (ns_to_filetime(node.atime_ns), ns_to_filetime(node.mtime_ns));
-    filetime::set_symlink_file_times(path, a, m).map_err(|e| Error::io(path, e))?;
-    Ok(())
 }
 
 /// Writes one file of a snapshot to `out` (`cista dump`), verifying every chunk.
@@ -499,14 +633,14 @@ mod tests {
             file("d", 8, &[1]),
             file("e", 7, &[2]),
         ];
-        let (contents, links) = plan_files(&items);
-        let written: Vec<&Path> = contents.iter().map(|(it, ..)| it.rel.as_path()).collect();
+        let (contents, links) = plan_files(&items, |_| false);
+        let written: Vec<&Path> = contents.iter().map(|(_, it, ..)| it.rel.as_path()).collect();
         assert_eq!(written, [Path::new("a"), Path::new("b"), Path::new("d")]);
         assert_eq!(
             links,
             [
-                (PathBuf::from("a"), PathBuf::from("c")),
-                (PathBuf::from("b"), PathBuf::from("e"))
+                (2, PathBuf::from("a"), PathBuf::from("c")),
+                (4, PathBuf::from("b"), PathBuf::from("e"))
             ]
         );
     }
