@@ -146,7 +146,14 @@ fn a_damaged_chunk_fails_only_its_files_and_the_rest_is_restored() {
     ]);
     let r = r.expect_code(3);
     let lines = r.json_lines();
-    let errors: Vec<_> = lines
+    // As restic's JSON printer does, errors go to standard error, the summary to standard
+    // output.
+    let error_lines: Vec<serde_json::Value> = r
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let errors: Vec<_> = error_lines
         .iter()
         .filter(|l| l["message_type"] == "error")
         .collect();
