@@ -26,6 +26,21 @@ pub struct KeyInfo {
     pub username: String,
 }
 
+/// Keeps key material out of core dumps for the rest of the process: the core-size limit is
+/// set to zero (soft and hard) and, on Linux, the process is marked not dumpable (which also
+/// keeps other processes of the same user from attaching to it). Best effort and
+/// process-wide, so the program decides, not the library: `cista` calls it before reading a
+/// passphrase. Returns whether both succeeded.
+pub fn protect_process_memory() -> bool {
+    use nix::sys::resource::{Resource, setrlimit};
+    let no_core = setrlimit(Resource::RLIMIT_CORE, 0, 0).is_ok();
+    #[cfg(target_os = "linux")]
+    let not_dumpable = nix::sys::prctl::set_dumpable(false).is_ok();
+    #[cfg(not(target_os = "linux"))]
+    let not_dumpable = true;
+    no_core && not_dumpable
+}
+
 /// Wraps `master` under `passphrase` and stores a new key file.
 pub fn add_key(
     backend: &dyn Backend,
