@@ -221,3 +221,61 @@ pub fn remove_key(backend: &dyn Backend, id: &KeyId) -> Result<()> {
     backend.delete(FileType::Key, &id.0)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Repository;
+    use crate::repo::tests::repo;
+
+    const CHEAP: KdfParams = KdfParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+
+    /// Regression: after an interrupted `init` run again, a key wrapping another master key
+    /// with the same passphrase was tried first and the repository did not open.
+    #[test]
+    fn stray_key_listed_first_does_not_shadow_the_right_one() {
+        let r = repo();
+        let b = r.backend();
+        let real = r.key_id();
+        // A stray key (another master key, same passphrase) that the listing returns first.
+        let stray = (0..64)
+            .find_map(|_| {
+                let other = MasterKey::generate().unwrap();
+                let id = add_key(b, &other, b"pw", CHEAP, "h", "u").unwrap();
+                if b.list(FileType::Key).unwrap()[0].0 == id.0 {
+                    return Some(id);
+                }
+                b.delete(FileType::Key, &id.0).unwrap();
+                None
+            })
+            .expect("a stray key listed first");
+        assert_ne!(stray, real);
+        let reopened = Repository::open(r.backend_arc(), b"pw").unwrap();
+        assert_eq!(reopened.key_id(), real);
+    }
+
+    #[test]
+    fn wrong_password_says_when_key_files_are_damaged() {
+        let r = repo();
+        let b = r.backend();
+        assert!(matches!(
+            Repository::open(r.backend_arc(), b"nope"),
+            Err(Error::WrongPassword)
+        ));
+        let junk = b"not a key file".to_vec();
+        b.write(FileType::Key, &Id::of_stored(&junk), junk).unwrap();
+        assert!(matches!(
+            Repository::open(r.backend_arc(), b"nope"),
+            Err(Error::WrongPasswordOrDamagedKeys { damaged: 1 })
+        ));
+        // The right passphrase still opens, past the damaged file.
+        assert!(Repository::open(r.backend_arc(), b"pw").is_ok());
+        let states = scan_keys(b).unwrap();
+        assert_eq!(states.len(), 2);
+        assert_eq!(states.iter().filter(|k| k.state.is_err()).count(), 1);
+    }
+}
