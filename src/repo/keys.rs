@@ -180,9 +180,10 @@ pub fn scan_keys(backend: &dyn Backend) -> Result<Vec<KeyEntry>> {
                 username: file.username,
             }),
             Err(Error::Corrupt { reason, .. }) => Err(reason),
-            Err(Error::Format(e)) => Err(e.to_string()),
             Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
+            // Unreadable (a permission, an I/O error) or from a newer cista: this key's
+            // state, not a reason to stop listing the others.
+            Err(e) => Err(e.to_string()),
         };
         out.push(KeyEntry {
             id: KeyId(id),
