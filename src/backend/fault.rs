@@ -279,6 +279,10 @@ impl Backend for FaultBackend {
         self.enter(Op::Delete, "delete", path)?;
         self.leave(Op::Delete, "delete", path, self.inner.delete(t, id))
     }
+
+    fn temp_files(&self) -> Result<Vec<super::TempFile>, BackendError> {
+        self.inner.temp_files()
+    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! Owns the repository layout (which object lives under which path) and the storage error
 //! kinds. Knows nothing of encryption or object contents. Implementations: [`opendal`] (local
 //! folders through OpenDAL's fs service, and an in-memory store for unit tests). Cross-cutting
-//! behaviour wraps the trait rather than flagging it: [`retry`] for transient failures,
+//! behaviour wraps the trait rather than flagging it. Local files are written by [`local`]
+//! (private modes, no-replace publish, no temporary file left behind): [`retry`] for transient failures,
 //! [`fault`] for injecting failures in tests.
 
 #[cfg(test)]
 mod conformance;
 pub mod fault;
+pub mod local;
 pub mod opendal;
 pub mod retry;
 
@@ -96,6 +98,17 @@ pub struct BackendError {
     pub message: String,
 }
 
+/// A file in a local repository's `tmp/`: a write in progress, or one a crash interrupted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempFile {
+    /// File name inside `tmp/`.
+    pub name: String,
+    /// Size in bytes.
+    pub len: u64,
+    /// Time since it was last modified.
+    pub age: std::time::Duration,
+}
+
 /// Storage for one repository. Implementations must be safe to call from many threads.
 ///
 /// Contract: `write` is atomic (readers see all of an object or nothing) and durable when it
@@ -130,4 +143,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// Removes an object; removing a missing object is `NotFound`.
     fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError>;
+    /// Files in `tmp/` (local repositories only; object stores have none), for `check`.
+    fn temp_files(&self) -> Result<Vec<TempFile>, BackendError> {
+        Ok(Vec::new())
+    }
 }

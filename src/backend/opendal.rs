@@ -1,13 +1,13 @@
 //! The only file that imports OpenDAL: a [`Backend`] over an OpenDAL operator.
 //!
-//! Local repositories use OpenDAL's fs service with `atomic_write_dir` set to the repository's
-//! `tmp/` folder, so each write goes to a temporary file that is fsynced and renamed into
-//! place. OpenDAL does not fsync the directory after the rename, so this backend does, making
-//! the new name durable before `write` returns. Writes use `if_not_exists`, so an object is
-//! never replaced (objects are content-addressed, so a racing writer of the same name writes
-//! the same bytes). OpenDAL is async; a private two-thread tokio runtime drives it and every
-//! trait method blocks on it, except ranged reads of local files, which read the file directly
-//! (they are a restore's hot path).
+//! Local repositories use OpenDAL's fs service for listing, reading and deleting; local
+//! writes go through [`super::local`] instead (files 0600 and folders 0700 from the start, a
+//! publish by hard link that never replaces, the temporary file removed when a write fails,
+//! and the destination folder fsynced before `write` returns), because OpenDAL's fs writer
+//! can do none of that. The in-memory store is written through OpenDAL with `if_not_exists`.
+//! OpenDAL is async; a private two-thread tokio runtime drives it and every trait method
+//! blocks on it, except ranged reads and writes of local files, which use the file directly
+//! (ranged reads are a restore's hot path).
 //!
 //! Opening a local folder touches nothing: OpenDAL's fs service creates its root folder when
 //! built, so the operator is built only once the folder is a repository (it has a `config` or
@@ -20,7 +20,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use opendal::{Buffer, ErrorKind as OdKind, Operator, services};
 
-use super::{Backend, BackendError, ErrorKind, FileType};
+use super::local::{self, io_error};
+use super::{Backend, BackendError, ErrorKind, FileType, TempFile};
 use crate::id::Id;
 
 /// A backend over any OpenDAL operator.
@@ -72,20 +73,6 @@ fn convert(op: &'static str, path: &str, e: opendal::Error) -> BackendError {
     }
 }
 
-fn io_error(op: &'static str, path: &Path, e: &std::io::Error) -> BackendError {
-    let kind = if e.kind() == std::io::ErrorKind::NotFound {
-        ErrorKind::NotFound
-    } else {
-        ErrorKind::Permanent
-    };
-    BackendError {
-        kind,
-        op,
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
 /// A ranged read of a local file straight into a new buffer: restores read each chunk this
 /// way, and going through OpenDAL's fs service costs a hop to tokio's blocking pool and a
 /// copy per chunk (a tenth of a restore's CPU time in `perf`, most of it waking threads).
@@ -115,8 +102,8 @@ impl OpendalBackend {
     /// A repository in a local folder. Opening creates nothing: a missing folder gives
     /// `NotFound` from every operation until [`Backend::create`] makes it.
     pub fn local(root: impl AsRef<Path>) -> Result<Self, BackendError> {
-        let root =
-            std::path::absolute(root.as_ref()).map_err(|e| io_error("open", root.as_ref(), &e))?;
+        let root = std::path::absolute(root.as_ref())
+            .map_err(|e| io_error("open", root.as_ref(), "local", &e))?;
         let b = Self {
             op: OnceLock::new(),
             rt: runtime()?,
@@ -131,25 +118,12 @@ impl OpendalBackend {
         Ok(b)
     }
 
-    /// Removes temporary files a killed writer left in `tmp/` more than a day ago (a live
-    /// writer finishes its rename within seconds). Best effort: failures change nothing.
+    /// Removes temporary files a dead writer left in `tmp/` more than
+    /// [`local::STALE_TEMP_AFTER`] ago (docs/FORMAT.md §2: a live writer never keeps one that
+    /// long). Best effort: failures change nothing.
     fn remove_stale_temp_files(&self) {
-        let Some(root) = &self.local_root else { return };
-        let Ok(rd) = std::fs::read_dir(root.join("tmp")) else {
-            return;
-        };
-        let day = std::time::Duration::from_secs(24 * 3600);
-        for e in rd.flatten() {
-            let old = e
-                .metadata()
-                .ok()
-                .filter(|m| m.is_file())
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > day);
-            if old {
-                let _ = std::fs::remove_file(e.path());
-            }
+        if let Some(root) = &self.local_root {
+            local::remove_stale_temp_files(&local::tmp_dir(root));
         }
     }
 
@@ -182,11 +156,11 @@ impl OpendalBackend {
         let Some(root) = &self.local_root else {
             return Err(self.no_repository("open"));
         };
-        let tmp = root.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(|e| io_error("open", &tmp, &e))?;
-        let builder = services::Fs::default()
-            .root(&root.to_string_lossy())
-            .atomic_write_dir(&tmp.to_string_lossy());
+        let tmp = local::tmp_dir(root);
+        local::create_dir_all(&tmp).map_err(|e| io_error("open", &tmp, &self.location, &e))?;
+        // Writes never reach OpenDAL's fs writer (see the module header), so no
+        // `atomic_write_dir` is needed.
+        let builder = services::Fs::default().root(&root.to_string_lossy());
         let op = {
             let _guard = self.rt.enter();
             Operator::new(builder).map_err(|e| convert("open", &self.location, e))?
@@ -227,8 +201,7 @@ impl OpendalBackend {
         };
         let mut dir = root.join(rel);
         dir.pop();
-        let f = std::fs::File::open(&dir).map_err(|e| io_error("sync", &dir, &e))?;
-        f.sync_all().map_err(|e| io_error("sync", &dir, &e))
+        local::sync_dir(&dir).map_err(|e| io_error("sync", &dir, &self.location, &e))
     }
 
     /// Fsyncs every folder made by `create()`, deepest first.
@@ -238,8 +211,7 @@ impl OpendalBackend {
         };
         let mut dir = root.join(rel);
         while dir.pop() && dir.starts_with(root) {
-            let f = std::fs::File::open(&dir).map_err(|e| io_error("sync", &dir, &e))?;
-            f.sync_all().map_err(|e| io_error("sync", &dir, &e))?;
+            local::sync_dir(&dir).map_err(|e| io_error("sync", &dir, &self.location, &e))?;
             if dir == *root {
                 break;
             }
@@ -249,10 +221,11 @@ impl OpendalBackend {
 }
 
 impl OpendalBackend {
-    /// Stores a new object atomically and durably; never overwrites.
+    /// Stores a new object atomically and durably; never overwrites (the in-memory store).
     fn write_buffer(&self, t: FileType, id: &Id, buffer: Buffer) -> Result<(), BackendError> {
         let op = self.operator("write")?;
         let path = t.path(id);
+
         if self.check_exists_first && self.rt.block_on(op.exists(&path)).unwrap_or(false) {
             return Err(BackendError {
                 kind: ErrorKind::AlreadyExists,
@@ -265,6 +238,22 @@ impl OpendalBackend {
             .block_on(async { op.write_with(&path, buffer).if_not_exists(true).await })
             .map_err(|e| convert("write", &path, e))?;
         self.sync_parent(&path)
+    }
+}
+
+impl OpendalBackend {
+    /// A local write ([`local::write_new`]), once the folder is a repository.
+    fn write_local(&self, t: FileType, id: &Id, parts: &[&[u8]]) -> Result<(), BackendError> {
+        self.operator("write")?;
+        let Some(root) = &self.local_root else {
+            return Err(self.no_repository("write"));
+        };
+        local::write_new(
+            &local::tmp_dir(root),
+            &root.join(t.path(id)),
+            parts,
+            &self.location,
+        )
     }
 }
 
@@ -293,7 +282,9 @@ impl Backend for OpendalBackend {
         }
         // Create every folder up front, with `tmp/` for atomic writes, then build the operator
         // over them so every later write goes through `tmp/`.
-        let mk = |p: PathBuf| std::fs::create_dir_all(&p).map_err(|e| io_error("create", &p, &e));
+        let mk = |p: PathBuf| {
+            local::create_dir_all(&p).map_err(|e| io_error("create", &p, &self.location, &e))
+        };
         mk(root.join("tmp"))?;
         for t in FileType::ALL.iter().filter(|t| **t != FileType::Config) {
             mk(root.join(t.dir()))?;
@@ -391,7 +382,7 @@ impl Backend for OpendalBackend {
         }
         if let Some(root) = &self.local_root {
             return read_local_range(&root.join(&path), offset, len)
-                .map_err(|e| io_error("read", &root.join(&path), &e));
+                .map_err(|e| io_error("read", &root.join(&path), &self.location, &e));
         }
         let buf = self
             .rt
@@ -416,10 +407,17 @@ impl Backend for OpendalBackend {
     }
 
     fn write(&self, t: FileType, id: &Id, bytes: Vec<u8>) -> Result<(), BackendError> {
+        if self.local_root.is_some() {
+            return self.write_local(t, id, &[&bytes]);
+        }
         self.write_buffer(t, id, Buffer::from(bytes))
     }
 
     fn write_parts(&self, t: FileType, id: &Id, parts: Vec<Vec<u8>>) -> Result<(), BackendError> {
+        if self.local_root.is_some() {
+            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            return self.write_local(t, id, &slices);
+        }
         // `Buffer` holds the parts as they are; the fs writer writes them one after another.
         // Empty parts are dropped: OpenDAL 0.59's writers spin forever on a buffer whose
         // current chunk is empty while bytes remain after it (found by the conformance suite).
@@ -450,5 +448,13 @@ impl Backend for OpendalBackend {
             .block_on(op.delete(&path))
             .map_err(|e| convert("delete", &path, e))?;
         self.sync_parent(&path)
+    }
+
+    fn temp_files(&self) -> Result<Vec<TempFile>, BackendError> {
+        let Some(root) = &self.local_root else {
+            return Ok(Vec::new());
+        };
+        let tmp = local::tmp_dir(root);
+        local::temp_files(&tmp).map_err(|e| io_error("list", &tmp, &self.location, &e))
     }
 }

@@ -152,6 +152,10 @@ impl Backend for RetryBackend {
             r => r,
         })
     }
+
+    fn temp_files(&self) -> Result<Vec<super::TempFile>, BackendError> {
+        self.retry(|_| self.inner.temp_files())
+    }
 }
 
 #[cfg(test)]

@@ -293,6 +293,8 @@ fn parse_kdf(s: &str) -> Result<KdfParams, String> {
 
 /// Runs a parsed command; returns the exit code on success.
 pub fn run(cli: Cli) -> Result<u8> {
+    // Passphrases and master keys must never land in a core dump (best effort).
+    cista::repo::keys::protect_process_memory();
     let cancel: CancelFlag = Arc::new(AtomicBool::new(false));
     let env = Env {
         repo_location: cli.repo,

@@ -100,6 +100,11 @@ impl Repository {
                 Err(Error::Corrupt { reason, .. }) => index.note_damaged(id, reason),
                 // Removed since the listing (a newer file superseded it): nothing to load.
                 Err(e) if e.is_not_found() => {}
+                // One file that cannot be read (an I/O error, a permission) is skipped like a
+                // damaged one; a transient failure still fails the load (try again).
+                Err(Error::Backend(b)) if b.kind == ErrorKind::Permanent => {
+                    index.note_damaged(id, format!("unreadable: {b}"));
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -26,6 +26,21 @@ pub struct KeyInfo {
     pub username: String,
 }
 
+/// Keeps key material out of core dumps for the rest of the process: the core-size limit is
+/// set to zero (soft and hard) and, on Linux, the process is marked not dumpable (which also
+/// keeps other processes of the same user from attaching to it). Best effort and
+/// process-wide, so the program decides, not the library: `cista` calls it before reading a
+/// passphrase. Returns whether both succeeded.
+pub fn protect_process_memory() -> bool {
+    use nix::sys::resource::{Resource, setrlimit};
+    let no_core = setrlimit(Resource::RLIMIT_CORE, 0, 0).is_ok();
+    #[cfg(target_os = "linux")]
+    let not_dumpable = nix::sys::prctl::set_dumpable(false).is_ok();
+    #[cfg(not(target_os = "linux"))]
+    let not_dumpable = true;
+    no_core && not_dumpable
+}
+
 /// Wraps `master` under `passphrase` and stores a new key file.
 pub fn add_key(
     backend: &dyn Backend,
@@ -165,9 +180,10 @@ pub fn scan_keys(backend: &dyn Backend) -> Result<Vec<KeyEntry>> {
                 username: file.username,
             }),
             Err(Error::Corrupt { reason, .. }) => Err(reason),
-            Err(Error::Format(e)) => Err(e.to_string()),
             Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
+            // Unreadable (a permission, an I/O error) or from a newer cista: this key's
+            // state, not a reason to stop listing the others.
+            Err(e) => Err(e.to_string()),
         };
         out.push(KeyEntry {
             id: KeyId(id),
@@ -205,4 +221,62 @@ pub fn remove_key(backend: &dyn Backend, id: &KeyId) -> Result<()> {
     }
     backend.delete(FileType::Key, &id.0)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Repository;
+    use crate::repo::tests::repo;
+
+    const CHEAP: KdfParams = KdfParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+
+    /// Regression: after an interrupted `init` run again, a key wrapping another master key
+    /// with the same passphrase was tried first and the repository did not open.
+    #[test]
+    fn stray_key_listed_first_does_not_shadow_the_right_one() {
+        let r = repo();
+        let b = r.backend();
+        let real = r.key_id();
+        // A stray key (another master key, same passphrase) that the listing returns first.
+        let stray = (0..64)
+            .find_map(|_| {
+                let other = MasterKey::generate().unwrap();
+                let id = add_key(b, &other, b"pw", CHEAP, "h", "u").unwrap();
+                if b.list(FileType::Key).unwrap()[0].0 == id.0 {
+                    return Some(id);
+                }
+                b.delete(FileType::Key, &id.0).unwrap();
+                None
+            })
+            .expect("a stray key listed first");
+        assert_ne!(stray, real);
+        let reopened = Repository::open(r.backend_arc(), b"pw").unwrap();
+        assert_eq!(reopened.key_id(), real);
+    }
+
+    #[test]
+    fn wrong_password_says_when_key_files_are_damaged() {
+        let r = repo();
+        let b = r.backend();
+        assert!(matches!(
+            Repository::open(r.backend_arc(), b"nope"),
+            Err(Error::WrongPassword)
+        ));
+        let junk = b"not a key file".to_vec();
+        b.write(FileType::Key, &Id::of_stored(&junk), junk).unwrap();
+        assert!(matches!(
+            Repository::open(r.backend_arc(), b"nope"),
+            Err(Error::WrongPasswordOrDamagedKeys { damaged: 1 })
+        ));
+        // The right passphrase still opens, past the damaged file.
+        assert!(Repository::open(r.backend_arc(), b"pw").is_ok());
+        let states = scan_keys(b).unwrap();
+        assert_eq!(states.len(), 2);
+        assert_eq!(states.iter().filter(|k| k.state.is_err()).count(), 1);
+    }
 }

@@ -628,6 +628,45 @@ pub(crate) mod tests {
         );
     }
 
+    /// Regression: caps were applied after reading whole objects; an object over its cap
+    /// must be refused from its listed or stat'ed size, unread.
+    #[test]
+    fn oversized_objects_are_refused_before_reading() {
+        use crate::backend::fault::{FaultBackend, Op};
+        use crate::format::lock::MAX_LOCK_LEN;
+        let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let fault = Arc::new(FaultBackend::new(mem));
+        let opts = InitOptions {
+            kdf: KdfParams {
+                m_kib: 64,
+                t: 1,
+                p: 1,
+            },
+            ..InitOptions::default()
+        };
+        let r = Repository::init(fault.clone(), b"pw", &opts).unwrap();
+        let big = vec![7u8; (MAX_LOCK_LEN + METADATA_OVERHEAD + 1) as usize];
+        let id = Id::of_stored(&big);
+        r.backend().write(FileType::Lock, &id, big.clone()).unwrap();
+        r.backend()
+            .write(FileType::Snapshot, &id, big.clone())
+            .unwrap();
+        let reads = fault.calls(Op::Read);
+        let e = r
+            .read_metadata_object(FileType::Lock, &id, None, MAX_LOCK_LEN)
+            .unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("cap"), "{e}");
+        // Locks over the cap are not locks: taking one is not blocked, and nothing was read.
+        drop(r.lock(true).unwrap());
+        assert_eq!(fault.calls(Op::Read), reads);
+        // A small snapshot object within its cap is read (and found damaged by its contents).
+        assert!(matches!(
+            r.load_snapshot(&SnapshotId(id)),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 

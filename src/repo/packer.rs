@@ -308,8 +308,11 @@ impl Packer {
             Some(Ok(r)) => r,
             _ => Err(Error::InvalidInput("upload thread panicked".into())),
         };
+        // The uploader's error is the root cause (a full disk, a permission error); the
+        // producers only saw that it had stopped, so it is the one to report.
+        let stored = uploaded?;
         flushed?;
-        uploaded
+        Ok(stored)
     }
 }
 
@@ -341,6 +344,58 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// Regression: a failed upload (a full disk) was reported as "pack upload stopped after
+    /// an earlier error", hiding the error itself.
+    #[test]
+    fn first_upload_error_is_the_one_reported() {
+        use crate::backend::fault::FaultBackend;
+        use crate::backend::opendal::OpendalBackend;
+        use crate::backend::{Backend, FileType};
+        use crate::format::key::KdfParams;
+        use crate::repo::InitOptions;
+        use std::sync::Arc;
+
+        let inner: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let faulty: Arc<dyn Backend> =
+            Arc::new(FaultBackend::new(inner).fail_writes_of(FileType::Pack));
+        let opts = InitOptions {
+            pack_size: 1 << 20,
+            kdf: KdfParams {
+                m_kib: 64,
+                t: 1,
+                p: 1,
+            },
+            ..InitOptions::default()
+        };
+        let r = Repository::init(faulty, b"pw", &opts).unwrap();
+        let blob = |i: u64| {
+            let data = crate::format::vectors::samples::pseudo_random(700_000, i);
+            let id = r.blob_id(&data);
+            SealedBlob {
+                blob_type: BlobType::Data,
+                id,
+                raw_len: data.len() as u32,
+                sealed: r.seal_blob(BlobType::Data, &id, &data).unwrap(),
+            }
+        };
+        let packer = Packer::new(&r).unwrap();
+        // Two blobs fill a pack; wait until its upload has failed, then fill another, whose
+        // hand-over fails because the uploader has stopped.
+        packer.add(blob(1)).unwrap();
+        let _ = packer.add(blob(2));
+        for _ in 0..1000 {
+            if packer.has_failed() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(packer.has_failed());
+        let _ = packer.add(blob(3));
+        let _ = packer.add(blob(4));
+        let e = packer.finish().unwrap_err().to_string();
+        assert!(e.contains("injected fault: writes of Pack fail"), "{e}");
     }
 
     #[test]

@@ -283,3 +283,187 @@ fn new_repositories_declare_their_format_version() {
     );
     assert!(cfg.has_feature("tree-parts"));
 }
+
+/// Runs cista under `umask 022`, the usual default, whatever the test process's umask.
+fn with_umask_022(repo_path: &Path, args: &[&str]) -> super::harness::Run {
+    let mut c = super::harness::hermetic("sh");
+    c.arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(super::harness::BIN)
+        .args(args)
+        .env("CISTA_REPOSITORY", repo_path)
+        .env("CISTA_PASSWORD", super::harness::PASSWORD);
+    run_cmd(c, None)
+}
+
+#[test]
+fn repository_files_are_private_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    with_umask_022(&repo, &["init", "--kdf-params", CHEAP_KDF]).ok();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), Rng::new(3).bytes(100_000)).unwrap();
+    with_umask_022(&repo, &["backup", src.to_str().unwrap()]).ok();
+    let mut stack = vec![repo.clone()];
+    let (mut files, mut dirs) = (0, 0);
+    while let Some(d) = stack.pop() {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", d.display());
+        dirs += 1;
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{} is {mode:o}", p.display());
+                files += 1;
+            }
+        }
+    }
+    // config, a key, at least one pack, an index file and a snapshot.
+    assert!(files >= 5 && dirs > 256, "{files} files, {dirs} folders");
+}
+
+/// A tmpfs of a few MiB mounted for one test, unmounted on drop. Needs root.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Option<Self> {
+        if !super::harness::is_root() {
+            eprintln!("skipped: mounting a small tmpfs needs root");
+            return None;
+        }
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot mount a tmpfs here (no CAP_SYS_ADMIN?)");
+            return None;
+        }
+        Some(Self(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_reports_its_real_cause_and_leaves_no_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "4m") else {
+        return;
+    };
+    let repo_path = disk.0.join("repo");
+    let run = |args: &[&str]| {
+        let mut c = cista_cmd(&repo_path);
+        c.args(args);
+        run_cmd(c, None)
+    };
+    run(&["init", "--kdf-params", CHEAP_KDF, "--pack-size-mib", "1"]).ok();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..8 {
+        std::fs::write(src.join(format!("f{i}")), Rng::new(i).bytes(1 << 20)).unwrap();
+    }
+    let r = run(&["backup", src.to_str().unwrap()]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let want = format!(
+        "no space left on device writing to local:{}: free space or move the repository",
+        repo_path.display()
+    );
+    assert!(r.stderr.contains(&want), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("stopped after an earlier error"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    let left: Vec<_> = std::fs::read_dir(repo_path.join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    let r = run(&["check"]).ok();
+    assert!(!r.stderr.contains("tmp/"), "{}", r.stderr);
+}
+
+fn cista_cmd(repo_path: &Path) -> std::process::Command {
+    let mut c = super::harness::cista();
+    c.env("CISTA_REPOSITORY", repo_path)
+        .env("CISTA_PASSWORD", super::harness::PASSWORD);
+    c
+}
+
+/// Makes the pack folders unwritable: `chattr +i` as root (root ignores modes), a read-only
+/// mode otherwise. Returns an undo, or `None` (with the reason printed) when neither works.
+fn freeze_pack_folders(repo: &Repo) -> Option<Box<dyn Fn()>> {
+    use std::os::unix::fs::PermissionsExt;
+    let dirs: Vec<PathBuf> = std::fs::read_dir(repo.path.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    if super::harness::is_root() {
+        let chattr = |flag: &str, dirs: &[PathBuf]| {
+            std::process::Command::new("chattr")
+                .arg(flag)
+                .args(dirs)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !chattr("+i", &dirs) {
+            chattr("-i", &dirs);
+            eprintln!("skipped: chattr +i is not supported here");
+            return None;
+        }
+        return Some(Box::new(move || {
+            chattr("-i", &dirs);
+        }));
+    }
+    for d in &dirs {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o500)).unwrap();
+    }
+    Some(Box::new(move || {
+        for d in &dirs {
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
+        }
+    }))
+}
+
+#[test]
+fn permission_error_reports_its_real_cause_and_leaves_no_temp_files() {
+    let repo = Repo::new();
+    let src = source(&repo, 2, 200 << 10);
+    let Some(undo) = freeze_pack_folders(&repo) else {
+        return;
+    };
+    let r = repo.run(&["backup", &src.to_string_lossy()]);
+    undo();
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let want = format!("permission denied writing to local:{}", repo.path.display());
+    assert!(r.stderr.contains(&want), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(
+        repo.files_in("tmp").is_empty(),
+        "{:?}",
+        repo.files_in("tmp")
+    );
+    repo.run(&["check"]).ok();
+}
+
+#[test]
+fn check_reports_leftover_temporary_files() {
+    let repo = Repo::new();
+    std::fs::write(repo.path.join("tmp").join("abc.partial"), b"half a pack").unwrap();
+    let r = repo.run(&["check"]).ok();
+    assert!(
+        r.stderr.contains("warning: tmp/abc.partial (11 bytes"),
+        "{}",
+        r.stderr
+    );
+}
