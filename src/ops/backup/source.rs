@@ -339,43 +339,51 @@ fn store_file(ctx: &Ctx<'_>, path: &Path) -> Result<Option<Stored>> {
             return Ok(None);
         }
     };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let read = (|| {
-            use std::io::Seek;
-            let before = f.metadata().map_err(|e| Error::io(path, e))?;
-            f.rewind().map_err(|e| Error::io(path, e))?;
-            let (content, size) = ctx.store_stream(&mut f, path)?;
-            let after = f.metadata().map_err(|e| Error::io(path, e))?;
-            let stable = version(&before) == version(&after) && size == before.size();
-            Ok((
-                Stored {
-                    content,
-                    size,
-                    meta: before,
-                },
-                stable,
-            ))
-        })();
-        match read {
-            Ok((stored, true)) => return Ok(Some(stored)),
-            Ok((stored, false)) if attempt >= 2 => {
+    // An I/O error is this file's problem (reported, the backup goes on); others stop it.
+    let failed = |e: Error| match e {
+        Error::Io { path, source } => {
+            ctx.error(&path, source);
+            Ok(None)
+        }
+        e => Err(e),
+    };
+    match read_once(ctx, &mut f, path) {
+        Ok((stored, true)) => return Ok(Some(stored)),
+        Ok((_, false)) => {}
+        Err(e) => return failed(e),
+    }
+    match read_once(ctx, &mut f, path) {
+        Ok((stored, stable)) => {
+            if !stable {
                 ctx.error(
                     path,
                     "file changed while being read (twice); stored as read the second time, \
                      its content may be inconsistent",
                 );
-                return Ok(Some(stored));
             }
-            Ok((_, false)) => continue,
-            Err(Error::Io { path, source }) => {
-                ctx.error(&path, source);
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+            Ok(Some(stored))
         }
+        Err(e) => failed(e),
     }
+}
+
+/// One read of an open file from its start: what was stored, and whether the file stayed
+/// the same throughout (its `fstat` before and after agree, and its size was what was read).
+fn read_once(ctx: &Ctx<'_>, f: &mut std::fs::File, path: &Path) -> Result<(Stored, bool)> {
+    use std::io::Seek;
+    let before = f.metadata().map_err(|e| Error::io(path, e))?;
+    f.rewind().map_err(|e| Error::io(path, e))?;
+    let (content, size) = ctx.store_stream(f, path)?;
+    let after = f.metadata().map_err(|e| Error::io(path, e))?;
+    let stable = version(&before) == version(&after) && size == before.size();
+    Ok((
+        Stored {
+            content,
+            size,
+            meta: before,
+        },
+        stable,
+    ))
 }
 
 fn archive_entry(
