@@ -566,6 +566,96 @@ mod tests {
     use super::*;
 
     #[test]
+    fn change_detection_honours_ignore_flags() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, b"abc").unwrap();
+        let m = std::fs::metadata(&f).unwrap();
+        let node = node_from_meta(
+            b"f",
+            NodeKind::File {
+                size: 3,
+                content: Vec::new(),
+            },
+            &m,
+            Vec::new(),
+            false,
+        );
+        let all = Ignore::default();
+        assert!(unchanged(&node, &m, all));
+        let mut n = node.clone();
+        n.ctime_ns += 1;
+        assert!(!unchanged(&n, &m, all));
+        assert!(unchanged(
+            &n,
+            &m,
+            Ignore {
+                ctime: true,
+                inode: false
+            }
+        ));
+        n.inode += 1;
+        assert!(!unchanged(
+            &n,
+            &m,
+            Ignore {
+                ctime: true,
+                inode: false
+            }
+        ));
+        // --ignore-inode implies --ignore-ctime, as in restic.
+        assert!(unchanged(
+            &n,
+            &m,
+            Ignore {
+                ctime: false,
+                inode: true
+            }
+        ));
+        let mut n = node.clone();
+        n.mtime_ns += 1;
+        assert!(
+            !unchanged(
+                &n,
+                &m,
+                Ignore {
+                    ctime: true,
+                    inode: true
+                }
+            ),
+            "mtime always counts"
+        );
+        let mut n = node;
+        n.kind = NodeKind::File {
+            size: 4,
+            content: Vec::new(),
+        };
+        assert!(
+            !unchanged(
+                &n,
+                &m,
+                Ignore {
+                    ctime: true,
+                    inode: true
+                }
+            ),
+            "size always counts"
+        );
+    }
+
+    #[test]
+    fn missing_sources_are_listed_unless_all_are_missing() {
+        let d = tempfile::tempdir().unwrap();
+        let (here, gone) = (d.path().join("here"), d.path().join("gone"));
+        std::fs::create_dir(&here).unwrap();
+        let r = VirtualRoot::new(&[here.clone(), gone.clone()]).unwrap();
+        assert_eq!(r.missing(), &[gone.clone()]);
+        assert_eq!(r.sources(), &[here]);
+        let e = VirtualRoot::new(&[gone]).unwrap_err().to_string();
+        assert!(e.contains("no source path exists"), "{e}");
+    }
+
+    #[test]
     fn virtual_root_nests_and_dedups() {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("a");
