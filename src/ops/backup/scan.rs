@@ -135,7 +135,13 @@ mod tests {
             ..Excludes::default()
         };
         let t = Totals::default();
-        run(&[root.clone()], &ex, false, &t, &[&AtomicBool::new(false)]);
+        run(
+            std::slice::from_ref(&root),
+            &ex,
+            false,
+            &t,
+            &[&AtomicBool::new(false)],
+        );
         assert_eq!(t.0.lock().unwrap().last(), Some(&(3, 60, true)));
 
         // A stop request ends the walk without a final total.

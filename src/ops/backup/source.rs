@@ -649,7 +649,7 @@ mod tests {
         let (here, gone) = (d.path().join("here"), d.path().join("gone"));
         std::fs::create_dir(&here).unwrap();
         let r = VirtualRoot::new(&[here.clone(), gone.clone()]).unwrap();
-        assert_eq!(r.missing(), &[gone.clone()]);
+        assert_eq!(r.missing(), std::slice::from_ref(&gone));
         assert_eq!(r.sources(), &[here]);
         let e = VirtualRoot::new(&[gone]).unwrap_err().to_string();
         assert!(e.contains("no source path exists"), "{e}");
