@@ -220,14 +220,14 @@ impl Ctx<'_> {
         source::node_from_meta(name, kind, m, xattrs, self.opts.with_atime)
     }
 
-    /// Counts a stored directory as restic does: new (not in the parent), unmodified (same
-    /// tree as the parent's) or changed.
-    fn count_dir(&self, parent: Option<&Node>, subtree: &BlobId) {
+    /// Counts a stored directory as restic does: new (not in the parent), unmodified (its
+    /// node equals the parent's: same tree and metadata, restic's `Node.Equals`) or changed.
+    fn count_dir(&self, parent: Option<&Node>, node: &Node) {
         let c = &self.counters;
-        match parent.map(|p| &p.kind) {
-            Some(NodeKind::Dir { subtree: old }) if old == subtree => &c.dirs_unmodified,
-            Some(_) => &c.dirs_changed,
+        match parent {
             None => &c.dirs_new,
+            Some(p) if p == node => &c.dirs_unmodified,
+            Some(_) => &c.dirs_changed,
         }
         .fetch_add(1, Ordering::Relaxed);
     }

@@ -182,8 +182,9 @@ fn archive_between(
                     let ptree = load_parent_subtree(ctx, pnode);
                     let nodes = archive_between(ctx, next, ptree.as_ref())?;
                     let subtree = ctx.store_tree(nodes)?;
-                    ctx.count_dir(pnode, &subtree);
-                    Ok(Some(between_node(ctx, path, name, subtree)))
+                    let node = between_node(ctx, path, name, subtree);
+                    ctx.count_dir(pnode, &node);
+                    Ok(Some(node))
                 }
             }
         })
@@ -529,14 +530,10 @@ fn archive_dir(
             .collect::<Result<_>>()?
     };
     let subtree = ctx.store_tree(nodes)?;
-    ctx.count_dir(pnode, &subtree);
     let xattrs = read_xattrs(ctx, path);
-    Ok(Some(ctx.node(
-        name,
-        NodeKind::Dir { subtree },
-        meta,
-        xattrs,
-    )))
+    let node = ctx.node(name, NodeKind::Dir { subtree }, meta, xattrs);
+    ctx.count_dir(pnode, &node);
+    Ok(Some(node))
 }
 
 /// restic's `--exclude-if-present`/`--exclude-caches`: a directory holding a matching tag
