@@ -232,6 +232,22 @@ impl Ctx<'_> {
         .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a stored file as restic does: new (not in the parent), unmodified (its node
+    /// equals the parent's, restic's `Node.Equals`: a file reused unread whose ctime or inode
+    /// changed under `--ignore-ctime`/`--ignore-inode` is changed), or changed; and its
+    /// `size` bytes as processed.
+    fn count_file(&self, parent: Option<&Node>, node: &Node, size: u64) {
+        let c = &self.counters;
+        match parent {
+            None => &c.files_new,
+            Some(p) if p == node => &c.files_unmodified,
+            Some(_) => &c.files_changed,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        c.total_bytes.fetch_add(size, Ordering::Relaxed);
+        self.progress.file_done(size);
+    }
+
     /// True if this call is the one that must store `id`.
     fn claim(&self, id: &BlobId) -> bool {
         if self.index.contains(id) {

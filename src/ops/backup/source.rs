@@ -7,7 +7,6 @@ use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
 
@@ -400,18 +399,17 @@ fn archive_entry(
         return Ok(None);
     }
     let ft = meta.file_type();
-    let c = &ctx.counters;
     if ft.is_file() {
         let xattrs = read_xattrs(ctx, path);
         if let Some(p) = pnode.filter(|p| unchanged(p, meta, ctx.ignore()))
             && let NodeKind::File { content, size } = &p.kind
             && content.iter().all(|id| ctx.index.contains(id))
         {
-            c.files_unmodified.fetch_add(1, Ordering::Relaxed);
-            c.total_bytes.fetch_add(*size, Ordering::Relaxed);
-            ctx.progress.bytes(*size);
-            ctx.progress.file_done(*size);
-            return Ok(Some(ctx.node(name, p.kind.clone(), meta, xattrs)));
+            let size = *size;
+            let node = ctx.node(name, p.kind.clone(), meta, xattrs);
+            ctx.count_file(pnode, &node, size);
+            ctx.progress.bytes(size);
+            return Ok(Some(node));
         }
         ctx.progress.file_started(path);
         let stored = store_file(ctx, path);
@@ -424,20 +422,9 @@ fn archive_entry(
         else {
             return Ok(None);
         };
-        if pnode.is_some() {
-            &c.files_changed
-        } else {
-            &c.files_new
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        c.total_bytes.fetch_add(size, Ordering::Relaxed);
-        ctx.progress.file_done(size);
-        return Ok(Some(ctx.node(
-            name,
-            NodeKind::File { size, content },
-            &meta,
-            xattrs,
-        )));
+        let node = ctx.node(name, NodeKind::File { size, content }, &meta, xattrs);
+        ctx.count_file(pnode, &node, size);
+        return Ok(Some(node));
     }
     if ft.is_dir() {
         return archive_dir(ctx, path, name, meta, pnode, top_dev);
