@@ -225,8 +225,8 @@ fn tail(s: &str, max: usize) -> String {
 }
 
 /// restic's backup status line: `[0:12] 23.45%  120 files 1.2 GiB, total 500 files 5.1 GiB,
-/// 0 errors ETA 0:40`, then the file being read, cut to the terminal's width.
-fn backup_line(c: &Counts, elapsed: f64) -> String {
+/// 0 errors ETA 0:40`, then the file being read, cut to `width` columns.
+fn backup_line(c: &Counts, elapsed: f64, width: usize) -> String {
     let (done, total) = (
         c.bytes.load(Ordering::Relaxed),
         c.total.load(Ordering::Relaxed),
@@ -259,7 +259,7 @@ fn backup_line(c: &Counts, elapsed: f64) -> String {
         line.push_str(&format!(" ETA {}", clock(left)));
     }
     let first = c.current.lock().ok().and_then(|s| s.iter().next().cloned());
-    let w = width().saturating_sub(1);
+    let w = width.saturating_sub(1);
     let used = line.chars().count();
     if let Some(f) = first
         && used + 12 < w
@@ -285,7 +285,7 @@ fn draw(c: &Counts, style: Style, verb: &str, start: Instant) {
             let _ = writeln!(out, "{}", status_json(c, elapsed)).and_then(|()| out.flush());
         }
         Style::BackupLine => {
-            eprint!("\r\x1b[K{}", backup_line(c, elapsed));
+            eprint!("\r\x1b[K{}", backup_line(c, elapsed, width()));
             let _ = std::io::stderr().flush();
         }
         Style::Line => {
@@ -401,12 +401,18 @@ mod tests {
         c.files.store(1, Ordering::Relaxed);
         c.errors.store(1, Ordering::Relaxed);
         c.current.lock().unwrap().insert("/srv/data/file".into());
-        let line = backup_line(&c, 65.0);
+        let line = backup_line(&c, 65.0, 120);
         assert_eq!(
             line,
             "[1:05] 25.00%  1 file 256.000 KiB, total 10 files 1.000 MiB, 1 error ETA 3:15 /srv/data/file"
         );
-        assert!(backup_line(&c, 1.0).chars().count() < 80);
+        // A narrow terminal gets the line cut, never wrapped (a wrapped line is not cleared).
+        assert_eq!(backup_line(&c, 65.0, 60).chars().count(), 59);
+        let cut = backup_line(&c, 65.0, 91);
+        assert!(
+            cut.ends_with(" …v/data/file") && cut.chars().count() == 90,
+            "{cut}"
+        );
         assert_eq!(tail("abcdef", 4), "…def");
         assert_eq!(fraction_done(5, 4), 1.0);
     }

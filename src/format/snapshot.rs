@@ -13,9 +13,9 @@ pub const MAX_SNAPSHOT_LEN: u64 = 16 << 20;
 pub struct Summary {
     /// Files not in the parent snapshot.
     pub files_new: u64,
-    /// Files in the parent whose metadata changed, so they were read again.
+    /// Files in the parent whose node (content or metadata) differs from the parent's.
     pub files_changed: u64,
-    /// Files whose content was reused from the parent without reading them.
+    /// Files whose node equals the parent's (restic's `Node.Equals`).
     pub files_unmodified: u64,
     /// Directories not in the parent.
     pub dirs_new: u64,

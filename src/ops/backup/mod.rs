@@ -221,16 +221,32 @@ impl Ctx<'_> {
         source::node_from_meta(name, kind, m, xattrs, self.opts.with_atime)
     }
 
-    /// Counts a stored directory as restic does: new (not in the parent), unmodified (same
-    /// tree as the parent's) or changed.
-    fn count_dir(&self, parent: Option<&Node>, kind: &NodeKind) {
+    /// Counts a stored directory as restic does: new (not in the parent), unmodified (its
+    /// node equals the parent's: same tree and metadata, restic's `Node.Equals`) or changed.
+    fn count_dir(&self, parent: Option<&Node>, node: &Node) {
         let c = &self.counters;
-        match parent.map(|p| &p.kind) {
-            Some(old) if old == kind => &c.dirs_unmodified,
-            Some(_) => &c.dirs_changed,
+        match parent {
             None => &c.dirs_new,
+            Some(p) if p == node => &c.dirs_unmodified,
+            Some(_) => &c.dirs_changed,
         }
         .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a stored file as restic does: new (not in the parent), unmodified (its node
+    /// equals the parent's, restic's `Node.Equals`: a file reused unread whose ctime or inode
+    /// changed under `--ignore-ctime`/`--ignore-inode` is changed), or changed; and its
+    /// `size` bytes as processed.
+    fn count_file(&self, parent: Option<&Node>, node: &Node, size: u64) {
+        let c = &self.counters;
+        match parent {
+            None => &c.files_new,
+            Some(p) if p == node => &c.files_unmodified,
+            Some(_) => &c.files_changed,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        c.total_bytes.fetch_add(size, Ordering::Relaxed);
+        self.progress.file_done(size);
     }
 
     /// True if this call is the one that must store `id`.
@@ -600,6 +616,7 @@ mod tests {
     use crate::ops::NoProgress;
     use crate::ops::check::{self, CheckOptions};
     use crate::repo::InitOptions;
+    use std::os::unix::ffi::OsStrExt;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
@@ -699,6 +716,98 @@ mod tests {
         assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
         assert!(repo.list_snapshots().unwrap().is_empty());
         assert!(check::run(&repo, &CheckOptions::default()).unwrap().is_ok());
+    }
+
+    /// Appends to a file each time a read segment is reported, `left` times: a writer that
+    /// changes the file while the backup reads it, at a point the test controls.
+    struct Appender {
+        path: PathBuf,
+        left: AtomicU64,
+    }
+
+    impl Progress for Appender {
+        fn bytes(&self, _n: u64) {
+            if self
+                .left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&self.path)
+                    .unwrap();
+                f.write_all(b"appended while read\n").unwrap();
+            }
+        }
+    }
+
+    /// A file that changes during its first read is read again, and the second read is what
+    /// is stored, with no error; one that changes during both is stored and reported.
+    #[test]
+    fn file_changed_while_read_is_read_again() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, repo_dir) = (d.path().join("src"), d.path().join("repo"));
+        std::fs::create_dir(&src).unwrap();
+        let f = src.join("log");
+        std::fs::write(&f, b"first line\n".repeat(1000)).unwrap();
+        let local: Arc<dyn Backend> = Arc::new(OpendalBackend::local(&repo_dir).unwrap());
+        let repo = Repository::init(local, b"pw", &opts()).unwrap();
+        let cancel: CancelFlag = Arc::new(AtomicBool::new(false));
+        let run_with = |left: u64| {
+            let p = Appender {
+                path: f.clone(),
+                left: AtomicU64::new(left),
+            };
+            let o = BackupOptions {
+                force: true,
+                ..BackupOptions::default()
+            };
+            run(
+                &repo,
+                Source::Paths(vec![src.clone()]),
+                None,
+                &o,
+                &p,
+                &cancel,
+            )
+            .unwrap()
+        };
+        let stored_bytes = |out: &BackupOutcome| {
+            let index = repo.load_index().unwrap();
+            let mut dir = repo.read_tree(&index, &out.snapshot.tree).unwrap();
+            for c in src.iter().skip(1) {
+                let node = dir.get(c.as_bytes()).unwrap().clone();
+                let NodeKind::Dir { subtree } = node.kind else {
+                    panic!("not a directory")
+                };
+                dir = repo.read_tree(&index, &subtree).unwrap();
+            }
+            let mut back = Vec::new();
+            crate::ops::restore::dump_file(&repo, &index, &dir.nodes[0], &mut back).unwrap();
+            back
+        };
+
+        let once = run_with(1);
+        assert_eq!(once.snapshot.summary.errors, 0);
+        assert!(!once.snapshot.incomplete);
+        assert_eq!(
+            stored_bytes(&once),
+            std::fs::read(&f).unwrap(),
+            "the second read"
+        );
+
+        let always = run_with(2);
+        assert_eq!(always.snapshot.summary.errors, 1);
+        assert!(always.snapshot.incomplete);
+        let now = std::fs::read(&f).unwrap();
+        let kept = stored_bytes(&always);
+        assert_eq!(
+            kept.len() + 20,
+            now.len(),
+            "stored as the second read saw it"
+        );
+        assert!(now.starts_with(&kept));
     }
 
     /// A stream spanning several read segments chunks exactly as the whole buffer does (the

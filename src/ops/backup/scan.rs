@@ -95,3 +95,58 @@ fn open_dir(dir: &Path, ex: &Excludes) -> Option<ReadDir> {
     }
     std::fs::read_dir(dir).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::globs::Globs;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Totals(Mutex<Vec<(u64, u64, bool)>>);
+    impl Progress for Totals {
+        fn scan_total(&self, files: u64, bytes: u64, done: bool) {
+            self.0.lock().unwrap().push((files, bytes, done));
+        }
+    }
+
+    #[test]
+    fn counts_what_the_backup_will_cover() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("src");
+        for (f, len) in [
+            ("a", 10),
+            ("d/b", 20),
+            ("d/e/c", 30),
+            ("x.log", 1000),
+            ("big", 500),
+        ] {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, vec![0u8; len]).unwrap();
+        }
+        std::fs::create_dir_all(root.join("tagged")).unwrap();
+        std::fs::write(root.join("tagged/.skip"), b"").unwrap();
+        std::fs::write(root.join("tagged/inner"), [0u8; 7]).unwrap();
+        let ex = Excludes {
+            globs: Globs::new(&["*.log".into()]).unwrap(),
+            larger_than: Some(100),
+            if_present: vec![super::super::TagFile::parse(".skip").unwrap()],
+            ..Excludes::default()
+        };
+        let t = Totals::default();
+        run(
+            std::slice::from_ref(&root),
+            &ex,
+            false,
+            &t,
+            &[&AtomicBool::new(false)],
+        );
+        assert_eq!(t.0.lock().unwrap().last(), Some(&(3, 60, true)));
+
+        // A stop request ends the walk without a final total.
+        let t = Totals::default();
+        run(&[root], &ex, false, &t, &[&AtomicBool::new(true)]);
+        assert!(t.0.lock().unwrap().iter().all(|(.., done)| !done));
+    }
+}

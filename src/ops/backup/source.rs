@@ -7,7 +7,6 @@ use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
 
@@ -193,8 +192,9 @@ fn archive_between(
                         w.push(ctx, path, n)?;
                     }
                     let kind = w.finish(ctx)?;
-                    ctx.count_dir(pnode, &kind);
-                    Ok(Some(between_node(ctx, path, name, kind)))
+                    let node = between_node(ctx, path, name, kind);
+                    ctx.count_dir(pnode, &node);
+                    Ok(Some(node))
                 }
             }
         })
@@ -342,43 +342,51 @@ fn store_file(ctx: &Ctx<'_>, path: &Path) -> Result<Option<Stored>> {
             return Ok(None);
         }
     };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let read = (|| {
-            use std::io::Seek;
-            let before = f.metadata().map_err(|e| Error::io(path, e))?;
-            f.rewind().map_err(|e| Error::io(path, e))?;
-            let (content, size) = ctx.store_stream(&mut f, path)?;
-            let after = f.metadata().map_err(|e| Error::io(path, e))?;
-            let stable = version(&before) == version(&after) && size == before.size();
-            Ok((
-                Stored {
-                    content,
-                    size,
-                    meta: before,
-                },
-                stable,
-            ))
-        })();
-        match read {
-            Ok((stored, true)) => return Ok(Some(stored)),
-            Ok((stored, false)) if attempt >= 2 => {
+    // An I/O error is this file's problem (reported, the backup goes on); others stop it.
+    let failed = |e: Error| match e {
+        Error::Io { path, source } => {
+            ctx.error(&path, source);
+            Ok(None)
+        }
+        e => Err(e),
+    };
+    match read_once(ctx, &mut f, path) {
+        Ok((stored, true)) => return Ok(Some(stored)),
+        Ok((_, false)) => {}
+        Err(e) => return failed(e),
+    }
+    match read_once(ctx, &mut f, path) {
+        Ok((stored, stable)) => {
+            if !stable {
                 ctx.error(
                     path,
                     "file changed while being read (twice); stored as read the second time, \
                      its content may be inconsistent",
                 );
-                return Ok(Some(stored));
             }
-            Ok((_, false)) => continue,
-            Err(Error::Io { path, source }) => {
-                ctx.error(&path, source);
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+            Ok(Some(stored))
         }
+        Err(e) => failed(e),
     }
+}
+
+/// One read of an open file from its start: what was stored, and whether the file stayed
+/// the same throughout (its `fstat` before and after agree, and its size was what was read).
+fn read_once(ctx: &Ctx<'_>, f: &mut std::fs::File, path: &Path) -> Result<(Stored, bool)> {
+    use std::io::Seek;
+    let before = f.metadata().map_err(|e| Error::io(path, e))?;
+    f.rewind().map_err(|e| Error::io(path, e))?;
+    let (content, size) = ctx.store_stream(f, path)?;
+    let after = f.metadata().map_err(|e| Error::io(path, e))?;
+    let stable = version(&before) == version(&after) && size == before.size();
+    Ok((
+        Stored {
+            content,
+            size,
+            meta: before,
+        },
+        stable,
+    ))
 }
 
 fn archive_entry(
@@ -394,18 +402,17 @@ fn archive_entry(
         return Ok(None);
     }
     let ft = meta.file_type();
-    let c = &ctx.counters;
     if ft.is_file() {
         let xattrs = read_xattrs(ctx, path);
         if let Some(p) = pnode.filter(|p| unchanged(p, meta, ctx.ignore()))
             && let NodeKind::File { content, size } = &p.kind
             && content.iter().all(|id| ctx.index.contains(id))
         {
-            c.files_unmodified.fetch_add(1, Ordering::Relaxed);
-            c.total_bytes.fetch_add(*size, Ordering::Relaxed);
-            ctx.progress.bytes(*size);
-            ctx.progress.file_done(*size);
-            return Ok(Some(ctx.node(name, p.kind.clone(), meta, xattrs)));
+            let size = *size;
+            let node = ctx.node(name, p.kind.clone(), meta, xattrs);
+            ctx.count_file(pnode, &node, size);
+            ctx.progress.bytes(size);
+            return Ok(Some(node));
         }
         ctx.progress.file_started(path);
         let stored = store_file(ctx, path);
@@ -418,20 +425,9 @@ fn archive_entry(
         else {
             return Ok(None);
         };
-        if pnode.is_some() {
-            &c.files_changed
-        } else {
-            &c.files_new
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        c.total_bytes.fetch_add(size, Ordering::Relaxed);
-        ctx.progress.file_done(size);
-        return Ok(Some(ctx.node(
-            name,
-            NodeKind::File { size, content },
-            &meta,
-            xattrs,
-        )));
+        let node = ctx.node(name, NodeKind::File { size, content }, &meta, xattrs);
+        ctx.count_file(pnode, &node, size);
+        return Ok(Some(node));
     }
     if ft.is_dir() {
         return archive_dir(ctx, path, name, meta, pnode, top_dev);
@@ -525,9 +521,10 @@ fn archive_dir(
         }
     }
     let kind = dir.finish(ctx)?;
-    ctx.count_dir(pnode, &kind);
     let xattrs = read_xattrs(ctx, path);
-    Ok(Some(ctx.node(name, kind, meta, xattrs)))
+    let node = ctx.node(name, kind, meta, xattrs);
+    ctx.count_dir(pnode, &node);
+    Ok(Some(node))
 }
 
 /// restic's `--exclude-if-present`/`--exclude-caches`: a directory holding a matching tag
@@ -555,6 +552,96 @@ fn keep_tag_file_only(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn change_detection_honours_ignore_flags() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, b"abc").unwrap();
+        let m = std::fs::metadata(&f).unwrap();
+        let node = node_from_meta(
+            b"f",
+            NodeKind::File {
+                size: 3,
+                content: Vec::new(),
+            },
+            &m,
+            Vec::new(),
+            false,
+        );
+        let all = Ignore::default();
+        assert!(unchanged(&node, &m, all));
+        let mut n = node.clone();
+        n.ctime_ns += 1;
+        assert!(!unchanged(&n, &m, all));
+        assert!(unchanged(
+            &n,
+            &m,
+            Ignore {
+                ctime: true,
+                inode: false
+            }
+        ));
+        n.inode += 1;
+        assert!(!unchanged(
+            &n,
+            &m,
+            Ignore {
+                ctime: true,
+                inode: false
+            }
+        ));
+        // --ignore-inode implies --ignore-ctime, as in restic.
+        assert!(unchanged(
+            &n,
+            &m,
+            Ignore {
+                ctime: false,
+                inode: true
+            }
+        ));
+        let mut n = node.clone();
+        n.mtime_ns += 1;
+        assert!(
+            !unchanged(
+                &n,
+                &m,
+                Ignore {
+                    ctime: true,
+                    inode: true
+                }
+            ),
+            "mtime always counts"
+        );
+        let mut n = node;
+        n.kind = NodeKind::File {
+            size: 4,
+            content: Vec::new(),
+        };
+        assert!(
+            !unchanged(
+                &n,
+                &m,
+                Ignore {
+                    ctime: true,
+                    inode: true
+                }
+            ),
+            "size always counts"
+        );
+    }
+
+    #[test]
+    fn missing_sources_are_listed_unless_all_are_missing() {
+        let d = tempfile::tempdir().unwrap();
+        let (here, gone) = (d.path().join("here"), d.path().join("gone"));
+        std::fs::create_dir(&here).unwrap();
+        let r = VirtualRoot::new(&[here.clone(), gone.clone()]).unwrap();
+        assert_eq!(r.missing(), std::slice::from_ref(&gone));
+        assert_eq!(r.sources(), &[here]);
+        let e = VirtualRoot::new(&[gone]).unwrap_err().to_string();
+        assert!(e.contains("no source path exists"), "{e}");
+    }
 
     #[test]
     fn virtual_root_nests_and_dedups() {
