@@ -13,6 +13,8 @@ mod harness;
 mod browse;
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/dump.rs"]
+mod dump;
 #[path = "integration/errors.rs"]
 mod errors;
 #[path = "integration/fixture.rs"]
