@@ -4,6 +4,7 @@
 mod backup;
 mod browse;
 mod cat;
+pub mod help;
 mod keys;
 pub mod output;
 mod progress;

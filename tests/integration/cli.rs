@@ -349,3 +349,62 @@ fn cat_prints_objects_and_never_secrets() {
     assert_eq!((r.code, r.stderr.as_str()), (Some(141), ""));
     repo.run(&["check"]).ok();
 }
+
+/// Every command's `--help` has examples, an EXIT STATUS section and the environment, and its
+/// usage line does not make the env-backed options look required.
+#[test]
+fn every_help_has_examples_exit_status_and_environment() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["init"],
+        &["backup"],
+        &["snapshots"],
+        &["ls"],
+        &["dump"],
+        &["restore"],
+        &["check"],
+        &["key"],
+        &["key", "list"],
+        &["key", "add"],
+        &["key", "remove"],
+        &["key", "passwd"],
+        &["unlock"],
+        &["version"],
+        &["cat"],
+    ];
+    for path in commands {
+        let mut c = cista();
+        c.args(*path).arg("--help");
+        let r = run_cmd(c, None).ok();
+        let text = r.stdout_str();
+        let name = path.join(" ");
+        if !path.is_empty() {
+            assert!(text.contains("EXAMPLES:"), "cista {name} --help: {text}");
+            assert!(
+                text.contains(&format!("cista {name}"))
+                    || text.contains(&format!("cista -r /srv/backup {name}")),
+                "no example runs {name}"
+            );
+        }
+        assert!(text.contains("EXIT STATUS:"), "cista {name} --help");
+        assert!(text.contains("  141 "), "cista {name} --help");
+        for var in [
+            "CISTA_REPOSITORY",
+            "CISTA_PASSWORD_FILE",
+            "CISTA_PASSWORD_COMMAND",
+            "CISTA_PASSWORD ",
+        ] {
+            assert!(text.contains(var), "cista {name} --help lacks {var}");
+        }
+        let usage = text
+            .lines()
+            .find(|l| l.starts_with("Usage:"))
+            .unwrap_or_else(|| panic!("no usage line: {text}"));
+        for opt in ["--repo", "--password", "-r "] {
+            assert!(
+                !usage.contains(opt),
+                "usage shows {opt} as required: {usage}"
+            );
+        }
+    }
+}
