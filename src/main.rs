@@ -6,7 +6,12 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = <cli::Cli as clap::Parser>::parse();
+    // The derived definition plus examples, EXIT STATUS and ENVIRONMENT in every --help.
+    let matches = cli::help::command().get_matches();
+    let args = match <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
         // The reader of standard output went away: stop quietly, like a program killed by

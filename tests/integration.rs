@@ -15,6 +15,8 @@ mod backup_flags;
 mod browse;
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/dump.rs"]
+mod dump;
 #[path = "integration/errors.rs"]
 mod errors;
 #[path = "integration/fixture.rs"]

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use cista::format::tree::{Node, NodeKind};
+use cista::ops::dump;
 use cista::ops::find::{self, Located, SnapshotFilter};
 use cista::ops::globs::Globs;
 use cista::ops::restore::{self, Overwrite, RestoreOptions};
@@ -128,24 +129,66 @@ fn print_node(out: &mut output::Out, style: LsStyle, p: &Path, n: &Node) -> std:
 pub struct DumpArgs {
     /// Snapshot id prefix or `latest`.
     snapshot: String,
-    /// Path of a file inside the snapshot (stdin backups live at `/NAME`).
+    /// Path inside the snapshot: a file (its content), a symlink (its target), a directory
+    /// or `/` (an archive). Stdin backups live at `/NAME`.
     path: PathBuf,
+    /// Archive format for a directory or `/`.
+    #[arg(long, short = 'a', value_enum, default_value_t = ArchiveArg::Tar)]
+    archive: ArchiveArg,
     #[command(flatten)]
     filter: FilterArgs,
+}
+
+/// `--archive` values (restic's).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ArchiveArg {
+    Tar,
+    Zip,
 }
 
 pub fn dump(env: &Env, a: DumpArgs) -> Result<u8> {
     let repo = env.open()?;
     let (id, snap) = find::snapshot(&repo, &a.snapshot, &a.filter.filter())?;
     let index = super::repo_cmds::load_index(&repo)?;
-    let node = match find::locate(&repo, &index, &snap.tree, &a.path, &id.to_string())? {
-        Located::Node(_, n) => n,
-        Located::Root(_) => {
-            anyhow::bail!("`dump` writes one file; use `cista restore` for a whole snapshot")
-        }
+    let located = find::locate(&repo, &index, &snap.tree, &a.path, &id.to_string())?;
+    let top = match &located {
+        Located::Node(p, n) => match &n.kind {
+            NodeKind::Dir { .. } | NodeKind::DirParts { .. } => Some((p.as_path(), n)),
+            NodeKind::Symlink { target } => {
+                // restic refuses; the target text is what a script asking for it wants.
+                let mut out = output::Out::new();
+                std::io::Write::write_all(&mut out, target)?;
+                out.finish()?;
+                return Ok(code::OK);
+            }
+            NodeKind::Fifo => anyhow::bail!(
+                "{} is a named pipe in snapshot {id}: it has no content to dump",
+                a.path.display()
+            ),
+            NodeKind::File { .. } => {
+                let mut out = output::Out::new();
+                restore::dump_file(&repo, &index, n, &mut out)?;
+                out.finish()?;
+                return Ok(code::OK);
+            }
+        },
+        Located::Root(_) => None,
+    };
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        anyhow::bail!(
+            "refusing to write a {} archive to a terminal: redirect standard output to a file or a pipe",
+            match a.archive {
+                ArchiveArg::Tar => "tar",
+                ArchiveArg::Zip => "zip",
+            }
+        );
+    }
+    let format = match a.archive {
+        ArchiveArg::Tar => dump::Archive::Tar,
+        ArchiveArg::Zip => dump::Archive::Zip,
     };
     let mut out = output::Out::new();
-    restore::dump_file(&repo, &index, &node, &mut out)?;
+    dump::archive(&repo, &index, &snap.tree, top, format, &mut out)?;
     out.finish()?;
     Ok(code::OK)
 }

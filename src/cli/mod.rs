@@ -3,6 +3,8 @@
 
 mod backup;
 mod browse;
+mod cat;
+pub mod help;
 mod keys;
 pub mod output;
 mod progress;
@@ -98,6 +100,8 @@ enum Command {
     Unlock(repo_cmds::UnlockArgs),
     /// Print the version of cista and the platform it was built for.
     Version,
+    /// Print one repository object, decoded (JSON; a blob's bytes), for inspection.
+    Cat(cat::CatArgs),
 }
 
 /// Global state a command needs.
@@ -315,6 +319,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Key(k) => keys::run(&env, k),
         Command::Unlock(a) => repo_cmds::unlock(&env, a),
         Command::Version => version(&env),
+        Command::Cat(a) => cat::run(&env, a),
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod backup;
 pub mod check;
+pub mod dump;
+mod dump_zip;
 pub mod find;
 pub mod globs;
 pub mod restore;

@@ -266,3 +266,145 @@ fn snapshots_selects_by_id_latest_and_group() {
     let r = repo.run(&["snapshots", "deadbeef"]).expect_code(1);
     assert!(r.stderr.contains("deadbeef"), "{}", r.stderr);
 }
+
+/// `cat` prints every object kind decoded; key material never appears.
+#[test]
+fn cat_prints_objects_and_never_secrets() {
+    let repo = Repo::new();
+    let src = repo.scratch("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("small"), b"small file\n").unwrap();
+    let s = repo.backup(&[&src]);
+    let snap_id = s["snapshot_id"].as_str().unwrap().to_owned();
+    let first_file = |dir: &str| -> String {
+        repo.files_in(dir)[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let cat = |args: &[&str]| -> serde_json::Value {
+        let mut full = vec!["cat"];
+        full.extend_from_slice(args);
+        repo.run(&full).ok().json()
+    };
+    let config = cat(&["config"]);
+    assert_eq!(config["id"].as_str().unwrap().len(), 64);
+    assert!(config["chunker"]["avg"].is_u64());
+    let snap = cat(&["snapshot", &snap_id[..8]]);
+    assert_eq!(snap["id"], snap_id.as_str());
+    let tree_id = snap["tree"].as_str().unwrap().to_owned();
+    let index = cat(&["index", &first_file("index")]);
+    assert!(index["packs"][0]["blobs"][0]["uncompressed_length"].is_u64());
+    let pack_id = first_file("data");
+    let pack = cat(&["pack", &pack_id[..12]]);
+    assert_eq!(pack["id"], pack_id.as_str());
+    assert!(!pack["blobs"].as_array().unwrap().is_empty());
+    // Walk down the trees to the file and print its one blob.
+    let mut tree = cat(&["tree", &tree_id[..10]]);
+    let file_blob = loop {
+        let n = &tree["nodes"][0];
+        if n["type"] == "file" {
+            break n["content"][0].as_str().unwrap().to_owned();
+        }
+        let sub = n["subtree"].as_str().unwrap().to_owned();
+        tree = cat(&["tree", &sub]);
+    };
+    let r = repo.run(&["cat", "blob", &file_blob]).ok();
+    assert_eq!(r.stdout, b"small file\n");
+    // A tree id is not a data blob, and the other way round.
+    repo.run(&["cat", "blob", &tree_id]).expect_code(1);
+    repo.run(&["cat", "tree", &file_blob]).expect_code(1);
+    // The key: who and when and how costly, never the salt or the wrapped master key.
+    let key_id = first_file("keys");
+    let r = repo.run(&["cat", "key", &key_id[..8]]).ok();
+    let key = r.json();
+    assert_eq!(key["id"], key_id.as_str());
+    assert_eq!(key["current"], true);
+    assert_eq!(key["kdf"]["memory_kib"], 1024);
+    let text = r.stdout_str();
+    for secret in ["salt", "wrapped", "master", "data"] {
+        assert!(!text.contains(secret), "cat key printed {secret}: {text}");
+    }
+    let kf = cista::format::key::KeyFile::decode(
+        &std::fs::read(repo.path.join("keys").join(&key_id)).unwrap(),
+    )
+    .unwrap();
+    assert!(!text.contains(&hex::encode(&kf.wrapped)[..16]));
+    assert!(!text.contains(&hex::encode(kf.salt)[..16]));
+    // Bad ids: one line naming the problem.
+    let r = repo.run(&["cat", "snapshot", "xyz"]).expect_code(1);
+    assert!(r.stderr.contains("not an id"), "{}", r.stderr);
+    let r = repo.run(&["cat", "snapshot", "0000000000"]).expect_code(1);
+    assert!(
+        r.stderr.contains("no file in snapshots/ matches"),
+        "{}",
+        r.stderr
+    );
+    repo.run(&["cat", "config", "abc"]).expect_code(1);
+    repo.run(&["cat", "snapshot"]).expect_code(1);
+    repo.run(&["cat", "masterkey"]).expect_code(2);
+    // Into a closed pipe: quiet, 141.
+    let r = run_into_closed_pipe(&repo, &["cat".as_ref(), "config".as_ref()]);
+    assert_eq!((r.code, r.stderr.as_str()), (Some(141), ""));
+    repo.run(&["check"]).ok();
+}
+
+/// Every command's `--help` has examples, an EXIT STATUS section and the environment, and its
+/// usage line does not make the env-backed options look required.
+#[test]
+fn every_help_has_examples_exit_status_and_environment() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["init"],
+        &["backup"],
+        &["snapshots"],
+        &["ls"],
+        &["dump"],
+        &["restore"],
+        &["check"],
+        &["key"],
+        &["key", "list"],
+        &["key", "add"],
+        &["key", "remove"],
+        &["key", "passwd"],
+        &["unlock"],
+        &["version"],
+        &["cat"],
+    ];
+    for path in commands {
+        let mut c = cista();
+        c.args(*path).arg("--help");
+        let r = run_cmd(c, None).ok();
+        let text = r.stdout_str();
+        let name = path.join(" ");
+        if !path.is_empty() {
+            assert!(text.contains("EXAMPLES:"), "cista {name} --help: {text}");
+            assert!(
+                text.contains(&format!("cista {name}"))
+                    || text.contains(&format!("cista -r /srv/backup {name}")),
+                "no example runs {name}"
+            );
+        }
+        assert!(text.contains("EXIT STATUS:"), "cista {name} --help");
+        assert!(text.contains("  141 "), "cista {name} --help");
+        for var in [
+            "CISTA_REPOSITORY",
+            "CISTA_PASSWORD_FILE",
+            "CISTA_PASSWORD_COMMAND",
+            "CISTA_PASSWORD ",
+        ] {
+            assert!(text.contains(var), "cista {name} --help lacks {var}");
+        }
+        let usage = text
+            .lines()
+            .find(|l| l.starts_with("Usage:"))
+            .unwrap_or_else(|| panic!("no usage line: {text}"));
+        for opt in ["--repo", "--password", "-r "] {
+            assert!(
+                !usage.contains(opt),
+                "usage shows {opt} as required: {usage}"
+            );
+        }
+    }
+}

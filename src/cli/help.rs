@@ -1,0 +1,203 @@
+//! `--help` text that clap cannot derive: examples for each command, the EXIT STATUS section
+//! (docs/CLI.md, "Exit codes") and the environment variables, attached to every command so
+//! `cista COMMAND --help` is enough on a machine without the docs.
+
+use clap::CommandFactory;
+
+use super::Cli;
+
+/// Examples per command path (`key add` for a subcommand of `key`).
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "init",
+        &[
+            "cista -r /srv/backup init",
+            "CISTA_PASSWORD_FILE=/etc/cista/password cista -r /srv/backup init",
+        ],
+    ),
+    (
+        "backup",
+        &[
+            "cista backup /srv/app /etc",
+            "cista backup --exclude '*.log' --tag nightly /srv",
+            "pg_dump app | cista backup --stdin --stdin-filename app.sql",
+            "cista backup --stdin-from-command --stdin-filename app.sql -- pg_dump app",
+        ],
+    ),
+    (
+        "snapshots",
+        &[
+            "cista snapshots",
+            "cista snapshots --latest 1 --json",
+            "cista snapshots --group-by host --compact",
+        ],
+    ),
+    (
+        "ls",
+        &[
+            "cista ls latest",
+            "cista ls -l latest /srv/app",
+            "cista ls --json --recursive 1a2b3c4d /etc",
+        ],
+    ),
+    (
+        "dump",
+        &[
+            "cista dump latest /srv/app/config.yml > config.yml",
+            "cista dump latest /srv/app > app.tar",
+            "cista dump --archive zip latest / > everything.zip",
+        ],
+    ),
+    (
+        "restore",
+        &[
+            "cista restore latest --target /tmp/restore",
+            "cista restore 1a2b3c4d:/srv/app --target /srv/app.new --include '*.conf'",
+        ],
+    ),
+    ("check", &["cista check", "cista check --read-data"]),
+    (
+        "key",
+        &[
+            "cista key list",
+            "CISTA_NEW_PASSWORD_FILE=/root/recovery cista key add",
+        ],
+    ),
+    ("key list", &["cista key list", "cista key list --json"]),
+    (
+        "key add",
+        &[
+            "cista key add",
+            "CISTA_NEW_PASSWORD_FILE=/root/recovery cista key add",
+        ],
+    ),
+    ("key remove", &["cista key remove 1a2b3c4d"]),
+    (
+        "key passwd",
+        &[
+            "cista key passwd",
+            "CISTA_NEW_PASSWORD_FILE=/root/new cista key passwd",
+        ],
+    ),
+    ("unlock", &["cista unlock", "cista unlock --remove-all"]),
+    ("version", &["cista version", "cista version --json"]),
+    (
+        "cat",
+        &[
+            "cista cat config",
+            "cista cat snapshot 1a2b3c4d",
+            "cista cat tree 5e6f7a8b",
+            "cista cat blob 9c0d1e2f > chunk.bin",
+        ],
+    ),
+];
+
+/// The exit codes (docs/CLI.md, "Exit codes").
+const EXIT_STATUS: &str = "\
+EXIT STATUS:
+  0    success
+  1    error (the message on stderr says what to do)
+  2    invalid command-line usage
+  3    backup: snapshot written, but some source files could not be read
+  10   the repository does not exist
+  11   the repository is locked by another process
+  12   wrong password (an empty one included)
+  130  interrupted (SIGINT/SIGTERM)
+  141  standard output was closed by its reader (as a program killed by SIGPIPE)";
+
+/// The environment variables cista reads.
+const ENVIRONMENT: &str = "\
+ENVIRONMENT:
+  CISTA_REPOSITORY         repository location (as -r/--repo)
+  CISTA_PASSWORD_FILE      file whose first line is the password (as --password-file)
+  CISTA_PASSWORD_COMMAND   command printing the password (as --password-command)
+  CISTA_PASSWORD           the password itself
+  CISTA_NEW_PASSWORD_FILE  file with the new password for `key add` and `key passwd`
+  TZ                       time zone for printed times";
+
+/// The text after the options for one command.
+fn after_help(examples: &[&str]) -> String {
+    let mut s = String::from("EXAMPLES:\n");
+    for e in examples {
+        s.push_str("  ");
+        s.push_str(e);
+        s.push('\n');
+    }
+    s.push('\n');
+    s.push_str(EXIT_STATUS);
+    s.push_str("\n\n");
+    s.push_str(ENVIRONMENT);
+    s
+}
+
+fn attach(cmd: clap::Command, path: &str) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    let mut cmd = cmd;
+    for name in names {
+        let full = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path} {name}")
+        };
+        cmd = cmd.mut_subcommand(&name, |sub| {
+            let sub = match EXAMPLES.iter().find(|(p, _)| *p == full) {
+                Some((_, ex)) => sub.after_help(after_help(ex)),
+                None => sub,
+            };
+            attach(sub, &full)
+        });
+    }
+    cmd
+}
+
+/// The full command definition: clap's derived one plus examples, exit codes and environment.
+pub fn command() -> clap::Command {
+    let top = Cli::command().after_help(format!(
+        "Run `cista COMMAND --help` for a command's options and examples.\n\n{EXIT_STATUS}\n\n{ENVIRONMENT}"
+    ));
+    attach(top, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command and subcommand has examples that run that command.
+    #[test]
+    fn every_command_has_examples() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                let full = if path.is_empty() {
+                    sub.get_name().to_owned()
+                } else {
+                    format!("{path} {}", sub.get_name())
+                };
+                let ex = EXAMPLES
+                    .iter()
+                    .find(|(p, _)| *p == full)
+                    .unwrap_or_else(|| panic!("no examples for `cista {full}`"));
+                assert!(
+                    ex.1.iter().all(|e| e.contains(&format!("cista {full}"))
+                        || e.contains(&format!("cista -r /srv/backup {full}"))),
+                    "an example for {full} does not run it"
+                );
+                seen.push(full.clone());
+                walk(sub, &full, seen);
+            }
+        }
+        let mut seen = Vec::new();
+        walk(&command(), "", &mut seen);
+        assert_eq!(
+            seen.len(),
+            EXAMPLES.len(),
+            "examples for a command that is gone"
+        );
+        command().debug_assert();
+    }
+}
