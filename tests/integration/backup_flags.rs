@@ -653,6 +653,20 @@ fn json_stream_has_restic_status_and_summary() {
     assert_eq!(snap["tree_blobs"], last["tree_blobs"], "{snap}");
     assert_eq!(snap["data_blobs"], last["data_blobs"], "{snap}");
 
+    // --no-scan (restic's flag): no totals, so no percentage.
+    let r = repo
+        .run(&[
+            "backup".as_ref(),
+            "--json".as_ref(),
+            "--no-scan".as_ref(),
+            src.as_os_str(),
+        ])
+        .ok();
+    let lines = r.json_lines();
+    let status = &lines[lines.len() - 2];
+    assert!(status.get("total_files").is_none(), "{status}");
+    assert_eq!(status["percent_done"].as_f64(), Some(0.0), "{status}");
+
     // -q keeps only the summary.
     let r = repo
         .run(&[
