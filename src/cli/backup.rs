@@ -91,6 +91,9 @@ pub struct BackupArgs {
     /// Store the real access times of files and directories.
     #[arg(long)]
     with_atime: bool,
+    /// Do not scan the sources for progress totals (no percentage or ETA).
+    #[arg(long)]
+    no_scan: bool,
 }
 
 /// `--exclude-larger-than`: a bad size is a usage error (exit 2).
@@ -223,7 +226,7 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
         dry_run: a.dry_run,
         with_atime: a.with_atime,
         // Only a visible status needs the totals; otherwise the scan is wasted I/O.
-        scan: reporter.is_active(),
+        scan: reporter.is_active() && !a.no_scan,
     };
     let mut stdin = std::io::stdin();
     let stdin_reader: Option<&mut (dyn Read + Send)> =

@@ -572,6 +572,7 @@ fn store_single(ctx: &Ctx<'_>, name: &str, reader: &mut (dyn Read + Send)) -> Re
     let (content, size) = ctx.store_stream(reader, Path::new("standard input"))?;
     ctx.counters.files_new.fetch_add(1, Ordering::Relaxed);
     ctx.counters.total_bytes.fetch_add(size, Ordering::Relaxed);
+    ctx.progress.file_done(size);
     ctx.store_tree(vec![file_node(name, content, size)])
 }
 
