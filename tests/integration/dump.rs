@@ -97,6 +97,7 @@ fn dump_of_a_directory_is_a_tar_stream_by_default() {
 fn dump_archive_zip() {
     let repo = Repo::new();
     let src = tree(&repo);
+    std::fs::set_permissions(src.join("d/sub"), std::fs::Permissions::from_mode(0o1750)).unwrap();
     repo.backup(&[&src]);
     let dir = src.join("d");
     let r = repo
@@ -124,7 +125,10 @@ fn dump_archive_zip() {
     let link = z.by_name(&n("d/sub/link")).unwrap();
     assert!(link.is_symlink());
     drop(link);
-    assert!(z.by_name(&format!("{}/", n("d/sub"))).unwrap().is_dir());
+    let sub = z.by_name(&format!("{}/", n("d/sub"))).unwrap();
+    assert!(sub.is_dir());
+    assert_eq!(sub.external_attributes() >> 16, 0o041750, "sticky bit kept");
+    drop(sub);
     assert_eq!(z.len(), 8);
 }
 
