@@ -66,7 +66,7 @@ impl Reporter {
         if let Some(h) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             h.thread().unpark();
             let _ = h.join();
-            eprint!("\r\x1b[K");
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
         }
         let _ = self.verb;
     }
@@ -91,7 +91,9 @@ fn draw_loop(c: &Counts, stop: &AtomicBool, verb: &str) {
         } else {
             String::new()
         };
-        eprint!(
+        // Never eprint!: it panics when stderr is gone (see cli/output.rs).
+        let _ = write!(
+            std::io::stderr(),
             "\r\x1b[K[{:>4}s] {verb} {} files, {}{of_total}, {}/s{eta}",
             secs as u64,
             c.files.load(Ordering::Relaxed),
@@ -112,7 +114,7 @@ impl Progress for Reporter {
     fn warn(&self, message: &str) {
         self.counts.warnings.fetch_add(1, Ordering::Relaxed);
         let clear = if self.tty { "\r\x1b[K" } else { "" };
-        eprintln!("{clear}warning: {message}");
+        crate::cli::output::warn(format_args!("{clear}warning: {message}"));
     }
 }
 
