@@ -136,7 +136,9 @@ impl Reporter {
             let _ = h.join();
             match self.style {
                 Style::Json => draw(&self.counts, self.style, "", self.start),
-                Style::Line | Style::BackupLine => eprint!("\r\x1b[K"),
+                Style::Line | Style::BackupLine => {
+                    let _ = write!(std::io::stderr(), "\r\x1b[K");
+                }
                 Style::Off => {}
             }
         }
@@ -285,7 +287,12 @@ fn draw(c: &Counts, style: Style, verb: &str, start: Instant) {
             let _ = writeln!(out, "{}", status_json(c, elapsed)).and_then(|()| out.flush());
         }
         Style::BackupLine => {
-            eprint!("\r\x1b[K{}", backup_line(c, elapsed, width()));
+            // Never eprint!: it panics when stderr is gone (see cli/output.rs).
+            let _ = write!(
+                std::io::stderr(),
+                "\r\x1b[K{}",
+                backup_line(c, elapsed, width())
+            );
             let _ = std::io::stderr().flush();
         }
         Style::Line => {
@@ -303,7 +310,8 @@ fn draw(c: &Counts, style: Style, verb: &str, start: Instant) {
                 String::new()
             };
             let files = c.files.load(Ordering::Relaxed);
-            eprint!(
+            let _ = write!(
+                std::io::stderr(),
                 "\r\x1b[K[{:>4}s] {verb} {files} {}, {}{of_total}, {}/s{eta}",
                 secs as u64,
                 plural(files, "file", "files"),
@@ -328,7 +336,7 @@ impl Progress for Reporter {
         } else {
             ""
         };
-        eprintln!("{clear}warning: {message}");
+        crate::cli::output::warn(format_args!("{clear}warning: {message}"));
     }
     fn error(&self, item: &Path, during: Phase, message: &str) {
         self.counts.errors.fetch_add(1, Ordering::Relaxed);
@@ -339,7 +347,7 @@ impl Progress for Reporter {
                 "during": during.as_str(),
                 "item": item.to_string_lossy(),
             });
-            eprintln!("{line}");
+            crate::cli::output::warn(line);
         } else {
             self.warn(&format!("{}: {message}", item.display()));
         }

@@ -141,13 +141,13 @@ pub fn unlock(env: &Env, a: UnlockArgs) -> Result<u8> {
 pub fn load_index(repo: &Repository) -> Result<cista::repo::Index> {
     let index = repo.load_index()?;
     for (id, why) in index.damaged() {
-        eprintln!("warning: index file {id} skipped: {why}");
+        super::output::warn(format_args!("warning: index file {id} skipped: {why}"));
     }
     if !index.damaged().is_empty() {
-        eprintln!(
+        super::output::warn(format_args!(
             "warning: {} packs were indexed from their own headers instead; run `cista check`",
             index.recovered().len()
-        );
+        ));
     }
     Ok(index)
 }

@@ -78,8 +78,12 @@ impl Sink for ZipSink<'_> {
                 }
                 Ok(())
             }
+            // External attributes rather than `unix_permissions`, which keeps only 0o777.
             NodeKind::Dir { .. } | NodeKind::DirParts { .. } => z
-                .add_directory(name, base.unix_permissions(node.mode))
+                .add_directory(
+                    name,
+                    base.external_attributes((0o040000 | (node.mode & 0o7777)) << 16),
+                )
                 .map_err(zip_err),
             NodeKind::Symlink { target } => z
                 .add_symlink(

@@ -408,3 +408,33 @@ fn every_help_has_examples_exit_status_and_environment() {
         }
     }
 }
+
+/// A closed standard error (`2>&-`, or `2>&1 | head` after head exits) must not turn a warning
+/// into a panic (exit 101): the warning is lost, the command's outcome is not.
+#[test]
+fn closed_stderr_does_not_turn_warnings_into_a_panic() {
+    let repo = Repo::new();
+    let src = repo.scratch("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"data").unwrap();
+    // A socket is skipped with a warning on stderr.
+    let _sock = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut c = repo.cmd(&["backup".as_ref(), src.as_os_str()]);
+    c.stderr(Stdio::from(writer)).stdout(Stdio::piped());
+    let out = c.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("saved"));
+    // And an error with nowhere to be told still exits with its code.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut c = repo.cmd(&["ls", "deadbeef"]);
+    c.stderr(Stdio::from(writer)).stdout(Stdio::null());
+    assert_eq!(c.output().unwrap().status.code(), Some(1));
+}

@@ -262,3 +262,83 @@ fn json_matches_restic_field_by_field() {
     assert!(instant(&sum["backup_start"]) <= instant(&sum["backup_end"]));
     assert_eq!(sum["total_bytes_processed"], r_sum["total_bytes_processed"]);
 }
+
+/// One tar entry as both tools write it: type, mode, size, link target, content, then
+/// (uid, gid, mtime seconds).
+type TarEntry = (u8, u32, u64, Option<String>, Vec<u8>, (u64, u64, u64));
+
+fn tar_entries(bytes: &[u8]) -> BTreeMap<String, TarEntry> {
+    use std::io::Read;
+    let mut a = tar::Archive::new(bytes);
+    let mut out = BTreeMap::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let h = e.header().clone();
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned());
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).unwrap();
+        out.insert(
+            name,
+            (
+                h.entry_type().as_byte(),
+                h.mode().unwrap(),
+                h.size().unwrap(),
+                link,
+                body,
+                (h.uid().unwrap(), h.gid().unwrap(), h.mtime().unwrap()),
+            ),
+        );
+    }
+    out
+}
+
+/// `dump SNAPSHOT /` as a tar: the same names, and for files, directories and symlinks the
+/// same type, mode (set-id and sticky bits included), size, link target, content, owner and
+/// modification time.
+#[test]
+fn dump_tar_matches_restic() {
+    let Some(restic) = restic() else {
+        return;
+    };
+    let repo = Repo::new();
+    let src = make_tree(repo.dir.path());
+    let rrepo = repo.scratch("restic-repo");
+    restic_run(&restic, &rrepo, &["init".as_ref()]);
+    restic_run(&restic, &rrepo, &["backup".as_ref(), src.as_os_str()]);
+    repo.backup(&[&src]);
+    let r = tar_entries(
+        &restic_run(
+            &restic,
+            &rrepo,
+            &["dump".as_ref(), "latest".as_ref(), "/".as_ref()],
+        )
+        .stdout,
+    );
+    let c = tar_entries(&repo.run(&["dump", "latest", "/"]).ok().stdout);
+    let prefix = src.to_string_lossy().trim_start_matches('/').to_owned();
+    let below = |m: &BTreeMap<String, TarEntry>| -> BTreeMap<String, TarEntry> {
+        m.iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let (r, c) = (below(&r), below(&c));
+    // restic 0.14 leaves named pipes out of `dump /` (and writes them as empty files when
+    // dumping their directory); cista writes FIFO entries. Everything else is the same.
+    let fifo = tar::EntryType::Fifo.as_byte();
+    let c_rest: BTreeMap<&String, &TarEntry> = c.iter().filter(|(_, e)| e.0 != fifo).collect();
+    assert_eq!(
+        r.keys().collect::<Vec<_>>(),
+        c_rest.keys().copied().collect::<Vec<_>>(),
+        "the same entries"
+    );
+    assert_eq!(c.len() - c_rest.len(), 1, "the one named pipe");
+    for (name, re) in &r {
+        assert_eq!(re, c_rest[name], "{name}");
+    }
+    assert_eq!(r.len(), 7);
+}
