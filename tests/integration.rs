@@ -33,10 +33,10 @@ mod locks;
 mod regressions;
 #[path = "integration/restic_compat.rs"]
 mod restic_compat;
-#[path = "integration/robustness.rs"]
-mod robustness;
 #[path = "integration/restore_inplace.rs"]
 mod restore_inplace;
+#[path = "integration/robustness.rs"]
+mod robustness;
 #[path = "integration/roundtrip.rs"]
 mod roundtrip;
 #[path = "integration/sources.rs"]

@@ -273,8 +273,10 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
     let stats = stats?;
     for f in &stats.failed {
         if env.json {
-            output::warn(serde_json::json!({"message_type": "error", "error": {"message": f.reason},
-                                   "during": "restore", "item": f.path.to_string_lossy()}));
+            output::warn(
+                serde_json::json!({"message_type": "error", "error": {"message": f.reason},
+                                   "during": "restore", "item": f.path.to_string_lossy()}),
+            );
         } else {
             output::warn(format_args!("error: {f}"));
         }

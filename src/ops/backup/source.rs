@@ -529,11 +529,7 @@ fn archive_dir(
 
 /// restic's `--exclude-if-present`/`--exclude-caches`: a directory holding a matching tag
 /// file is kept with the tag file alone, so the snapshot shows why it is empty.
-fn keep_tag_file_only(
-    ctx: &Ctx<'_>,
-    dir: &Path,
-    mut entries: Vec<Vec<u8>>,
-) -> Vec<Vec<u8>> {
+fn keep_tag_file_only(ctx: &Ctx<'_>, dir: &Path, mut entries: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let ex = &ctx.opts.excludes;
     if ex.if_present.is_empty() {
         return entries;

@@ -634,7 +634,10 @@ mod tests {
             file("e", 7, &[2]),
         ];
         let (contents, links) = plan_files(&items, |_| false);
-        let written: Vec<&Path> = contents.iter().map(|(_, it, ..)| it.rel.as_path()).collect();
+        let written: Vec<&Path> = contents
+            .iter()
+            .map(|(_, it, ..)| it.rel.as_path())
+            .collect();
         assert_eq!(written, [Path::new("a"), Path::new("b"), Path::new("d")]);
         assert_eq!(
             links,
