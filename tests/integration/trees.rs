@@ -124,6 +124,9 @@ fn crafted_10000_level_chain_is_refused_without_stack_overflow() {
     }
     c.snapshot(t);
     refused_by_readers(&r, "nest deeper than 2048 levels");
+    let check = r.run(&["check"]).expect_code(1);
+    let out = format!("{}{}", check.stdout_str(), check.stderr);
+    assert!(out.contains("nest deeper than 2048 levels"), "{out}");
 }
 
 #[test]
