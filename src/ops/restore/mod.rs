@@ -1,7 +1,8 @@
 //! Restore: recreate a snapshot (or one folder or file of it) below a target directory.
 //!
-//! Plan, then execute. The plan walks the trees and lists what to create; execution makes
-//! directories, then writes file contents in parallel (files in parallel, and the chunks of a
+//! Plan, then execute. The plan walks the trees (`find::walk_events`: iterative, one part of a
+//! split directory at a time, with the caps of docs/FORMAT.md §20) and lists what to create;
+//! execution makes directories, then writes file contents in parallel (files in parallel, and the chunks of a
 //! large file in parallel with positioned writes, bypassing the page cache: `writer.rs`), then
 //! hardlinks, pipes and symlinks, then metadata, directories deepest first. Every chunk is
 //! verified against its id before its bytes are written. Zero chunks are left as holes (the
@@ -10,7 +11,9 @@
 //! Safety: names come from the repository and are untrusted; `Tree::decode` rejects `..`, `/`
 //! and duplicates, the target must be empty, every entry is created with `create_new`/`mkdir`
 //! (never opening an existing path), and symlinks are created only after all content is
-//! written, so no write can go through a link or outside the target.
+//! written, so no write can go through a link or outside the target. Hardlinks join only
+//! entries with the same (device, inode) *and* the same content list, so a tree that claims one
+//! inode for different files cannot give one file another's bytes.
 
 use std::collections::HashMap;
 use std::fs::{DirBuilder, OpenOptions};
