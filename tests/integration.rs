@@ -43,3 +43,5 @@ mod roundtrip;
 mod sources;
 #[path = "integration/tamper.rs"]
 mod tamper;
+#[path = "integration/trees.rs"]
+mod trees;

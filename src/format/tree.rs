@@ -21,11 +21,11 @@ pub const MAX_PATH_BYTES: usize = 4096;
 pub const MAX_DEPTH: usize = MAX_PATH_BYTES / 2;
 /// A walk may visit at most this many entries, or [`MAX_FANOUT`] times the entries of the
 /// distinct tree blobs it has read, whichever is larger (docs/FORMAT.md §20).
-pub const MIN_WALK_ENTRIES: u64 = 1 << 24;
+pub const MIN_WALK_ENTRIES: u64 = 1 << 18;
 /// How many times a walk may revisit what the repository stores before it is refused: identical
 /// subdirectories legitimately share one tree, but a tree referencing one subtree twice per
 /// level would otherwise make 2^depth entries from a handful of blobs.
-pub const MAX_FANOUT: u64 = 1024;
+pub const MAX_FANOUT: u64 = 4096;
 /// Most encoded tree bytes one walk holds at once (one part per open directory).
 pub const MAX_WALK_TREE_BYTES: u64 = 256 << 20;
 
@@ -394,6 +394,22 @@ pub(crate) mod tests {
         };
         assert_eq!(w.finish(), t.encode());
         assert_eq!(PartWriter::default().finish(), Tree::default().encode());
+    }
+
+    #[test]
+    fn fail_entry_over_the_blob_cap_without_touching_the_part() {
+        let mut w = PartWriter::default();
+        w.push(&fifo("a")).unwrap();
+        let mut huge = fifo("b");
+        huge.xattrs[0].value = vec![0; super::super::pack::MAX_BLOB_LEN as usize];
+        assert!(matches!(w.push(&huge), Err(FormatError::TooLarge { .. })));
+        // The writer is unchanged: the entry can be retried without its attributes.
+        huge.xattrs.clear();
+        assert!(w.push(&huge).unwrap().is_none());
+        let t = Tree {
+            nodes: vec![fifo("a"), huge],
+        };
+        assert_eq!(w.finish(), t.encode());
     }
 
     #[test]

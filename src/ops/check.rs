@@ -109,8 +109,17 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         r.snapshots += 1;
         // Iterative, each tree scanned once; a split directory's parts are all read (even
         // if seen) to check their order across parts.
-        let mut stack: Vec<NodeKind> = vec![NodeKind::Dir { subtree: snap.tree }];
-        while let Some(dir) = stack.pop() {
+        // Depth is that of the first path reaching a tree: exact for a crafted chain, which
+        // readers would refuse (FORMAT §20), so check says so too.
+        let mut stack: Vec<(NodeKind, usize)> = vec![(NodeKind::Dir { subtree: snap.tree }, 0)];
+        while let Some((dir, depth)) = stack.pop() {
+            if depth > crate::format::tree::MAX_DEPTH {
+                r.errors.push(format!(
+                    "snapshot {sid}: directories nest deeper than {} levels; readers refuse it",
+                    crate::format::tree::MAX_DEPTH
+                ));
+                continue;
+            }
             let split = matches!(dir, NodeKind::DirParts { .. });
             let parts = dir.dir_parts().unwrap_or_default();
             if split && parts.is_empty() {
@@ -139,7 +148,7 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
                 for n in &tree.nodes {
                     match &n.kind {
                         NodeKind::Dir { .. } | NodeKind::DirParts { .. } => {
-                            stack.push(n.kind.clone())
+                            stack.push((n.kind.clone(), depth + 1))
                         }
                         NodeKind::File { content, .. } => {
                             for c in content {

@@ -3,15 +3,17 @@
 //! restore, dump): iterative, reading a split directory one part at a time, with the caps of
 //! docs/FORMAT.md §20 so a crafted tree costs neither stack nor unbounded memory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{
     MAX_DEPTH, MAX_FANOUT, MAX_PATH_BYTES, MAX_WALK_TREE_BYTES, MIN_WALK_ENTRIES, Node, NodeKind,
+    Tree,
 };
 use crate::id::{BlobId, SnapshotId};
 use crate::repo::{Index, Repository};
@@ -197,8 +199,8 @@ struct Frame {
     parts: Vec<BlobId>,
     next_part: usize,
     split: bool,
-    nodes: std::vec::IntoIter<Node>,
-    last: Option<Vec<u8>>,
+    tree: Arc<Tree>,
+    pos: usize,
     held: u64,
 }
 
@@ -214,6 +216,43 @@ struct Walker<'r> {
     distinct_entries: u64,
     read: HashSet<BlobId>,
     held: u64,
+    cache: TreeCache,
+}
+
+/// Recently read trees, so a subtree met again (every empty directory shares one tree) is not
+/// fetched and decrypted again. Bounded by [`TREE_CACHE_BYTES`] of encoded trees: when full it
+/// is emptied, which is simple and keeps the bound exact.
+#[derive(Default)]
+struct TreeCache {
+    trees: HashMap<BlobId, Arc<Tree>>,
+    bytes: u64,
+}
+
+/// Encoded tree bytes a walk keeps cached.
+const TREE_CACHE_BYTES: u64 = 32 << 20;
+
+impl TreeCache {
+    fn get(
+        &mut self,
+        repo: &Repository,
+        index: &Index,
+        id: &BlobId,
+        len: u64,
+    ) -> Result<Arc<Tree>> {
+        if let Some(t) = self.trees.get(id) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(repo.read_tree(index, id)?);
+        if len <= TREE_CACHE_BYTES / 4 {
+            if self.bytes + len > TREE_CACHE_BYTES {
+                self.trees.clear();
+                self.bytes = 0;
+            }
+            self.bytes += len;
+            self.trees.insert(*id, t.clone());
+        }
+        Ok(t)
+    }
 }
 
 impl Walker<'_> {
@@ -239,8 +278,8 @@ impl Walker<'_> {
             parts: parts.to_vec(),
             next_part: 0,
             split,
-            nodes: Vec::new().into_iter(),
-            last: None,
+            tree: Arc::new(Tree::default()),
+            pos: 0,
             held: 0,
         });
         Ok(())
@@ -264,9 +303,10 @@ impl Walker<'_> {
                 "the open directories' trees exceed {MAX_WALK_TREE_BYTES} bytes"
             )));
         }
-        let t = self.repo.read_tree(self.index, &id)?;
+        let t = self.cache.get(self.repo, self.index, &id, len)?;
         if f.split {
-            t.check_follows(f.last.as_deref())
+            let last = f.tree.nodes.last().map(|n| n.name.as_slice());
+            t.check_follows(last)
                 .map_err(|e| Error::corrupt("tree", id, e))?;
         }
         if self.read.insert(id) {
@@ -278,8 +318,8 @@ impl Walker<'_> {
         };
         f.held = len;
         f.next_part += 1;
-        f.last = t.nodes.last().map(|n| n.name.clone());
-        f.nodes = t.nodes.into_iter();
+        f.tree = t;
+        f.pos = 0;
         Ok(true)
     }
 
@@ -288,7 +328,8 @@ impl Walker<'_> {
             let Some(f) = self.stack.last_mut() else {
                 return Ok(());
             };
-            let Some(node) = f.nodes.next() else {
+            let tree = f.tree.clone();
+            let Some(node) = tree.nodes.get(f.pos) else {
                 if self.next_part()? {
                     continue;
                 }
@@ -301,6 +342,7 @@ impl Walker<'_> {
                 }
                 continue;
             };
+            f.pos += 1;
             self.visited += 1;
             let cap = MIN_WALK_ENTRIES.max(MAX_FANOUT.saturating_mul(self.distinct_entries));
             self.path.push(OsStr::from_bytes(&node.name));
@@ -314,7 +356,7 @@ impl Walker<'_> {
             if self.path.as_os_str().len() > MAX_PATH_BYTES {
                 return Err(self.limit(format!("path is longer than {MAX_PATH_BYTES} bytes")));
             }
-            if visit(Visit::Entry(&self.path, &node))? && node.kind.is_dir() {
+            if visit(Visit::Entry(&self.path, node))? && node.kind.is_dir() {
                 self.open(&node.kind)?;
             } else {
                 self.path.pop();
@@ -342,6 +384,7 @@ pub fn walk_events(
         distinct_entries: 0,
         read: HashSet::new(),
         held: 0,
+        cache: TreeCache::default(),
     };
     w.open(dir)?;
     w.run(visit)
@@ -382,6 +425,71 @@ pub fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::pack::BlobType;
+    use crate::format::tree::Tree;
+    use crate::format::tree::tests::node;
+    use crate::repo::packer::{Packer, SealedBlob};
+    use crate::repo::tests::repo;
+
+    /// Stores trees in an in-memory repository; returns it, its index and their ids.
+    fn stored(trees: &[Vec<&str>]) -> (Repository, Index, Vec<BlobId>) {
+        let r = repo();
+        let p = Packer::new(&r).unwrap();
+        let mut ids = Vec::new();
+        for names in trees {
+            let nodes = names
+                .iter()
+                .map(|n| node(n.as_bytes(), NodeKind::Fifo))
+                .collect();
+            let bytes = Tree { nodes }.encode();
+            let id = r.blob_id(&bytes);
+            let sealed = r.seal_blob(BlobType::Tree, &id, &bytes).unwrap();
+            let raw_len = bytes.len() as u32;
+            let blob_type = BlobType::Tree;
+            p.add(SealedBlob {
+                blob_type,
+                id,
+                raw_len,
+                sealed,
+            })
+            .unwrap();
+            ids.push(id);
+        }
+        p.finish().unwrap();
+        let index = r.load_index().unwrap();
+        (r, index, ids)
+    }
+
+    fn names(r: &Repository, index: &Index, dir: &NodeKind) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        walk_events(r, index, dir, Path::new("/x"), &mut |v| {
+            out.push(match v {
+                Visit::Entry(p, _) => p.display().to_string(),
+                Visit::Leave(p) => format!("leave {}", p.display()),
+            });
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn walk_reads_split_directories_part_by_part_in_order() {
+        let (r, index, ids) = stored(&[vec!["a", "b"], vec!["c"], vec!["b", "d"], vec![]]);
+        let split = NodeKind::DirParts {
+            parts: vec![ids[0], ids[1]],
+        };
+        assert_eq!(names(&r, &index, &split).unwrap(), ["/x/a", "/x/b", "/x/c"]);
+        // Overlapping parts, an empty part and no parts are damage.
+        for parts in [vec![ids[0], ids[2]], vec![ids[0], ids[3]], vec![]] {
+            let bad = NodeKind::DirParts { parts };
+            assert!(names(&r, &index, &bad).is_err());
+        }
+        // An ordinary empty directory is fine.
+        let empty = NodeKind::Dir { subtree: ids[3] };
+        assert!(names(&r, &index, &empty).unwrap().is_empty());
+        assert!(lookup(&r, &index, &split, b"c").unwrap().is_some());
+        assert!(lookup(&r, &index, &split, b"bb").unwrap().is_none());
+    }
 
     #[test]
     fn spec_and_components() {

@@ -1,8 +1,9 @@
 //! Restore: recreate a snapshot (or one folder or file of it) below a target directory, new,
 //! empty, or holding an older state of the same files (restore in place).
 //!
-//! Plan, then execute. The plan walks the trees and lists what to create; execution makes
-//! directories, then writes file contents in parallel (files in parallel, and the chunks of a
+//! Plan, then execute. The plan walks the trees (`find::walk_events`: iterative, one part of a
+//! split directory at a time, with the caps of docs/FORMAT.md §20) and lists what to create;
+//! execution makes directories, then writes file contents in parallel (files in parallel, and the chunks of a
 //! large file in parallel with positioned writes, bypassing the page cache: `writer.rs`), then
 //! hardlinks, pipes and symlinks, then `--delete`, then metadata, directories deepest first.
 //! Every chunk is verified against its id before its bytes are written. Zero chunks are left
@@ -22,6 +23,8 @@
 //! belongs is unlinked and a real directory made, a symlink where a file belongs is unlinked,
 //! existing files are read with `O_NOFOLLOW` and replaced by renaming a new file over them,
 //! never written into.
+//! Hardlinks join only entries with the same (device, inode) *and* the same content list, so a
+//! tree that claims one inode for different files cannot give one file another's bytes.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
