@@ -73,6 +73,10 @@ pub struct FaultBackend {
     /// Writes let through before every later write fails.
     write_limit: Option<u64>,
     failing_types: Vec<FileType>,
+    /// Writes of one type let through before every later write of that type fails.
+    type_limit: Option<(FileType, u64)>,
+    /// Writes of `type_limit`'s type counted so far.
+    type_writes: AtomicU64,
     corruptions: Vec<Corruption>,
     /// Per operation: calls still to fail with `Transient` before reaching the inner backend.
     transient: [AtomicU64; Op::COUNT],
@@ -98,6 +102,8 @@ impl FaultBackend {
             inner,
             write_limit: None,
             failing_types: Vec::new(),
+            type_limit: None,
+            type_writes: AtomicU64::new(0),
             corruptions: Vec::new(),
             transient: Default::default(),
             lost_replies: Default::default(),
@@ -111,6 +117,13 @@ impl FaultBackend {
     /// nothing: a full disk, or a process killed part-way through a backup.
     pub fn fail_writes_after(mut self, n: u64) -> Self {
         self.write_limit = Some(n);
+        self
+    }
+
+    /// Lets `n` writes of type `t` through, then fails every later write of that type with
+    /// `Permanent`; other types are unaffected (a data folder that stops accepting files).
+    pub fn fail_writes_of_after(mut self, t: FileType, n: u64) -> Self {
+        self.type_limit = Some((t, n));
         self
     }
 
@@ -263,6 +276,13 @@ impl Backend for FaultBackend {
         self.enter(Op::Write, "write", path)?;
         if self.failing_types.contains(&t) {
             let what = format!("writes of {t:?} fail");
+            return Err(self.fault(ErrorKind::Permanent, "write", path(), &what));
+        }
+        if let Some((lt, limit)) = self.type_limit
+            && lt == t
+            && self.type_writes.fetch_add(1, Ordering::SeqCst) >= limit
+        {
+            let what = format!("writes of {t:?} fail after {limit}");
             return Err(self.fault(ErrorKind::Permanent, "write", path(), &what));
         }
         if let Some(limit) = self.write_limit

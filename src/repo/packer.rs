@@ -202,6 +202,12 @@ fn upload_loop(
         }
     }
     if let Some(e) = first_error {
+        // The packs stored before the failure are durable: index them (best effort; on a
+        // full disk this may fail too), so the next backup reuses them without reading each
+        // one whole to adopt it.
+        if !unindexed.is_empty() {
+            let _ = repo.save_index(unindexed);
+        }
         return Err(e);
     }
     if !unindexed.is_empty() {
@@ -396,6 +402,50 @@ mod tests {
         let _ = packer.add(blob(4));
         let e = packer.finish().unwrap_err().to_string();
         assert!(e.contains("injected fault: writes of Pack fail"), "{e}");
+    }
+
+    /// Packs stored before an upload failure are indexed, not left for adoption.
+    #[test]
+    fn packs_stored_before_a_failure_are_indexed() {
+        use crate::backend::fault::FaultBackend;
+        use crate::backend::opendal::OpendalBackend;
+        use crate::backend::{Backend, FileType};
+        use crate::format::key::KdfParams;
+        use crate::repo::InitOptions;
+        use std::sync::Arc;
+
+        let inner: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let faulty: Arc<dyn Backend> =
+            Arc::new(FaultBackend::new(inner.clone()).fail_writes_of_after(FileType::Pack, 1));
+        let opts = InitOptions {
+            pack_size: 1 << 20,
+            kdf: KdfParams {
+                m_kib: 64,
+                t: 1,
+                p: 1,
+            },
+            ..InitOptions::default()
+        };
+        let r = Repository::init(faulty, b"pw", &opts).unwrap();
+        let packer = Packer::new(&r).unwrap();
+        for i in 0..6 {
+            let data = crate::format::vectors::samples::pseudo_random(700_000, 100 + i);
+            let id = r.blob_id(&data);
+            let sealed = r.seal_blob(BlobType::Data, &id, &data).unwrap();
+            let _ = packer.add(SealedBlob {
+                blob_type: BlobType::Data,
+                id,
+                raw_len: data.len() as u32,
+                sealed,
+            });
+        }
+        let e = packer.finish().unwrap_err().to_string();
+        assert!(e.contains("writes of Pack fail after 1"), "{e}");
+        let stored = inner.list(FileType::Pack).unwrap();
+        assert_eq!(stored.len(), 1);
+        let index = r.load_index_files().unwrap();
+        assert!(index.has_pack(&PackId(stored[0].0)));
+        assert!(r.orphan_packs(&index).unwrap().is_empty());
     }
 
     #[test]
