@@ -538,3 +538,54 @@ fn a_type_change_in_the_target_is_restored() {
     restore(&repo, &spec_of("latest", &src), &target, &["--delete"]).ok();
     assert_eq!(diff(&src, &target, false, true), Vec::<String>::new());
 }
+
+#[test]
+fn dry_run_changes_nothing_and_counts_what_would_be_done() {
+    let repo = Repo::new();
+    let src = backed_up(&repo);
+    let target = repo.scratch("target");
+    fresh_copy(&repo, &src, &target);
+    std::fs::write(target.join("f2"), b"edited").unwrap();
+    std::fs::remove_file(target.join("f4")).unwrap();
+    std::fs::write(target.join("extra"), b"x").unwrap();
+    let outside = repo.scratch("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::remove_dir_all(target.join("dir")).unwrap();
+    std::os::unix::fs::symlink(&outside, target.join("dir")).unwrap();
+    let before = super::fixture::diff(&src, &target, false, true);
+
+    let r = repo
+        .run(&[
+            "--json".as_ref(),
+            "restore".as_ref(),
+            spec_of("latest", &src).as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+            "--delete".as_ref(),
+            "--dry-run".as_ref(),
+        ])
+        .ok();
+    let s = r.json_lines().pop().unwrap();
+    assert_eq!(s["dry_run"], true, "{s}");
+    // f2 and f4, and below the symlink that would become a directory: g and h.
+    assert_eq!(num(&s, "files_restored"), 4, "{s}");
+    assert_eq!(num(&s, "files_skipped"), 2, "f1 and f3 already match: {s}");
+    assert_eq!(num(&s, "files_deleted"), 1, "{s}");
+    assert_eq!(
+        super::fixture::diff(&src, &target, false, true),
+        before,
+        "a dry run changed the target"
+    );
+    assert!(target.join("extra").exists());
+    assert!(
+        std::fs::symlink_metadata(target.join("dir"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+
+    // A dry run into a new folder creates nothing.
+    let new = repo.scratch("new");
+    restore(&repo, &spec_of("latest", &src), &new, &["--dry-run"]).ok();
+    assert!(!new.exists());
+}

@@ -62,6 +62,9 @@ pub struct RestoreOptions {
     /// the restore covers entirely (restic's `--delete`); also lets a file or link replace a
     /// non-empty directory.
     pub delete: bool,
+    /// Decide and count everything, change nothing (existing files are still read to compare
+    /// them).
+    pub dry_run: bool,
 }
 
 /// An entry that could not be restored; the restore went on with the others.
@@ -196,6 +199,15 @@ fn prepare_target(target: &Path) -> Result<bool> {
     }
 }
 
+/// [`prepare_target`] for `--dry-run`: creates nothing.
+fn dry_target(target: &Path) -> Result<bool> {
+    match std::fs::read_dir(target) {
+        Ok(mut rd) => Ok(rd.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io(target, e)),
+    }
+}
+
 /// Restores `path` of the snapshot whose root tree is `root` into `target`. A directory's
 /// contents go into `target` below their absolute path when `path` is `/`, or directly into
 /// `target` when a subfolder is named (restic's `SNAPSHOT:SUBFOLDER`); a file goes into
@@ -243,7 +255,11 @@ pub fn run(
             }
         },
     }
-    let fresh = prepare_target(&opts.target)?;
+    let fresh = if opts.dry_run {
+        dry_target(&opts.target)?
+    } else {
+        prepare_target(&opts.target)?
+    };
     let ctx = entries::Ctx::new(repo, index, opts, progress, fresh);
     execute(&ctx, plan, top)
 }
