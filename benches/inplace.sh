@@ -5,18 +5,21 @@
 # `--overwrite if-changed` and `--overwrite always`. Medians are read off the three runs each;
 # every run is timed with /usr/bin/time. Page cache warm (nothing is dropped).
 #
-# usage: benches/inplace.sh [SCRATCH]   (default ${TMPDIR:-/tmp}/cista-inplace; deleted at the end)
+# usage: benches/inplace.sh [SCRATCH [--scale N]]
+#   SCRATCH defaults to ${TMPDIR:-/tmp}/cista-inplace and is deleted at the end; --scale divides
+#   the corpus (for trying the script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin cista --example corpus
 B=$PWD/target/release/cista
 W=${1:-${TMPDIR:-/tmp}/cista-inplace}
+shift || true
 rm -rf "$W"; mkdir -p "$W"
 trap 'rm -rf "$W"' EXIT
 export CISTA_REPOSITORY=$W/repo CISTA_PASSWORD=measure
 SRC=$W/src
 T() { /usr/bin/time -f "%e s elapsed, %U user %S sys, %M KB max RSS" "$@"; }
-target/release/examples/corpus night1 "$SRC"
+target/release/examples/corpus night1 "$SRC" "$@"
 # A cheap KDF, so opening the repository does not count.
 $B init --kdf-params 1024,1,1 >/dev/null
 $B backup -q "$SRC"
