@@ -58,7 +58,7 @@ fn reason(e: &Error) -> String {
     match e {
         Error::RestoreVerify { chunk, reason, .. } if chunk == "-" => reason.clone(),
         Error::RestoreVerify { chunk, reason, .. } => {
-            format!("chunk {chunk} could not be read ({reason})")
+            format!("chunk {chunk} failed verification ({reason})")
         }
         Error::Io { source, .. } => source.to_string(),
         other => other.to_string(),

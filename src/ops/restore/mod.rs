@@ -506,7 +506,11 @@ fn write_file(
                 .map_err(|e| Error::RestoreVerify {
                     path: path.to_path_buf(),
                     chunk: id.to_string(),
-                    reason: e.to_string(),
+                    // The chunk is named already: keep only why it failed.
+                    reason: match e {
+                        Error::Corrupt { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
                 })?;
             w.write_at(&data, *off).map_err(|e| Error::io(path, e))?;
             progress.bytes(data.len() as u64);
