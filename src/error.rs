@@ -56,9 +56,7 @@ pub enum Error {
         reason: String,
     },
     /// A chunk's bytes did not match its id while restoring a file.
-    #[error(
-        "{path}: chunk {chunk} failed verification ({reason}); the file was not written correctly"
-    )]
+    #[error("{path}: chunk {chunk} failed verification ({reason}); the file was not restored")]
     RestoreVerify {
         path: PathBuf,
         chunk: String,

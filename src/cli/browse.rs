@@ -210,6 +210,10 @@ pub struct RestoreArgs {
     /// replace a non-empty directory).
     #[arg(long)]
     delete: bool,
+    /// Change nothing: report what would be restored, left and deleted (existing files are
+    /// still read to compare them).
+    #[arg(long)]
+    dry_run: bool,
     /// Restore only paths matching this pattern (repeatable).
     #[arg(long = "include", short = 'i')]
     includes: Vec<String>,
@@ -257,6 +261,7 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
         excludes: Globs::new(&a.excludes)?,
         overwrite: a.overwrite.into(),
         delete: a.delete,
+        dry_run: a.dry_run,
     };
     let reporter = Reporter::start("restored", env.quiet || env.json);
     reporter.set_total(snap.summary.total_bytes_processed);
@@ -287,21 +292,31 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
                                "others_restored": stats.others, "bytes_restored": stats.bytes,
                                "files_skipped": stats.files_unchanged + stats.skipped, "bytes_skipped": stats.bytes_skipped,
                                "files_deleted": stats.deleted, "errors": stats.failed.len(), "warnings": stats.warnings,
+                               "dry_run": a.dry_run,
                                "snapshot_id": id.to_hex()}))?;
         out.finish()?;
     } else {
+        let (did, left, deleted) = if a.dry_run {
+            (
+                "dry run: would restore",
+                "would be left",
+                "would be deleted",
+            )
+        } else {
+            ("restored", "left", "deleted")
+        };
         let mut extra = String::new();
         if stats.files_unchanged > 0 {
             extra += &format!(", {} files unchanged", stats.files_unchanged);
         }
         if stats.skipped > 0 {
-            extra += &format!(", {} existing entries left as they were", stats.skipped);
+            extra += &format!(", {} existing entries {left} as they were", stats.skipped);
         }
         if stats.deleted > 0 {
-            extra += &format!(", {} entries deleted", stats.deleted);
+            extra += &format!(", {} entries {deleted}", stats.deleted);
         }
         env.info(format_args!(
-            "restored snapshot {id} to {}: {} files, {} directories, {} other entries, {}{extra}",
+            "{did} snapshot {id} to {}: {} files, {} directories, {} other entries, {}{extra}",
             a.target.display(),
             stats.files,
             stats.dirs,
@@ -322,14 +337,22 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
     if n > NAMED_FAILURES {
         named.push(format!("and {} more", n - NAMED_FAILURES));
     }
-    output::warn(format_args!(
-        "cista: restored {} files; {n} {} could not be restored: {} (each is listed above; \
-         damaged files were removed, replaced ones keep their old content). Run `cista check \
-         --read-data` to see what the repository lost, and restore those paths from an older \
-         snapshot (`cista snapshots`) if one has them",
-        stats.files,
-        if n == 1 { "file" } else { "files" },
-        named.join(", "),
-    ));
+    let files = if n == 1 { "file" } else { "files" };
+    if a.dry_run {
+        output::warn(format_args!(
+            "cista: dry run: {n} {files} could not be restored: {} (each is listed above)",
+            named.join(", ")
+        ));
+    } else {
+        output::warn(format_args!(
+            "cista: restored {} files; {n} {files} could not be restored: {} (each is listed \
+             above with the reason; none was left with wrong content: a new file was removed, \
+             an existing one keeps its old content). For damaged data, run `cista check \
+             --read-data` to see what the repository lost, and restore those paths from an \
+             older snapshot (`cista snapshots`) if one has them",
+            stats.files,
+            named.join(", "),
+        ));
+    }
     Ok(code::INCOMPLETE)
 }

@@ -292,6 +292,72 @@ fn an_xattr_the_target_refuses_is_a_warning_and_all_metadata_is_still_applied() 
     assert_eq!(diff(&src, &target, false, true), Vec::<String>::new());
 }
 
+/// The issue's own case: a `trusted.*` attribute, which only root may set, restored by an
+/// unprivileged user (run as `nobody` through `setpriv`).
+#[test]
+fn regression_a_trusted_xattr_as_non_root_stopped_the_restore() {
+    const NOBODY: u32 = 65534;
+    let setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !super::harness::is_root() || !setpriv {
+        eprintln!("note: skipped: needs root and setpriv to restore as an unprivileged user");
+        return;
+    }
+    let repo = Repo::new();
+    let src = repo.scratch("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for (name, mode) in [("a", 0o640), ("b", 0o604), ("sub/c", 0o400)] {
+        std::fs::write(src.join(name), name.as_bytes()).unwrap();
+        std::fs::set_permissions(
+            src.join(name),
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .unwrap();
+    }
+    if xattr::set(src.join("a"), "trusted.cista-test", b"t").is_err() {
+        eprintln!("note: skipped: this file system does not store trusted.* attributes");
+        return;
+    }
+    let user_xattrs = xattr::set(src.join("b"), "user.kept", b"u").is_ok();
+    for p in ["a", "b", "sub/c", "sub", ""] {
+        let p = src.join(p);
+        std::os::unix::fs::lchown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+        set_mtime(&p, 1_600_000_000);
+    }
+    repo.backup(&[&src]);
+    // Hand the repository and the scratch folder to nobody.
+    let chown_all = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(repo.dir.path())
+        .status()
+        .unwrap();
+    assert!(chown_all.success());
+
+    let target = repo.scratch("target");
+    let mut c = super::harness::hermetic("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(super::harness::BIN)
+        .arg("restore")
+        .arg(spec_of("latest", &src))
+        .arg("--target")
+        .arg(&target)
+        .env("CISTA_REPOSITORY", &repo.path)
+        .env("CISTA_PASSWORD", &repo.password);
+    let r = super::harness::run_cmd(c, None).ok();
+    assert!(
+        r.stderr.contains("warning:") && r.stderr.contains("trusted.cista-test"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        diff(&src, &target, false, user_xattrs),
+        Vec::<String>::new(),
+        "metadata missing after the refused attribute"
+    );
+}
+
 // --- in place -------------------------------------------------------------------------------
 
 #[test]
@@ -544,4 +610,55 @@ fn a_type_change_in_the_target_is_restored() {
 
     restore(&repo, &spec_of("latest", &src), &target, &["--delete"]).ok();
     assert_eq!(diff(&src, &target, false, true), Vec::<String>::new());
+}
+
+#[test]
+fn dry_run_changes_nothing_and_counts_what_would_be_done() {
+    let repo = Repo::new();
+    let src = backed_up(&repo);
+    let target = repo.scratch("target");
+    fresh_copy(&repo, &src, &target);
+    std::fs::write(target.join("f2"), b"edited").unwrap();
+    std::fs::remove_file(target.join("f4")).unwrap();
+    std::fs::write(target.join("extra"), b"x").unwrap();
+    let outside = repo.scratch("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::remove_dir_all(target.join("dir")).unwrap();
+    std::os::unix::fs::symlink(&outside, target.join("dir")).unwrap();
+    let before = super::fixture::diff(&src, &target, false, true);
+
+    let r = repo
+        .run(&[
+            "--json".as_ref(),
+            "restore".as_ref(),
+            spec_of("latest", &src).as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+            "--delete".as_ref(),
+            "--dry-run".as_ref(),
+        ])
+        .ok();
+    let s = r.json_lines().pop().unwrap();
+    assert_eq!(s["dry_run"], true, "{s}");
+    // f2 and f4, and below the symlink that would become a directory: g and h.
+    assert_eq!(num(&s, "files_restored"), 4, "{s}");
+    assert_eq!(num(&s, "files_skipped"), 2, "f1 and f3 already match: {s}");
+    assert_eq!(num(&s, "files_deleted"), 1, "{s}");
+    assert_eq!(
+        super::fixture::diff(&src, &target, false, true),
+        before,
+        "a dry run changed the target"
+    );
+    assert!(target.join("extra").exists());
+    assert!(
+        std::fs::symlink_metadata(target.join("dir"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+
+    // A dry run into a new folder creates nothing.
+    let new = repo.scratch("new");
+    restore(&repo, &spec_of("latest", &src), &new, &["--dry-run"]).ok();
+    assert!(!new.exists());
 }

@@ -9,7 +9,8 @@
 //! the old content stays if the new cannot be had.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::inplace::{self, DirAction, Existing, FileAction, OtherAction, RoomError};
@@ -47,6 +48,9 @@ pub struct Ctx<'a> {
     is_root: bool,
     /// Numbers the temporary files of replaced files.
     temp_seq: AtomicU64,
+    /// Under `--dry-run`: directories (relative to the target) that would be made or
+    /// replaced, below which nothing exists yet.
+    would_make: Mutex<HashSet<PathBuf>>,
 }
 
 /// The one-line reason for a library error about an entry whose path is reported separately.
@@ -54,7 +58,7 @@ fn reason(e: &Error) -> String {
     match e {
         Error::RestoreVerify { chunk, reason, .. } if chunk == "-" => reason.clone(),
         Error::RestoreVerify { chunk, reason, .. } => {
-            format!("chunk {chunk} could not be read ({reason})")
+            format!("chunk {chunk} failed verification ({reason})")
         }
         Error::Io { source, .. } => source.to_string(),
         other => other.to_string(),
@@ -87,6 +91,7 @@ impl<'a> Ctx<'a> {
             direct: writer::suits_direct(&opts.target),
             is_root: nix::unistd::geteuid().is_root(),
             temp_seq: AtomicU64::new(0),
+            would_make: Mutex::new(HashSet::new()),
         }
     }
 
@@ -103,11 +108,34 @@ impl<'a> Ctx<'a> {
         self.opts.delete && !self.fresh
     }
 
-    fn existing(&self, path: &Path) -> std::result::Result<Existing, String> {
+    fn dry(&self) -> bool {
+        self.opts.dry_run
+    }
+
+    /// What is at `rel` now: nothing in a fresh target, nothing below a directory a dry run
+    /// would make (a symlink that would be replaced is not looked through either).
+    fn existing(&self, rel: &Path) -> std::result::Result<Existing, String> {
         if self.fresh {
             return Ok(Existing::Missing);
         }
-        inplace::probe(path).map_err(|e| e.to_string())
+        if self.dry() {
+            let made = self
+                .would_make
+                .lock()
+                .map_err(|_| "a restore thread panicked")?;
+            if super::below(&made, rel) {
+                return Ok(Existing::Missing);
+            }
+        }
+        inplace::probe(&self.target().join(rel)).map_err(|e| e.to_string())
+    }
+
+    /// Clears `path` for a new entry; under `--dry-run` only checks that it could.
+    fn make_room(&self, path: &Path, e: Existing) -> std::result::Result<(), String> {
+        if self.dry() {
+            return inplace::check_room(path, e, self.opts.delete).map_err(room_reason);
+        }
+        inplace::make_room(path, e, self.opts.delete).map_err(room_reason)
     }
 
     /// Makes the directory `rel` (mode 0700 until its metadata is applied) or checks that a
@@ -123,8 +151,16 @@ impl<'a> Ctx<'a> {
     ) -> std::result::Result<Option<bool>, String> {
         use std::os::unix::fs::DirBuilderExt;
         let p = self.target().join(rel);
-        let e = self.existing(&p)?;
+        let e = self.existing(rel)?;
         let mkdir = || {
+            if self.dry() {
+                let mut made = self
+                    .would_make
+                    .lock()
+                    .map_err(|_| "a restore thread panicked")?;
+                made.insert(rel.to_path_buf());
+                return Ok(());
+            }
             std::fs::DirBuilder::new()
                 .mode(0o700)
                 .create(&p)
@@ -138,7 +174,7 @@ impl<'a> Ctx<'a> {
                 return Ok(Some(!keeps));
             }
             DirAction::Replace => {
-                inplace::make_room(&p, e, self.opts.delete).map_err(room_reason)?;
+                self.make_room(&p, e)?;
                 mkdir()?;
             }
             DirAction::Blocked => return Ok(None),
@@ -149,7 +185,7 @@ impl<'a> Ctx<'a> {
     /// Restores one regular file's content at `it.rel`.
     pub fn restore_file(&self, it: &Item, content: &[BlobId], size: u64) -> Outcome {
         let path = self.target().join(&it.rel);
-        let e = match self.existing(&path) {
+        let e = match self.existing(&it.rel) {
             Ok(e) => e,
             Err(r) => return Outcome::Failed(r),
         };
@@ -178,9 +214,9 @@ impl<'a> Ctx<'a> {
                     done(self.write_replacing(&path, content, size))
                 }
             }
-            FileAction::Replace => match inplace::make_room(&path, e, self.opts.delete) {
+            FileAction::Replace => match self.make_room(&path, e) {
                 Ok(()) => done(self.write_new(&path, content, size)),
-                Err(r) => Outcome::Failed(room_reason(r)),
+                Err(r) => Outcome::Failed(r),
             },
         }
     }
@@ -192,6 +228,9 @@ impl<'a> Ctx<'a> {
         content: &[BlobId],
         size: u64,
     ) -> std::result::Result<u64, String> {
+        if self.dry() {
+            return Ok(size);
+        }
         write_file(
             self.repo,
             self.index,
@@ -220,6 +259,9 @@ impl<'a> Ctx<'a> {
         content: &[BlobId],
         size: u64,
     ) -> std::result::Result<u64, String> {
+        if self.dry() {
+            return Ok(size);
+        }
         let n = self.temp_seq.fetch_add(1, Ordering::Relaxed);
         // Short, so it fits NAME_MAX whatever the file's own name; a restore killed midway
         // can leave one behind (`--delete` removes it on the next in-place restore).
@@ -241,13 +283,14 @@ impl<'a> Ctx<'a> {
         link_to: Option<&Path>,
     ) -> std::result::Result<bool, String> {
         let p = self.target().join(rel);
-        let e = self.existing(&p)?;
+        let e = self.existing(rel)?;
         match inplace::other_action(self.opts.overwrite, e, node.mtime_ns) {
             OtherAction::Skip => return Ok(false),
             OtherAction::Create => {}
-            OtherAction::Replace => {
-                inplace::make_room(&p, e, self.opts.delete).map_err(room_reason)?;
-            }
+            OtherAction::Replace => self.make_room(&p, e)?,
+        }
+        if self.dry() {
+            return Ok(true);
         }
         let made = match (&node.kind, link_to) {
             (_, Some(first)) => std::fs::hard_link(self.target().join(first), &p),
@@ -276,6 +319,15 @@ impl<'a> Ctx<'a> {
         if !includes.is_empty() && !includes.matches_or_below(abs) {
             return Ok(());
         }
+        if self.dry() {
+            let made = self.would_make.lock().map_err(|_| Error::Io {
+                path: rel.to_path_buf(),
+                source: std::io::Error::other("a restore thread panicked"),
+            })?;
+            if made.contains(rel) || super::below(&made, rel) {
+                return Ok(()); // it would be new: nothing in it to delete
+            }
+        }
         // The names of every part of the directory (one part unless it was split).
         let mut keep: HashSet<Vec<u8>> = HashSet::new();
         for part in parts {
@@ -288,7 +340,7 @@ impl<'a> Ctx<'a> {
             );
         }
         let dir = self.target().join(rel);
-        match inplace::delete_extraneous(&dir, abs, &keep, &self.opts.excludes) {
+        match inplace::delete_extraneous(&dir, abs, &keep, &self.opts.excludes, self.dry()) {
             Ok(d) => {
                 stats.deleted += d.removed;
                 for (path, e) in d.failed {
@@ -307,6 +359,9 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn apply_metadata(&self, rel: &Path, node: &Node) -> Vec<MetadataWarning> {
+        if self.dry() {
+            return Vec::new();
+        }
         metadata::apply(&self.target().join(rel), node, self.is_root)
     }
 }

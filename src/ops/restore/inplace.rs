@@ -216,6 +216,22 @@ pub fn make_room(path: &Path, existing: Existing, delete: bool) -> Result<(), Ro
     }
 }
 
+/// Whether [`make_room`] would succeed, changing nothing (for `--dry-run`).
+pub fn check_room(path: &Path, existing: Existing, delete: bool) -> Result<(), RoomError> {
+    if let Existing::Present {
+        kind: Kind::Dir, ..
+    } = existing
+        && !delete
+        && std::fs::read_dir(path)
+            .map_err(RoomError::Io)?
+            .next()
+            .is_some()
+    {
+        return Err(RoomError::NonEmptyDir);
+    }
+    Ok(())
+}
+
 /// Whether the regular file at `path` holds exactly `content` (`size` bytes): its size must
 /// match, then each chunk's bytes are read and hashed with the repository's id key. Reads
 /// stop at the first difference. Never follows a symlink (`O_NOFOLLOW`), and a chunk length
@@ -272,12 +288,13 @@ pub struct Deleted {
 /// Removes the entries of the target directory `dir` whose names are not in `keep` (the
 /// directory's entries in the snapshot) and that do not match `excludes` (checked against the
 /// absolute path `abs_dir/NAME` the entry would have in the snapshot). A directory goes with
-/// everything in it; symlinks are unlinked, never followed.
+/// everything in it; symlinks are unlinked, never followed. With `dry_run`, only counts.
 pub fn delete_extraneous(
     dir: &Path,
     abs_dir: &Path,
     keep: &HashSet<Vec<u8>>,
     excludes: &Globs,
+    dry_run: bool,
 ) -> io::Result<Deleted> {
     let mut out = Deleted::default();
     for entry in std::fs::read_dir(dir)? {
@@ -287,6 +304,10 @@ pub fn delete_extraneous(
             continue;
         }
         let path = entry.path();
+        if dry_run {
+            out.removed += 1;
+            continue;
+        }
         // `DirEntry::file_type` does not follow symlinks.
         let r = match entry.file_type() {
             Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),

@@ -65,6 +65,9 @@ pub struct RestoreOptions {
     /// the restore covers entirely (restic's `--delete`); also lets a file or link replace a
     /// non-empty directory.
     pub delete: bool,
+    /// Decide and count everything, change nothing (existing files are still read to compare
+    /// them).
+    pub dry_run: bool,
 }
 
 /// An entry that could not be restored; the restore went on with the others.
@@ -234,6 +237,15 @@ fn prepare_target(target: &Path) -> Result<bool> {
     }
 }
 
+/// [`prepare_target`] for `--dry-run`: creates nothing.
+fn dry_target(target: &Path) -> Result<bool> {
+    match std::fs::read_dir(target) {
+        Ok(mut rd) => Ok(rd.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io(target, e)),
+    }
+}
+
 /// Restores `path` of the snapshot whose root tree is `root` into `target`. A directory's
 /// contents go into `target` below their absolute path when `path` is `/`, or directly into
 /// `target` when a subfolder is named (restic's `SNAPSHOT:SUBFOLDER`); a file goes into
@@ -297,7 +309,11 @@ pub fn run(
             );
         }
     }
-    let fresh = prepare_target(&opts.target)?;
+    let fresh = if opts.dry_run {
+        dry_target(&opts.target)?
+    } else {
+        prepare_target(&opts.target)?
+    };
     let ctx = entries::Ctx::new(repo, index, opts, progress, fresh);
     execute(&ctx, plan, top)
 }
@@ -562,7 +578,11 @@ fn write_file(
                 .map_err(|e| Error::RestoreVerify {
                     path: path.to_path_buf(),
                     chunk: id.to_string(),
-                    reason: e.to_string(),
+                    // The chunk is named already: keep only why it failed.
+                    reason: match e {
+                        Error::Corrupt { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
                 })?;
             w.write_at(&data, *off).map_err(|e| Error::io(path, e))?;
             progress.bytes(data.len() as u64);
