@@ -260,10 +260,8 @@ mod tests {
     use super::*;
     use crate::backend::opendal::OpendalBackend;
     use crate::backend::{Backend, BackendError};
-    use crate::format::key::KdfParams;
     use crate::ops::NoProgress;
     use crate::ops::backup::{self, BackupOptions, Source};
-    use crate::repo::InitOptions;
 
     type Hook = Box<dyn FnOnce() + Send>;
 
@@ -329,15 +327,7 @@ mod tests {
         std::fs::write(src.join("f"), b"written while check runs").unwrap();
         let local: Arc<dyn Backend> =
             Arc::new(OpendalBackend::local(d.path().join("repo")).unwrap());
-        let opts = InitOptions {
-            kdf: KdfParams {
-                m_kib: 64,
-                t: 1,
-                p: 1,
-            },
-            ..InitOptions::default()
-        };
-        let writer = Repository::init(local.clone(), b"pw", &opts).unwrap();
+        let writer = crate::repo::tests::repo_on(local.clone());
         let hook: Hook = Box::new(move || {
             let cancel = Arc::new(AtomicBool::new(false));
             backup::run(

@@ -166,9 +166,11 @@ impl Read for BlobReader<'_> {
     }
 }
 
-/// Seconds since the epoch for archive headers (before 1970: 0).
+/// Seconds since the epoch for archive headers (before 1970: 0), rounded to the nearest second
+/// as restic's tar writer (Go's archive/tar with no explicit format) rounds them.
 pub(crate) fn mtime_secs(n: &Node) -> u64 {
-    u64::try_from(n.mtime_ns.div_euclid(1_000_000_000)).unwrap_or(0)
+    let ns = n.mtime_ns.saturating_add(500_000_000);
+    u64::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(0)
 }
 
 struct TarSink<'w> {
@@ -259,5 +261,10 @@ mod tests {
         let mut old = file;
         old.mtime_ns = -5;
         assert_eq!(mtime_secs(&old), 0);
+        // Rounded to the nearest second, as Go's archive/tar does for restic.
+        old.mtime_ns = 1_499_999_999;
+        assert_eq!(mtime_secs(&old), 1);
+        old.mtime_ns = 1_500_000_000;
+        assert_eq!(mtime_secs(&old), 2);
     }
 }

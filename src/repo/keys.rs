@@ -229,11 +229,7 @@ mod tests {
     use crate::repo::Repository;
     use crate::repo::tests::repo;
 
-    const CHEAP: KdfParams = KdfParams {
-        m_kib: 64,
-        t: 1,
-        p: 1,
-    };
+    use crate::repo::tests::CHEAP_KDF as CHEAP;
 
     /// Regression: after an interrupted `init` run again, a key wrapping another master key
     /// with the same passphrase was tried first and the repository did not open.

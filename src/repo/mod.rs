@@ -561,18 +561,29 @@ pub(crate) mod tests {
     use crate::format::pack::PackEntry;
     use proptest::prelude::*;
 
+    /// Argon2id costs low enough for unit tests.
+    pub(crate) const CHEAP_KDF: KdfParams = KdfParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+
+    /// Default repository parameters with [`CHEAP_KDF`].
+    pub(crate) fn cheap_options() -> InitOptions {
+        InitOptions {
+            kdf: CHEAP_KDF,
+            ..InitOptions::default()
+        }
+    }
+
+    /// A repository with a cheap KDF and the passphrase `pw` on `backend`.
+    pub(crate) fn repo_on(backend: Arc<dyn Backend>) -> Repository {
+        Repository::init(backend, b"pw", &cheap_options()).unwrap()
+    }
+
     /// An in-memory repository with a cheap KDF, for unit tests of the layers above.
     pub(crate) fn repo() -> Repository {
-        let b: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
-        let opts = InitOptions {
-            kdf: KdfParams {
-                m_kib: 64,
-                t: 1,
-                p: 1,
-            },
-            ..InitOptions::default()
-        };
-        Repository::init(b, b"pw", &opts).unwrap()
+        repo_on(Arc::new(OpendalBackend::memory().unwrap()))
     }
 
     #[test]
@@ -636,15 +647,7 @@ pub(crate) mod tests {
         use crate::format::lock::MAX_LOCK_LEN;
         let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
         let fault = Arc::new(FaultBackend::new(mem));
-        let opts = InitOptions {
-            kdf: KdfParams {
-                m_kib: 64,
-                t: 1,
-                p: 1,
-            },
-            ..InitOptions::default()
-        };
-        let r = Repository::init(fault.clone(), b"pw", &opts).unwrap();
+        let r = repo_on(fault.clone());
         let big = vec![7u8; (MAX_LOCK_LEN + METADATA_OVERHEAD + 1) as usize];
         let id = Id::of_stored(&big);
         r.backend().write(FileType::Lock, &id, big.clone()).unwrap();

@@ -359,7 +359,6 @@ mod tests {
         use crate::backend::fault::FaultBackend;
         use crate::backend::opendal::OpendalBackend;
         use crate::backend::{Backend, FileType};
-        use crate::format::key::KdfParams;
         use crate::repo::InitOptions;
         use std::sync::Arc;
 
@@ -368,12 +367,7 @@ mod tests {
             Arc::new(FaultBackend::new(inner).fail_writes_of(FileType::Pack));
         let opts = InitOptions {
             pack_size: 1 << 20,
-            kdf: KdfParams {
-                m_kib: 64,
-                t: 1,
-                p: 1,
-            },
-            ..InitOptions::default()
+            ..crate::repo::tests::cheap_options()
         };
         let r = Repository::init(faulty, b"pw", &opts).unwrap();
         let blob = |i: u64| {
@@ -410,7 +404,6 @@ mod tests {
         use crate::backend::fault::FaultBackend;
         use crate::backend::opendal::OpendalBackend;
         use crate::backend::{Backend, FileType};
-        use crate::format::key::KdfParams;
         use crate::repo::InitOptions;
         use std::sync::Arc;
 
@@ -419,12 +412,7 @@ mod tests {
             Arc::new(FaultBackend::new(inner.clone()).fail_writes_of_after(FileType::Pack, 1));
         let opts = InitOptions {
             pack_size: 1 << 20,
-            kdf: KdfParams {
-                m_kib: 64,
-                t: 1,
-                p: 1,
-            },
-            ..InitOptions::default()
+            ..crate::repo::tests::cheap_options()
         };
         let r = Repository::init(faulty, b"pw", &opts).unwrap();
         let packer = Packer::new(&r).unwrap();

@@ -613,7 +613,6 @@ mod tests {
     use crate::backend::fault::FaultBackend;
     use crate::backend::opendal::OpendalBackend;
     use crate::format::config::ChunkerParams;
-    use crate::format::key::KdfParams;
     use crate::ops::NoProgress;
     use crate::ops::check::{self, CheckOptions};
     use crate::repo::InitOptions;
@@ -630,11 +629,7 @@ mod tests {
             },
             pack_size: 1 << 20,
             compression_level: 3,
-            kdf: KdfParams {
-                m_kib: 64,
-                t: 1,
-                p: 1,
-            },
+            kdf: crate::repo::tests::CHEAP_KDF,
         }
     }
 
