@@ -441,15 +441,13 @@ fn ancestor_times(path: &Path) -> Vec<(i64, i64, i64, i64)> {
 
 #[test]
 fn skip_if_unchanged_writes_no_snapshot() {
-    // The snapshot's tree holds the source's ancestors too, as restic's does, so a directory
-    // that other tests create entries in (/tmp) would make every run "changed": this test
-    // keeps its files under /var/tmp, which no other test touches.
+    // The snapshot's tree holds the source's ancestors too, as restic's does, so a folder
+    // that other tests create entries in (/tmp) changes it between two backups. The files live
+    // under /var/tmp, which no other test touches, and a pair of backups whose ancestors moved
+    // anyway is retried.
     let repo = Repo::new_in(Path::new("/var/tmp"));
     let src = repo.scratch("src");
     write(&src.join("f"), b"one");
-    // The tree holds the source's ancestors too: another test creating a folder in /tmp
-    // between two backups changes it, as it would for restic. Retry until one pair of
-    // backups saw the ancestors still.
     let mut quiet = false;
     for _ in 0..10 {
         let before = ancestor_times(&src);
