@@ -79,7 +79,7 @@ pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
                     .iter()
                     .map(|k| match &k.state {
                         Ok(i) => json!({"id": k.id.to_hex(), "current": k.id == repo.key_id(), "hostName": i.hostname,
-                                        "userName": i.username, "created": output::rfc3339(i.created_unix_ns, 0), "state": "ok"}),
+                                        "userName": i.username, "created": output::local_short_time(i.created_unix_ns), "state": "ok"}),
                         Err(why) => json!({"id": k.id.to_hex(), "current": false, "state": "damaged", "error": why}),
                     })
                     .collect();
@@ -98,7 +98,7 @@ pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
                                 k.id.to_string(),
                                 i.username,
                                 i.hostname,
-                                output::short_time(i.created_unix_ns, 0)
+                                output::local_short_time(i.created_unix_ns)
                             ))?;
                         }
                         Err(why) => {

@@ -131,6 +131,16 @@ pub fn local_time(ns: i64) -> String {
     go_time(ns, &jiff::tz::TimeZone::system())
 }
 
+/// `YYYY-MM-DD HH:MM:SS` in this machine's time zone: restic's `TimeFormat` as `key list`
+/// prints a key's creation time (`Created.Local()`).
+pub fn local_short_time(ns: i64) -> String {
+    let ts =
+        jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    ts.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 /// `YYYY-MM-DD HH:MM:SS` in the recorded offset.
 pub fn short_time(ns: i64, offset_s: i32) -> String {
     let ts =

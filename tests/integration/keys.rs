@@ -60,7 +60,13 @@ fn add_list_remove_keys() {
     assert_eq!(keys.len(), 2, "{keys:?}");
     for k in &keys {
         assert_eq!(k["id"].as_str().unwrap().len(), 64);
-        assert!(k["created"].is_string() && k["hostName"].is_string());
+        assert!(k["hostName"].is_string());
+        // restic's `TimeFormat` in local time, as `restic key list --json` prints it.
+        let created = k["created"].as_str().unwrap();
+        assert!(
+            created.len() == 19 && created.as_bytes()[10] == b' ' && created.as_bytes()[4] == b'-',
+            "{created}"
+        );
     }
     assert_eq!(keys.iter().filter(|k| k["current"] == true).count(), 1);
     let (mine, other) = (id_where(&keys, true), id_where(&keys, false));
