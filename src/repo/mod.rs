@@ -174,11 +174,11 @@ impl Repository {
         let body = check_header(&config_bytes, ObjectKind::Config)?;
         let open_config = |key: &MasterKey| key.open(&header(ObjectKind::Config), body);
         let (key, key_id) = keys::open_master(&*backend, passphrase, &|k| open_config(k).is_ok())?;
-        let plain = open_config(&key).map_err(|e| Error::corrupt("config", "config", e))?;
+        let plain = open_config(&key).map_err(|e| Error::corrupt("repository", "config", e))?;
         let config = Config::decode(&plain).map_err(|e| match e {
             // A newer repository version or feature: refuse it as such, never as damage.
             e @ fmt::FormatError::NewerRepository { .. } => Error::Format(e),
-            e => Error::corrupt("config", "config", e),
+            e => Error::corrupt("repository", "config", e),
         })?;
         Ok(Self::assemble(backend, key, key_id, config))
     }
