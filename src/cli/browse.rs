@@ -307,20 +307,29 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
         };
         let mut extra = String::new();
         if stats.files_unchanged > 0 {
-            extra += &format!(", {} files unchanged", stats.files_unchanged);
+            extra += &format!(
+                ", {} unchanged",
+                output::count(stats.files_unchanged, "file", "files")
+            );
         }
         if stats.skipped > 0 {
-            extra += &format!(", {} existing entries {left} as they were", stats.skipped);
+            extra += &format!(
+                ", {} {left} as they were",
+                output::count(stats.skipped, "existing entry", "existing entries")
+            );
         }
         if stats.deleted > 0 {
-            extra += &format!(", {} entries {deleted}", stats.deleted);
+            extra += &format!(
+                ", {} {deleted}",
+                output::count(stats.deleted, "entry", "entries")
+            );
         }
         env.info(format_args!(
-            "{did} snapshot {id} to {}: {} files, {} directories, {} other entries, {}{extra}",
+            "{did} snapshot {id} to {}: {}, {}, {}, {}{extra}",
             a.target.display(),
-            stats.files,
-            stats.dirs,
-            stats.others,
+            output::count(stats.files, "file", "files"),
+            output::count(stats.dirs, "directory", "directories"),
+            output::count(stats.others, "other entry", "other entries"),
             output::bytes(stats.bytes)
         ))?;
     }

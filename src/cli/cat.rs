@@ -50,7 +50,10 @@ pub fn run(env: &Env, a: CatArgs) -> Result<u8> {
                 bail!("`cat config` takes no id");
             }
             let c = repo.config();
+            // restic's `cat config` prints `version` (its repository format) and `id`.
             out.line(pretty(&json!({
+                "version": c.format_version,
+                "features": c.features,
                 "id": repo.id_hex(),
                 "chunker": {"min": c.chunker.min, "avg": c.chunker.avg, "max": c.chunker.max},
                 "pack_size": c.pack_size,

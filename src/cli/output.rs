@@ -151,6 +151,12 @@ pub fn short_time(ns: i64, offset_s: i32) -> String {
         .to_string()
 }
 
+/// A count and its noun: `1 file`, `2 files`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `1.234 GiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -100,12 +100,15 @@ pub fn check(env: &Env, a: CheckArgs) -> Result<u8> {
             output::warn(format_args!("error: {e}"));
         }
         env.info(format_args!(
-            "checked {} snapshots, {} packs, {} blobs{}",
-            r.snapshots,
-            r.packs,
-            r.blobs,
+            "checked {}, {}, {}{}",
+            output::count(r.snapshots as u64, "snapshot", "snapshots"),
+            output::count(r.packs as u64, "pack", "packs"),
+            output::count(r.blobs as u64, "blob", "blobs"),
             if a.read_data {
-                format!(", read {} packs", r.packs_read)
+                format!(
+                    ", read {}",
+                    output::count(r.packs_read as u64, "pack", "packs")
+                )
             } else {
                 String::new()
             }
@@ -116,8 +119,8 @@ pub fn check(env: &Env, a: CheckArgs) -> Result<u8> {
         Ok(code::OK)
     } else {
         anyhow::bail!(
-            "the repository has {} errors (listed above)",
-            r.errors.len()
+            "the repository has {} (listed above)",
+            output::count(r.errors.len() as u64, "error", "errors")
         )
     }
 }
@@ -145,8 +148,8 @@ pub fn load_index(repo: &Repository) -> Result<cista::repo::Index> {
     }
     if !index.damaged().is_empty() {
         super::output::warn(format_args!(
-            "warning: {} packs were indexed from their own headers instead; run `cista check`",
-            index.recovered().len()
+            "warning: {} indexed from their own headers instead; run `cista check`",
+            super::output::count(index.recovered().len() as u64, "pack was", "packs were")
         ));
     }
     Ok(index)

@@ -291,6 +291,12 @@ fn cat_prints_objects_and_never_secrets() {
     let config = cat(&["config"]);
     assert_eq!(config["id"].as_str().unwrap().len(), 64);
     assert!(config["chunker"]["avg"].is_u64());
+    assert_eq!(config["version"], 2, "{config}");
+    assert_eq!(
+        config["features"],
+        serde_json::json!(["tree-parts"]),
+        "{config}"
+    );
     let snap = cat(&["snapshot", &snap_id[..8]]);
     assert_eq!(snap["id"], snap_id.as_str());
     let tree_id = snap["tree"].as_str().unwrap().to_owned();
