@@ -53,6 +53,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         &[
             "cista restore latest --target /tmp/restore",
             "cista restore 1a2b3c4d:/srv/app --target /srv/app.new --include '*.conf'",
+            "cista restore latest:/srv/app --target /srv/app --overwrite if-changed --delete",
         ],
     ),
     ("check", &["cista check", "cista check --read-data"]),
@@ -98,7 +99,8 @@ EXIT STATUS:
   0    success
   1    error (the message on stderr says what to do)
   2    invalid command-line usage
-  3    backup: snapshot written, but some source files could not be read
+  3    backup: snapshot written, but some source files could not be read;
+       restore: the rest was restored, but some files could not be
   10   the repository does not exist
   11   the repository is locked by another process
   12   wrong password (an empty one included)

@@ -44,18 +44,28 @@ pub mod code {
     pub const STDOUT_CLOSED: u8 = 141;
 }
 
+/// The help heading of the options every command takes, so a command's own come first.
+const GLOBAL: &str = "Global options";
+
 /// cista: encrypted, deduplicating backups of application data.
 #[derive(Debug, Parser)]
 #[command(name = "cista", version, about, propagate_version = true)]
 pub struct Cli {
     /// Repository location (a local folder).
-    #[arg(short = 'r', long = "repo", env = "CISTA_REPOSITORY", global = true)]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CISTA_REPOSITORY",
+        global = true,
+        help_heading = GLOBAL
+    )]
     repo: Option<String>,
     /// Read the passphrase from this file (first line).
     #[arg(
         long,
         env = "CISTA_PASSWORD_FILE",
         global = true,
+        help_heading = GLOBAL,
         hide_env_values = true
     )]
     password_file: Option<PathBuf>,
@@ -64,14 +74,15 @@ pub struct Cli {
         long,
         env = "CISTA_PASSWORD_COMMAND",
         global = true,
+        help_heading = GLOBAL,
         hide_env_values = true
     )]
     password_command: Option<String>,
     /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     json: bool,
     /// No progress or informational output.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     quiet: bool,
     #[command(subcommand)]
     command: Command,
