@@ -173,6 +173,10 @@ fn json_matches_restic_field_by_field() {
         "files_new",
         "files_changed",
         "files_unmodified",
+        "dirs_new",
+        "dirs_changed",
+        "dirs_unmodified",
+        "data_blobs",
         "total_files_processed",
         "total_bytes_processed",
     ] {
