@@ -192,6 +192,10 @@ pub enum Visit<'a> {
     Entry(&'a Path, &'a Node),
     /// All entries below this directory (one the visitor descended into) have been visited.
     Leave(&'a Path),
+    /// Only from [`walk_events_past_damage`]: a part of this directory's tree (below the one
+    /// the walk started in) is damaged or missing, so the entries it held, and any later part's,
+    /// are not visited; `Leave` follows, then the walk goes on with the directory's siblings.
+    Damaged(&'a Path, &'a Error),
 }
 
 /// One open directory of a walk: the part being read and the parts still to read.
@@ -217,6 +221,8 @@ struct Walker<'r> {
     read: HashSet<BlobId>,
     held: u64,
     cache: TreeCache,
+    /// Report a damaged subdirectory as [`Visit::Damaged`] and go on, instead of failing.
+    past_damage: bool,
 }
 
 /// Recently read trees, so a subtree met again (every empty directory shares one tree) is not
@@ -330,8 +336,15 @@ impl Walker<'_> {
             };
             let tree = f.tree.clone();
             let Some(node) = tree.nodes.get(f.pos) else {
-                if self.next_part()? {
-                    continue;
+                match self.next_part() {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    // Damage below the walk's own directory costs that directory's entries
+                    // only; a walk limit, a storage error or damage at the top still stops it.
+                    Err(e @ Error::Corrupt { .. }) if self.past_damage && self.stack.len() > 1 => {
+                        visit(Visit::Damaged(&self.path, &e))?;
+                    }
+                    Err(e) => return Err(e),
                 }
                 if let Some(f) = self.stack.pop() {
                     self.held -= f.held;
@@ -375,7 +388,29 @@ pub fn walk_events(
     prefix: &Path,
     visit: &mut dyn FnMut(Visit<'_>) -> Result<bool>,
 ) -> Result<()> {
-    let mut w = Walker {
+    walker(repo, index, prefix, false).walk(dir, visit)
+}
+
+/// [`walk_events`] that reports a damaged or missing subdirectory tree as
+/// [`Visit::Damaged`] and goes on with the rest (restore: one bad tree blob costs what it
+/// held, not the whole restore).
+pub fn walk_events_past_damage(
+    repo: &Repository,
+    index: &Index,
+    dir: &NodeKind,
+    prefix: &Path,
+    visit: &mut dyn FnMut(Visit<'_>) -> Result<bool>,
+) -> Result<()> {
+    walker(repo, index, prefix, true).walk(dir, visit)
+}
+
+fn walker<'r>(
+    repo: &'r Repository,
+    index: &'r Index,
+    prefix: &Path,
+    past_damage: bool,
+) -> Walker<'r> {
+    Walker {
         repo,
         index,
         stack: Vec::new(),
@@ -385,9 +420,19 @@ pub fn walk_events(
         read: HashSet::new(),
         held: 0,
         cache: TreeCache::default(),
-    };
-    w.open(dir)?;
-    w.run(visit)
+        past_damage,
+    }
+}
+
+impl Walker<'_> {
+    fn walk(
+        mut self,
+        dir: &NodeKind,
+        visit: &mut dyn FnMut(Visit<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        self.open(dir)?;
+        self.run(visit)
+    }
 }
 
 /// Like [`walk_events`], for visitors that need no `Leave`: the visitor returns whether to
@@ -401,7 +446,7 @@ pub fn walk_dir(
 ) -> Result<()> {
     walk_events(repo, index, dir, prefix, &mut |v| match v {
         Visit::Entry(p, n) => visit(p, n),
-        Visit::Leave(_) => Ok(false),
+        Visit::Leave(_) | Visit::Damaged(..) => Ok(false),
     })
 }
 
@@ -431,16 +476,27 @@ mod tests {
     use crate::repo::packer::{Packer, SealedBlob};
     use crate::repo::tests::repo;
 
-    /// Stores trees in an in-memory repository; returns it, its index and their ids.
+    /// Stores trees of named pipes in an in-memory repository; returns it, its index and
+    /// their ids.
     fn stored(trees: &[Vec<&str>]) -> (Repository, Index, Vec<BlobId>) {
+        let trees = trees
+            .iter()
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| node(n.as_bytes(), NodeKind::Fifo))
+                    .collect()
+            })
+            .collect();
+        stored_nodes(trees)
+    }
+
+    /// Stores trees of these nodes in an in-memory repository.
+    fn stored_nodes(trees: Vec<Vec<Node>>) -> (Repository, Index, Vec<BlobId>) {
         let r = repo();
         let p = Packer::new(&r).unwrap();
         let mut ids = Vec::new();
-        for names in trees {
-            let nodes = names
-                .iter()
-                .map(|n| node(n.as_bytes(), NodeKind::Fifo))
-                .collect();
+        for nodes in trees {
             let bytes = Tree { nodes }.encode();
             let id = r.blob_id(&bytes);
             let sealed = r.seal_blob(BlobType::Tree, &id, &bytes).unwrap();
@@ -466,10 +522,43 @@ mod tests {
             out.push(match v {
                 Visit::Entry(p, _) => p.display().to_string(),
                 Visit::Leave(p) => format!("leave {}", p.display()),
+                Visit::Damaged(p, _) => format!("damaged {}", p.display()),
             });
             Ok(true)
         })?;
         Ok(out)
+    }
+
+    /// A subdirectory whose tree is missing costs its own entries only when the walk is asked
+    /// to go past damage; the top directory's own damage, and every plain walk, still fail.
+    #[test]
+    fn walk_past_damage_skips_only_the_damaged_subdirectory() {
+        let missing = BlobId(crate::id::Id([9; 32]));
+        let (r, index, ids) = stored_nodes(vec![vec![
+            node(b"a", NodeKind::Dir { subtree: missing }),
+            node(b"b", NodeKind::Fifo),
+        ]]);
+        let top = NodeKind::Dir { subtree: ids[0] };
+        let mut seen = Vec::new();
+        walk_events_past_damage(&r, &index, &top, Path::new("/x"), &mut |v| {
+            seen.push(match v {
+                Visit::Entry(p, _) => p.display().to_string(),
+                Visit::Leave(p) => format!("leave {}", p.display()),
+                Visit::Damaged(p, e) => {
+                    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+                    format!("damaged {}", p.display())
+                }
+            });
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(seen, ["/x/a", "damaged /x/a", "leave /x/a", "/x/b"]);
+        assert!(names(&r, &index, &top).is_err(), "a plain walk fails on it");
+        let gone = NodeKind::Dir { subtree: missing };
+        assert!(
+            walk_events_past_damage(&r, &index, &gone, Path::new("/x"), &mut |_| Ok(true)).is_err(),
+            "damage at the top is the whole walk"
+        );
     }
 
     #[test]

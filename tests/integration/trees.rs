@@ -169,7 +169,26 @@ fn crafted_split_directory_with_overlapping_parts_is_damage() {
         },
     )]);
     c.snapshot(root);
-    refused_by_readers(&r, "parts not in ascending name order");
+    // ls refuses the damaged directory; restore restores what the readable part holds and
+    // names the directory whose listing is damaged (exit 3), as for any damaged subtree.
+    let run = r.run(&["ls", "latest"]).expect_code(1);
+    assert!(
+        run.stderr.contains("parts not in ascending name order"),
+        "ls: {}",
+        run.stderr
+    );
+    let target = r.scratch("restored");
+    let run = r
+        .run(&["restore", "latest", "--target", target.to_str().unwrap()])
+        .expect_code(3);
+    assert!(
+        run.stderr.contains("parts not in ascending name order")
+            && run.stderr.contains(target.join("big").to_str().unwrap()),
+        "restore: {}",
+        run.stderr
+    );
+    assert!(target.join("big/a").exists() && target.join("big/m").exists());
+    assert!(!target.join("big/c").exists() && !target.join("big/z").exists());
     let check = r.run(&["check"]).expect_code(1);
     assert!(
         check
@@ -180,6 +199,53 @@ fn crafted_split_directory_with_overlapping_parts_is_damage() {
         check.stdout_str(),
         check.stderr
     );
+}
+
+/// Regression: one damaged or missing tree blob below the restored folder stopped the whole
+/// restore. It now costs what that directory held: its siblings are restored, the directory is
+/// named, and the restore exits 3.
+#[test]
+fn damaged_subdirectory_tree_costs_only_what_it_held() {
+    let r = Repo::new();
+    let c = Crafter::new(&r);
+    let content = c.blob(BlobType::Data, b"intact\n");
+    let good = entry(
+        "good",
+        NodeKind::File {
+            size: 7,
+            content: vec![content],
+        },
+    );
+    let missing = BlobId(cista::id::Id([7; 32]));
+    let x = c.tree(vec![dir("bad", missing), good]);
+    let root = c.tree(vec![dir("x", x)]);
+    c.snapshot(root);
+    let target = r.scratch("restored");
+    let run = r
+        .run(&["restore", "latest", "--target", target.to_str().unwrap()])
+        .expect_code(3);
+    assert_eq!(std::fs::read(target.join("x/good")).unwrap(), b"intact\n");
+    assert!(
+        run.stderr.contains(target.join("x/bad").to_str().unwrap())
+            && run.stderr.contains("not in any index"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("could not be restored"),
+        "{}",
+        run.stderr
+    );
+    // Restoring the damaged directory itself: nothing of it can be had, one clear error.
+    let run = r
+        .run(&[
+            "restore",
+            "latest:/x/bad",
+            "--target",
+            r.scratch("whole").to_str().unwrap(),
+        ])
+        .expect_code(1);
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
 }
 
 #[test]

@@ -13,7 +13,9 @@
 //!
 //! Keeps going: an entry that cannot be restored (a damaged chunk, a refused write) is listed
 //! in [`RestoreStats::failed`] and the others are restored; metadata that cannot be applied
-//! is a warning. Only a damaged tree or an unusable target ends the restore with an error.
+//! is a warning; a subdirectory whose tree is damaged or missing is listed there too, with
+//! what it held left out (`find::walk_events_past_damage`). Only damage to the restored
+//! folder's own tree, a walk cap or an unusable target ends the restore with an error.
 //!
 //! Safety: names come from the repository and are untrusted; `Tree::decode` rejects `..`, `/`
 //! and duplicates. In a new or empty target every entry is created with `create_new`/`mkdir`
@@ -127,6 +129,8 @@ struct Plan {
     dirs: Vec<Item>,
     /// Everything else, in tree order.
     others: Vec<Item>,
+    /// Directories whose trees could not be read: what they held is not restored.
+    damaged: Vec<Failure>,
 }
 
 fn os(b: &[u8]) -> &std::ffi::OsStr {
@@ -154,7 +158,7 @@ fn plan_dir(
 ) -> Result<bool> {
     let mut open: Vec<OpenDir> = Vec::new();
     let mut any = false;
-    find::walk_events(repo, index, dir, abs, &mut |v| {
+    find::walk_events_past_damage(repo, index, dir, abs, &mut |v| {
         match v {
             find::Visit::Entry(path, node) => {
                 let kept = plan_entry(node, path, abs, rel, opts, plan, &mut open);
@@ -162,6 +166,14 @@ fn plan_dir(
                     mark_kept(&mut open, &mut any);
                 }
                 Ok(kept && node.kind.is_dir())
+            }
+            find::Visit::Damaged(path, e) => {
+                let below = path.strip_prefix(abs).unwrap_or(path);
+                plan.damaged.push(Failure {
+                    path: opts.target.join(rel).join(below),
+                    reason: format!("its directory listing could not be read ({e}); what it holds was not restored"),
+                });
+                Ok(false)
             }
             find::Visit::Leave(_) => {
                 if let Some(d) = open.pop() {
@@ -330,6 +342,7 @@ fn execute(
 ) -> Result<RestoreStats> {
     let target = ctx.target();
     let mut stats = RestoreStats::default();
+    stats.failed.extend(plan.damaged.iter().cloned());
     // Directories nothing below which is restored (blocked by the overwrite mode, or failed).
     let mut unavailable: HashSet<PathBuf> = HashSet::new();
     // Which directories are there to restore into, and which other entries get metadata.
