@@ -240,6 +240,8 @@ fn archive_refuses_a_file_whose_content_disagrees_with_its_size() {
         }
     });
     packer.finish().unwrap();
+    // Later than the original, so `latest` is this one (equal times are ordered by id).
+    snap.time_unix_ns += 1_000_000_000;
     lib.save_snapshot(&snap).unwrap();
     for archive in ["tar", "zip"] {
         let r = repo
