@@ -206,13 +206,7 @@ fn regression_non_utf8_source_root_was_rejected() {
     let recorded = snaps[0]["paths"][0].as_str().unwrap().to_owned();
     assert!(recorded.ends_with("caf\u{fffd}"), "{recorded}");
     let target = repo.scratch("target");
-    repo.run(&[
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ])
-    .ok();
+    repo.restore_latest(&target);
     let back = super::fixture::restored_path(&target, &root).join("menu");
     assert_eq!(
         std::fs::read(&back).unwrap(),
@@ -234,13 +228,7 @@ fn regression_symlinked_source_parent_restored_as_0777() {
     filetime::set_file_mtime(&real, filetime::FileTime::from_unix_time(1_000_000_000, 0)).unwrap();
     repo.backup(&[&via.join("file")]);
     let target = repo.scratch("target");
-    repo.run(&[
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ])
-    .ok();
+    repo.restore_latest(&target);
     let restored = super::fixture::restored_path(&target, &via);
     let m = std::fs::symlink_metadata(&restored).unwrap();
     assert!(m.is_dir());

@@ -199,6 +199,18 @@ impl Repo {
         summary_of(&r)
     }
 
+    /// `restore latest --target TARGET`, which must succeed.
+    #[track_caller]
+    pub fn restore_latest(&self, target: &Path) -> Run {
+        self.run(&[
+            "restore".as_ref(),
+            "latest".as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+        ])
+        .ok()
+    }
+
     /// `snapshots --json` (with extra filter arguments), oldest first.
     #[track_caller]
     pub fn snapshots(&self, filter: &[&str]) -> Vec<Value> {

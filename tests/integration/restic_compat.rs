@@ -150,15 +150,40 @@ fn nodes_below(lines: &[Value], src: &Path) -> BTreeMap<String, Value> {
         .collect()
 }
 
-#[test]
-fn json_matches_restic_field_by_field() {
-    let Some(restic) = restic() else {
-        return;
-    };
+/// A cista repository and a restic one, and the tree both back up.
+struct Side {
+    restic: PathBuf,
+    repo: Repo,
+    src: PathBuf,
+    rrepo: PathBuf,
+}
+
+/// The two repositories, the restic one initialised; `None` when there is no restic.
+fn side_by_side() -> Option<Side> {
+    let restic = restic()?;
     let repo = Repo::new();
     let src = make_tree(repo.dir.path());
     let rrepo = repo.scratch("restic-repo");
     restic_run(&restic, &rrepo, &["init".as_ref()]);
+    Some(Side {
+        restic,
+        repo,
+        src,
+        rrepo,
+    })
+}
+
+#[test]
+fn json_matches_restic_field_by_field() {
+    let Some(Side {
+        restic,
+        repo,
+        src,
+        rrepo,
+    }) = side_by_side()
+    else {
+        return;
+    };
 
     // backup --json: the summary line.
     let r = restic_run(
@@ -305,13 +330,15 @@ fn tar_entries(bytes: &[u8]) -> BTreeMap<String, TarEntry> {
 /// modification time.
 #[test]
 fn dump_tar_matches_restic() {
-    let Some(restic) = restic() else {
+    let Some(Side {
+        restic,
+        repo,
+        src,
+        rrepo,
+    }) = side_by_side()
+    else {
         return;
     };
-    let repo = Repo::new();
-    let src = make_tree(repo.dir.path());
-    let rrepo = repo.scratch("restic-repo");
-    restic_run(&restic, &rrepo, &["init".as_ref()]);
     restic_run(&restic, &rrepo, &["backup".as_ref(), src.as_os_str()]);
     repo.backup(&[&src]);
     let r = tar_entries(
