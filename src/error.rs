@@ -46,6 +46,9 @@ pub enum Error {
         "repository is locked {how} by {holder}; wait for it, or run `cista unlock` if that process is gone"
     )]
     Locked { how: &'static str, holder: String },
+    /// Prune found something it cannot be sure about and stopped before changing anything.
+    #[error("prune stopped before changing anything: {reason}")]
+    PruneRefused { reason: String },
     /// A stored object failed to decode, authenticate or match its id.
     #[error(
         "{what} {id} is damaged ({reason}); run `cista check --read-data` to see what else is affected: the damaged object's data is lost unless another copy exists, and a new backup stores again what still exists on the source"
