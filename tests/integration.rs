@@ -29,6 +29,8 @@ mod interrupt;
 mod keys;
 #[path = "integration/locks.rs"]
 mod locks;
+#[path = "integration/prune_harness.rs"]
+mod prune_harness;
 #[path = "integration/regressions.rs"]
 mod regressions;
 #[path = "integration/restic_compat.rs"]

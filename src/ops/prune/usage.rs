@@ -194,7 +194,23 @@ pub fn measure(repo: &Repository, cancel: &CancelFlag) -> Result<Usage> {
         }
     }
 
-    let obsolete_records: Vec<ObsoletePack> = index.obsolete_records().to_vec();
+    // A pack named live by some file is live (live wins), whatever else names it obsolete.
+    // Named obsolete twice (two files a crash left side by side): kept once, unarmed, so
+    // this run arms it again with the sessions live now (always safe, only later).
+    let mut obsolete_records: Vec<ObsoletePack> = Vec::new();
+    let mut seen: HashMap<PackId, usize> = HashMap::new();
+    for o in index.obsolete_records() {
+        if index.is_live(&o.id) {
+            continue;
+        }
+        match seen.get(&o.id) {
+            Some(&k) => obsolete_records[k].armed = false,
+            None => {
+                seen.insert(o.id, obsolete_records.len());
+                obsolete_records.push(o.clone());
+            }
+        }
+    }
     let obsolete = obsolete_records
         .iter()
         .map(|o| ObsoleteUse {

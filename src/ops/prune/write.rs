@@ -21,13 +21,24 @@ pub enum LiveSource {
     New(IndexPack),
 }
 
+/// An obsolete pack for the new index. Entries of packs retired from the loaded index are
+/// read from it while writing (`from_index`), so retiring half the repository does not
+/// copy half the index.
+#[derive(Debug, Clone)]
+pub struct Obsolete {
+    /// The record; its `blobs` are empty when `from_index`.
+    pub record: ObsoletePack,
+    /// Take the entries from the loaded index.
+    pub from_index: bool,
+}
+
 /// The state the new index describes.
 #[derive(Debug, Clone)]
 pub struct IndexState {
     /// Live packs.
     pub live: Vec<LiveSource>,
     /// Obsolete packs.
-    pub obsolete: Vec<ObsoletePack>,
+    pub obsolete: Vec<Obsolete>,
 }
 
 /// Copies the kept blobs of `packs` into new packs; returns the new packs. Each pack is read
@@ -124,11 +135,15 @@ pub fn write_index(
         file.packs.push(p);
     }
     for o in &state.obsolete {
-        if count + o.blobs.len() > INDEX_FILE_BLOBS && count > 0 {
+        let mut rec = o.record.clone();
+        if o.from_index {
+            rec.blobs = index.pack_entries(&rec.id);
+        }
+        if count + rec.blobs.len() > INDEX_FILE_BLOBS && count > 0 {
             flush(&mut file, &mut count, false)?;
         }
-        count += o.blobs.len().max(1);
-        file.obsolete.push(o.clone());
+        count += rec.blobs.len().max(1);
+        file.obsolete.push(rec);
     }
     flush(&mut file, &mut count, true)?;
     Ok(written)
