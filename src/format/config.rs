@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{FormatError, decode_capped, encode};
 
 /// The newest repository format version this build reads and the one it writes.
-pub const REPO_FORMAT_VERSION: u32 = 2;
+pub const REPO_FORMAT_VERSION: u32 = 3;
 
 /// Features this build understands. A repository may declare any subset; one it does not
 /// know means a newer cista wrote data this build would misread, so it is refused.
