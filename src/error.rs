@@ -41,14 +41,19 @@ pub enum Error {
         "no key opens with this password, and {damaged} key files are damaged; if the password is right, its key file may be one of them: run `cista check` with another password, or restore keys/ from a copy"
     )]
     WrongPasswordOrDamagedKeys { damaged: usize },
-    /// Someone holds a conflicting lock.
+    /// Someone holds a conflicting lock; `how` is its mode.
     #[error(
-        "repository is locked {how} by {holder}; wait for it, or run `cista unlock` if that process is gone"
+        "repository is locked: {holder}; wait for it (or retry with --retry-lock DURATION); a dead holder's lock stops counting at once on its own host, and 30 minutes after its last refresh elsewhere"
     )]
     Locked { how: &'static str, holder: String },
     /// Prune found something it cannot be sure about and stopped before changing anything.
     #[error("prune stopped before changing anything: {reason}")]
     PruneRefused { reason: String },
+    /// Our own lock can no longer be trusted, so nothing more may be committed on it.
+    #[error(
+        "the repository lock of this process was lost: {reason}; nothing more was committed, run the command again"
+    )]
+    LockLost { reason: String },
     /// A stored object failed to decode, authenticate or match its id.
     #[error(
         "{what} {id} is damaged ({reason}); run `cista check --read-data` to see what else is affected: the damaged object's data is lost unless another copy exists, and a new backup stores again what still exists on the source"

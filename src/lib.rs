@@ -23,6 +23,7 @@ pub mod compress;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod host;
 pub mod id;
 pub mod ops;
 pub mod repo;

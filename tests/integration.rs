@@ -27,6 +27,8 @@ mod incremental;
 mod interrupt;
 #[path = "integration/keys.rs"]
 mod keys;
+#[path = "integration/lock_sessions.rs"]
+mod lock_sessions;
 #[path = "integration/locks.rs"]
 mod locks;
 #[path = "integration/prune_harness.rs"]

@@ -42,6 +42,7 @@ pub fn run_all(b: &dyn Backend) {
     create_and_empty_lists(b);
     round_trip_every_type(b);
     config_ignores_the_id(b);
+    replace_config_swaps_it_whole(b);
     empty_object(b);
     write_parts_joins_in_order(b);
     read_range(b);
@@ -105,6 +106,27 @@ fn config_ignores_the_id(b: &dyn Backend) {
     let listed = b.list(FileType::Config).expect("list");
     assert_eq!(listed, vec![(Id::default(), 100)]);
     assert_ne!(listed[0].0, written_under);
+}
+
+fn replace_config_swaps_it_whole(b: &dyn Backend) {
+    let before = b.read(FileType::Config, &Id::default()).expect("read");
+    let (_, new) = object(55, 140);
+    b.replace_config(new.clone()).expect("replace");
+    assert_eq!(b.read(FileType::Config, &Id::default()).expect("read"), new);
+    assert_eq!(
+        b.list(FileType::Config).expect("list"),
+        vec![(Id::default(), 140)]
+    );
+    // Still never replaced by a plain write.
+    assert_eq!(
+        kind_of(b.write(FileType::Config, &Id::default(), before.clone())),
+        ErrorKind::AlreadyExists
+    );
+    b.replace_config(before.clone()).expect("replace back");
+    assert_eq!(
+        b.read(FileType::Config, &Id::default()).expect("read"),
+        before
+    );
 }
 
 fn empty_object(b: &dyn Backend) {

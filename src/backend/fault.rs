@@ -294,6 +294,20 @@ impl Backend for FaultBackend {
         self.leave(Op::Write, "write", path, self.inner.write(t, id, bytes))
     }
 
+    fn replace_config(&self, bytes: Vec<u8>) -> Result<(), BackendError> {
+        let path = || FileType::Config.path(&Id::default());
+        self.enter(Op::Write, "replace", path)?;
+        if self.failing_types.contains(&FileType::Config) {
+            return Err(self.fault(
+                ErrorKind::Permanent,
+                "replace",
+                path(),
+                "writes of Config fail",
+            ));
+        }
+        self.leave(Op::Write, "replace", path, self.inner.replace_config(bytes))
+    }
+
     fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError> {
         let path = || t.path(id);
         self.enter(Op::Delete, "delete", path)?;

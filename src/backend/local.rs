@@ -97,6 +97,39 @@ pub fn write_new(
     sync_dir(final_path.parent().unwrap_or(final_path)).map_err(|e| err(&e))
 }
 
+/// Replaces `final_path` atomically and durably: a new [`FILE_MODE`] file in `tmp_dir`,
+/// fsynced, renamed over the old file (readers see one or the other, never neither), then
+/// the destination folder fsynced. Only the config is ever replaced (docs/FORMAT.md §18).
+pub fn replace(
+    tmp_dir: &Path,
+    final_path: &Path,
+    bytes: &[u8],
+    location: &str,
+) -> Result<(), BackendError> {
+    let shown = tmp_dir
+        .parent()
+        .and_then(|root| final_path.strip_prefix(root).ok())
+        .unwrap_or(final_path);
+    let err = |e: &std::io::Error| io_error("replace", shown, location, e);
+    let tmp = tmp_dir.join(temp_name(final_path).map_err(|e| err(&e))?);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, final_path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| err(&e))?;
+    sync_dir(final_path.parent().unwrap_or(final_path)).map_err(|e| err(&e))
+}
+
 fn write_and_publish(tmp: &Path, final_path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
@@ -215,6 +248,24 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(&target).unwrap(), b"abcd");
         assert!(temp_files(&tmp).unwrap().is_empty());
+    }
+
+    #[test]
+    fn replace_swaps_the_file_privately_and_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp = d.path().join("tmp");
+        create_dir_all(&tmp).unwrap();
+        let target = d.path().join("config");
+        write_new(&tmp, &target, &[b"old"], "local:x").unwrap();
+        replace(&tmp, &target, b"new", "local:x").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, FILE_MODE);
+        assert!(temp_files(&tmp).unwrap().is_empty());
+        // A failure (no tmp folder) leaves the old file as it was.
+        let e = replace(&d.path().join("missing"), &target, b"x", "local:x").unwrap_err();
+        assert_eq!(e.op, "replace");
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
     }
 
     #[test]

@@ -112,8 +112,8 @@ pub struct TempFile {
 /// Storage for one repository. Implementations must be safe to call from many threads.
 ///
 /// Contract: `write` is atomic (readers see all of an object or nothing) and durable when it
-/// returns, and never replaces an existing object (`AlreadyExists`); `list` returns every
-/// object durable before the call began.
+/// returns, and never replaces an existing object (`AlreadyExists`); only `replace_config`
+/// replaces, and only the config; `list` returns every object durable before the call began.
 pub trait Backend: Send + Sync + fmt::Debug {
     /// Human description (`local:/srv/backup`), for messages.
     fn location(&self) -> String;
@@ -140,6 +140,19 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// non-contiguous buffer override this to avoid joining the parts (a pack's sealed blobs).
     fn write_parts(&self, t: FileType, id: &Id, parts: Vec<Vec<u8>>) -> Result<(), BackendError> {
         self.write(t, id, parts.concat())
+    }
+    /// Replaces the `config` atomically and durably (readers see the old config or the new
+    /// one, never neither and never a mix): the one object ever replaced, when a repository
+    /// is upgraded to a newer format (docs/FORMAT.md §10, §18). `NotFound` if there is none.
+    /// Storage that cannot replace atomically keeps this refusal (wrappers forward it).
+    fn replace_config(&self, bytes: Vec<u8>) -> Result<(), BackendError> {
+        drop(bytes);
+        Err(BackendError {
+            kind: ErrorKind::Permanent,
+            op: "replace",
+            path: FileType::Config.path(&Id::default()),
+            message: format!("{} cannot replace its config", self.location()),
+        })
     }
     /// Removes an object; removing a missing object is `NotFound`.
     fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError>;

@@ -429,6 +429,36 @@ impl Backend for OpendalBackend {
         self.write_buffer(t, id, Buffer::from(parts))
     }
 
+    fn replace_config(&self, bytes: Vec<u8>) -> Result<(), BackendError> {
+        let op = self.operator("replace")?;
+        let path = FileType::Config.path(&Id::default());
+        if !self
+            .rt
+            .block_on(op.exists(&path))
+            .map_err(|e| convert("replace", &path, e))?
+        {
+            return Err(BackendError {
+                kind: ErrorKind::NotFound,
+                op: "replace",
+                path,
+                message: "no config to replace".into(),
+            });
+        }
+        if let Some(root) = &self.local_root {
+            return local::replace(
+                &local::tmp_dir(root),
+                &root.join(&path),
+                &bytes,
+                &self.location,
+            );
+        }
+        // Object stores: one PUT replaces atomically.
+        self.rt
+            .block_on(op.write(&path, bytes))
+            .map(drop)
+            .map_err(|e| convert("replace", &path, e))
+    }
+
     fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError> {
         let op = self.operator("delete")?;
         let path = t.path(id);

@@ -118,6 +118,11 @@ impl Backend for RetryBackend {
         self.retry(|_| self.inner.size(t, id))
     }
 
+    fn replace_config(&self, bytes: Vec<u8>) -> Result<(), BackendError> {
+        // Replacing with the same bytes again is harmless: retry freely.
+        self.retry(|_| self.inner.replace_config(bytes.clone()))
+    }
+
     fn write(&self, t: FileType, id: &Id, bytes: Vec<u8>) -> Result<(), BackendError> {
         // The config is not named by its hash: keep its digest to recognise our own bytes.
         let config_digest = (t == FileType::Config).then(|| Id::of_stored(&bytes));

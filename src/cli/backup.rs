@@ -227,6 +227,11 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
         with_atime: a.with_atime,
         // Only a visible status needs the totals; otherwise the scan is wasted I/O.
         scan: reporter.is_active() && !a.no_scan,
+        // restic's backup ignores --no-lock too: it writes, so it always locks.
+        lock: cista::ops::session::LockOptions {
+            no_lock: false,
+            ..env.lock.clone()
+        },
     };
     let mut stdin = std::io::stdin();
     let stdin_reader: Option<&mut (dyn Read + Send)> =

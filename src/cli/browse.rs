@@ -53,7 +53,8 @@ pub struct LsArgs {
 }
 
 pub fn ls(env: &Env, a: LsArgs) -> Result<u8> {
-    let repo = env.open()?;
+    let session = env.session(cista::format::lock::LockMode::Shared)?;
+    let repo = session.repo().clone();
     let (id, snap) = find::snapshot(&repo, &a.snapshot, &a.filter.filter())?;
     let index = super::repo_cmds::load_index(&repo)?;
     let mut out = output::Out::new();
@@ -147,7 +148,8 @@ enum ArchiveArg {
 }
 
 pub fn dump(env: &Env, a: DumpArgs) -> Result<u8> {
-    let repo = env.open()?;
+    let session = env.session(cista::format::lock::LockMode::Shared)?;
+    let repo = session.repo().clone();
     let (id, snap) = find::snapshot(&repo, &a.snapshot, &a.filter.filter())?;
     let index = super::repo_cmds::load_index(&repo)?;
     let located = find::locate(&repo, &index, &snap.tree, &a.path, &id.to_string())?;
@@ -252,7 +254,8 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
     let spec = spec
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("{spec:?} is neither `latest` nor a snapshot id"))?;
-    let repo = env.open()?;
+    let session = env.session(cista::format::lock::LockMode::Shared)?;
+    let repo = session.repo().clone();
     let (id, snap) = find::snapshot(&repo, spec, &a.filter.filter())?;
     let index = super::repo_cmds::load_index(&repo)?;
     let opts = RestoreOptions {

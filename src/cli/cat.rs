@@ -38,7 +38,8 @@ enum CatType {
 }
 
 pub fn run(env: &Env, a: CatArgs) -> Result<u8> {
-    let repo = env.open()?;
+    let session = env.session(cista::format::lock::LockMode::Shared)?;
+    let repo = session.repo().clone();
     let need_id = || {
         a.id.as_deref()
             .ok_or_else(|| anyhow!("`cat {:?}` needs an id", a.what))

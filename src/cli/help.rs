@@ -22,6 +22,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "cista backup --exclude '*.log' --tag nightly /srv",
             "pg_dump app | cista backup --stdin --stdin-filename app.sql",
             "cista backup --stdin-from-command --stdin-filename app.sql -- pg_dump app",
+            "cista backup --retry-lock 30m /srv/app",
         ],
     ),
     (
@@ -102,7 +103,7 @@ EXIT STATUS:
   3    backup: snapshot written, but some source files could not be read;
        restore: the rest was restored, but some files could not be
   10   the repository does not exist
-  11   the repository is locked by another process
+  11   the repository is locked by another process (still, after --retry-lock)
   12   wrong password (an empty one included)
   130  interrupted (SIGINT/SIGTERM)
   141  standard output was closed by its reader (as a program killed by SIGPIPE)";
@@ -172,7 +173,8 @@ mod tests {
     fn every_command_has_examples() {
         fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<String>) {
             for sub in cmd.get_subcommands() {
-                if sub.get_name() == "help" {
+                // Hidden commands are test hooks (docs/DESIGN.md), not for users.
+                if sub.get_name() == "help" || sub.is_hide_set() {
                     continue;
                 }
                 let full = if path.is_empty() {

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use cista::format::key::KdfParams;
+use cista::format::lock::LockMode;
 use cista::id::KeyId;
 use cista::repo::keys;
 use clap::{Args, Subcommand};
@@ -68,7 +69,12 @@ fn resolve(list: &[keys::KeyEntry], prefix: &str) -> Result<KeyId> {
 }
 
 pub fn run(env: &Env, cmd: KeyCommand) -> Result<u8> {
-    let repo = env.open()?;
+    // Listing reads; adding, removing and changing a key take the exclusive lock.
+    let session = match cmd {
+        KeyCommand::List => env.session(LockMode::Shared)?,
+        _ => env.session_writing(LockMode::Exclusive)?,
+    };
+    let repo = session.repo().clone();
     match cmd {
         KeyCommand::List => {
             // Every key file with its state: a damaged one is listed, never a reason to stop.

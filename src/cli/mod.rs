@@ -6,6 +6,7 @@ mod browse;
 mod cat;
 pub mod help;
 mod keys;
+mod lock_cmds;
 pub mod output;
 mod progress;
 mod repo_cmds;
@@ -18,7 +19,9 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, anyhow, bail};
 use cista::backend::opendal::OpendalBackend;
 use cista::format::key::KdfParams;
+use cista::format::lock::LockMode;
 use cista::ops::CancelFlag;
+use cista::ops::session::{LockOptions, Session};
 use cista::repo::Repository;
 use clap::{Parser, Subcommand};
 use zeroize::Zeroizing;
@@ -84,6 +87,14 @@ pub struct Cli {
     /// No progress or informational output.
     #[arg(short, long, global = true, help_heading = GLOBAL)]
     quiet: bool,
+    /// Wait up to this long for a lock another process holds (Go-style duration: 30s, 5m,
+    /// 1h30m), retrying with backoff; by default a held lock fails at once (exit 11).
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "DURATION", value_parser = lock_cmds::parse_go_duration)]
+    retry_lock: Option<std::time::Duration>,
+    /// Take no lock, for reading a repository on read-only storage (commands that write
+    /// always lock).
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    no_lock: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -113,6 +124,9 @@ enum Command {
     Version,
     /// Print one repository object, decoded (JSON; a blob's bytes), for inspection.
     Cat(cat::CatArgs),
+    /// Test hooks (hidden; docs/DESIGN.md, "Test hooks").
+    #[command(subcommand, hide = true)]
+    Debug(lock_cmds::DebugCommand),
 }
 
 /// Global state a command needs.
@@ -123,6 +137,7 @@ pub struct Env {
     json: bool,
     quiet: bool,
     cancel: CancelFlag,
+    lock: LockOptions,
 }
 
 impl Env {
@@ -161,6 +176,37 @@ impl Env {
             .into());
         }
         Ok(Repository::open(backend, pw.as_bytes())?)
+    }
+
+    /// Opens the repository and takes a `mode` lock with the global `--retry-lock` and
+    /// `--no-lock` (the latter honoured by shared sessions only: callers that write pass
+    /// [`Env::session_writing`]). A wait for the lock is announced on stderr.
+    fn session(&self, mode: LockMode) -> Result<Session> {
+        self.open_session(mode, &self.lock)
+    }
+
+    /// [`Env::session`] for a command that writes: `--no-lock` does not apply (restic's
+    /// writing commands ignore it too).
+    fn session_writing(&self, mode: LockMode) -> Result<Session> {
+        let lock = LockOptions {
+            no_lock: false,
+            ..self.lock.clone()
+        };
+        self.open_session(mode, &lock)
+    }
+
+    fn open_session(&self, mode: LockMode, lock: &LockOptions) -> Result<Session> {
+        let repo = self.open()?;
+        let host = cista::host::Host::this_process();
+        let notice = lock_cmds::Notice { quiet: self.quiet };
+        Ok(Session::open(
+            &repo,
+            mode,
+            lock,
+            &host,
+            &notice,
+            Some(&self.cancel),
+        )?)
     }
 
     /// A passphrase for a new key (`init`) from the configured source; never empty.
@@ -318,6 +364,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         json: cli.json,
         quiet: cli.quiet,
         cancel,
+        lock: LockOptions {
+            retry: cli.retry_lock.unwrap_or_default(),
+            no_lock: cli.no_lock,
+        },
     };
     match cli.command {
         Command::Init(a) => repo_cmds::init(&env, a),
@@ -331,6 +381,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Unlock(a) => repo_cmds::unlock(&env, a),
         Command::Version => version(&env),
         Command::Cat(a) => cat::run(&env, a),
+        Command::Debug(d) => lock_cmds::debug(&env, d),
     }
 }
 

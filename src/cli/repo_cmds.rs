@@ -77,10 +77,9 @@ pub struct CheckArgs {
 }
 
 pub fn check(env: &Env, a: CheckArgs) -> Result<u8> {
-    let repo = env.open()?;
-    let _lock = repo.lock(false)?;
+    let session = env.session(cista::format::lock::LockMode::Shared)?;
     let r = check::run(
-        &repo,
+        session.repo(),
         &CheckOptions {
             read_data: a.read_data,
         },
@@ -132,10 +131,12 @@ pub struct UnlockArgs {
     remove_all: bool,
 }
 
+/// restic's `unlock`: no lock of its own; stale locks only (their holder died: same host and
+/// pid gone, or not refreshed for 30 minutes), or every lock with `--remove-all`.
 pub fn unlock(env: &Env, a: UnlockArgs) -> Result<u8> {
     let repo = env.open()?;
-    let n = repo.unlock(a.remove_all)?;
-    env.info(format_args!("removed {n} locks"))?;
+    let n = repo.unlock(a.remove_all, &cista::host::Host::this_process())?;
+    env.info(format_args!("successfully removed {n} locks"))?;
     Ok(code::OK)
 }
 

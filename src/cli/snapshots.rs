@@ -128,7 +128,8 @@ pub fn run(env: &Env, a: SnapshotsArgs) -> Result<u8> {
     if a.latest == Some(0) {
         bail!("--latest needs a number above 0");
     }
-    let repo = env.open()?;
+    let session = env.session(cista::format::lock::LockMode::Shared)?;
+    let repo = session.repo().clone();
     let filter = a.filter.filter();
     let mut list: Vec<Listed> = if a.snapshot_ids.is_empty() {
         let (all, damaged) = repo.scan_snapshots()?;

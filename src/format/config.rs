@@ -3,8 +3,9 @@
 //! it. Stored sealed under the encryption key; this module only encodes the plaintext.
 //!
 //! Two encodings: the 52-byte config of repository format 1 (no version field, read as
-//! version 1 with no features), and from version 2 the same fields followed by
-//! `format_version` and `features`. A reader refuses a version above
+//! version 1 with no features), and from version 2 on the same fields followed by
+//! `format_version` and `features` (version 3 changed only the number: it announces
+//! pending-deletion packs in index files and maintenance locks). A reader refuses a version above
 //! [`REPO_FORMAT_VERSION`] or a feature outside [`KNOWN_FEATURES`] as
 //! [`FormatError::NewerRepository`], never as damage.
 
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{FormatError, decode_capped, encode};
 
 /// The newest repository format version this build reads and the one it writes.
-pub const REPO_FORMAT_VERSION: u32 = 2;
+pub const REPO_FORMAT_VERSION: u32 = 3;
 
 /// Features this build understands. A repository may declare any subset; one it does not
 /// know means a newer cista wrote data this build would misread, so it is refused.
@@ -158,6 +159,12 @@ impl Config {
     /// [`FormatError::NewerRepository`], checked before the other rules (a newer format may
     /// change them).
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        Self::decode_as_reader_of(bytes, REPO_FORMAT_VERSION)
+    }
+
+    /// [`Config::decode`] as a reader that implements formats up to `newest` does it: the
+    /// rule older cista versions follow, so tests can pin how they meet a newer repository.
+    fn decode_as_reader_of(bytes: &[u8], newest: u32) -> Result<Self, FormatError> {
         super::check_len("config", bytes.len() as u64, MAX_CONFIG_LEN)?;
         let c = if bytes.len() == V1_LEN {
             let v: ConfigV1 = decode_capped::<_, { MAX_CONFIG_LEN as usize }>(bytes, "config")?;
@@ -171,7 +178,7 @@ impl Config {
             }
         } else {
             let c: Self = decode_capped::<_, { MAX_CONFIG_LEN as usize }>(bytes, "config")?;
-            c.check_version()?;
+            c.check_version(newest)?;
             c
         };
         c.chunker.validate()?;
@@ -188,14 +195,14 @@ impl Config {
     }
 
     /// The rules on `format_version` and `features` of a version-2-or-later encoding.
-    fn check_version(&self) -> Result<(), FormatError> {
+    fn check_version(&self, newest: u32) -> Result<(), FormatError> {
         let unknown: Vec<String> = self
             .features
             .iter()
             .filter(|f| !KNOWN_FEATURES.contains(&f.as_str()))
             .cloned()
             .collect();
-        if self.format_version > REPO_FORMAT_VERSION || !unknown.is_empty() {
+        if self.format_version > newest || !unknown.is_empty() {
             return Err(FormatError::NewerRepository {
                 version: self.format_version,
                 unknown_features: unknown,
@@ -274,6 +281,23 @@ mod tests {
         let e = Config::decode(&feature.encode()).unwrap_err();
         assert!(e.to_string().contains("zz-future"), "{e}");
         assert!(matches!(e, FormatError::NewerRepository { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_version_2_reader_refuses_version_3_and_reads_version_2() {
+        let v3 = sample();
+        assert_eq!(v3.format_version, 3);
+        let e = Config::decode_as_reader_of(&v3.encode(), 2).unwrap_err();
+        assert!(
+            matches!(e, FormatError::NewerRepository { version: 3, .. }),
+            "{e}"
+        );
+        let v2 = Config {
+            format_version: 2,
+            ..sample()
+        };
+        assert_eq!(Config::decode_as_reader_of(&v2.encode(), 2).unwrap(), v2);
+        assert_eq!(Config::decode(&v2.encode()).unwrap(), v2);
     }
 
     #[test]

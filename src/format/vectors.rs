@@ -74,6 +74,9 @@ fn config() {
     let g = vector!("config_v2.hex");
     assert_eq!(sample_config_v2().encode(), g);
     assert_eq!(Config::decode(&g).unwrap(), sample_config_v2());
+    let g = vector!("config_v3.hex");
+    assert_eq!(sample_config_v3().encode(), g);
+    assert_eq!(Config::decode(&g).unwrap(), sample_config_v3());
 }
 
 #[test]
@@ -150,8 +153,11 @@ fn snapshot() {
 #[test]
 fn lock() {
     let g = vector!("lock.hex");
-    assert_eq!(sample_lock().encode(), g);
+    assert_eq!(sample_lock().encode().unwrap(), g);
     assert_eq!(Lock::decode(&g).unwrap(), sample_lock());
+    let g = vector!("lock_v3.hex");
+    assert_eq!(sample_lock_v3().encode().unwrap(), g);
+    assert_eq!(Lock::decode(&g).unwrap(), sample_lock_v3());
 }
 
 #[test]
@@ -202,16 +208,31 @@ fn spec_tables_match_the_encoding() {
     }
     assert_eq!(b.len(), 52 + 4 + 8 + 8 + 10);
     assert_eq!(b, vector!("config_v2.hex"));
+    // Format 3: the same bytes with format_version 3.
+    b[52..56].copy_from_slice(&3u32.to_le_bytes());
+    assert_eq!(b, vector!("config_v3.hex"));
 
-    // Lock: time i64, exclusive bool, hostname, username, pid u32.
+    // Lock, version 2: time i64, exclusive bool, hostname, username, pid u32.
     let l = sample_lock();
     let mut b = Vec::new();
     le(&mut b, l.time_unix_ns.to_le_bytes());
-    b.push(u8::from(l.exclusive));
+    b.push(u8::from(l.mode == super::lock::LockMode::Exclusive));
     string(&mut b, l.hostname.as_bytes());
     string(&mut b, l.username.as_bytes());
     le(&mut b, l.pid.to_le_bytes());
     assert_eq!(b, vector!("lock.hex"));
+    // Version 3: the same with a mode byte (2: maintenance), then session [16], started i64.
+    let l = sample_lock_v3();
+    let mut b = Vec::new();
+    le(&mut b, l.time_unix_ns.to_le_bytes());
+    b.push(2);
+    string(&mut b, l.hostname.as_bytes());
+    string(&mut b, l.username.as_bytes());
+    le(&mut b, l.pid.to_le_bytes());
+    let session = l.session.unwrap();
+    b.extend_from_slice(&session.id);
+    le(&mut b, session.started_unix_ns.to_le_bytes());
+    assert_eq!(b, vector!("lock_v3.hex"));
 
     // Pack header: u64 count, then 48-byte entries (type u32, id, offset, length, raw_len).
     let h = sample_pack_header();
@@ -496,6 +517,8 @@ fn sealed_metadata_objects() {
     assert_eq!(Snapshot::decode(&s).unwrap(), sample_snapshot());
     let l = open_object(&vector!("lock_object.hex"), ObjectKind::Lock).unwrap();
     assert_eq!(Lock::decode(&l).unwrap(), sample_lock());
+    let l = open_object(&vector!("lock_v3_object.hex"), ObjectKind::Lock).unwrap();
+    assert_eq!(Lock::decode(&l).unwrap(), sample_lock_v3());
 }
 
 #[test]
@@ -684,6 +707,11 @@ fn fail_cases() -> Vec<(&'static str, Vec<u8>, Reader, Expect)> {
             Malformed("InvalidBooleanValue(2)")
         ),
         fail!("fail_bad_utf8.hex", read_lock, Malformed("Utf8")),
+        fail!(
+            "fail_lock_unknown_mode.hex",
+            read_lock,
+            Malformed("unknown lock mode 3")
+        ),
         fail!(
             "fail_bad_option.hex",
             read_snapshot,

@@ -9,34 +9,13 @@ pub mod find;
 pub mod globs;
 pub mod prune;
 pub mod restore;
+pub mod session;
 
 use std::sync::atomic::AtomicBool;
 
-/// Nanoseconds since the Unix epoch, now.
-pub fn now_unix_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// This machine's host name ("unknown" if it cannot be read).
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The current user's name (falls back to the uid).
-pub fn username() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
-}
+// Kept here for the algorithms' convenience; they live in [`crate::host`], below both
+// `repo/` and `ops/`.
+pub use crate::host::{hostname, now_unix_ns, username};
 
 /// Which phase of a backup met an error (restic's `during`: `scan` or `archival`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

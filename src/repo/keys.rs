@@ -55,7 +55,7 @@ pub fn add_key(
     let mut file = KeyFile {
         kdf: kdf_params,
         salt,
-        created_unix_ns: crate::ops::now_unix_ns(),
+        created_unix_ns: crate::host::now_unix_ns(),
         hostname: hostname.to_owned(),
         username: username.to_owned(),
         wrapped: Vec::new(),

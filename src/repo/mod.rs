@@ -19,7 +19,7 @@ use crate::chunker::Chunker;
 use crate::compress;
 use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
-use crate::format::config::{ChunkerParams, Config, MAX_CONFIG_LEN};
+use crate::format::config::{ChunkerParams, Config, MAX_CONFIG_LEN, REPO_FORMAT_VERSION};
 use crate::format::key::KdfParams;
 use crate::format::pack::{self, BlobType, MAX_BLOB_LEN, PackHeader};
 use crate::format::snapshot::{MAX_SNAPSHOT_LEN, Snapshot};
@@ -130,8 +130,8 @@ impl Repository {
             &key,
             passphrase,
             opts.kdf,
-            &crate::ops::hostname(),
-            &crate::ops::username(),
+            &crate::host::hostname(),
+            &crate::host::username(),
         )?;
         let mut repo_id = [0u8; 32];
         crypto::random_bytes(&mut repo_id)?;
@@ -181,6 +181,55 @@ impl Repository {
             e => Error::corrupt("repository", "config", e),
         })?;
         Ok(Self::assemble(backend, key, key_id, config))
+    }
+
+    /// Raises a repository of format 1 or 2 to [`REPO_FORMAT_VERSION`] (3), for operations
+    /// that write what only version-3 readers understand (pending-deletion packs in index
+    /// files, maintenance locks): the config is re-sealed with the new `format_version`, its
+    /// features unchanged, and replaced atomically, the only object ever replaced
+    /// (docs/FORMAT.md §10, §18). From then on older cista versions refuse the repository as
+    /// newer rather than misread it. Read back and checked before it is trusted. Returns the
+    /// repository with the new config (`self` unchanged when it is already at version 3).
+    pub fn upgrade_format(&self) -> Result<Self> {
+        if self.config().format_version >= REPO_FORMAT_VERSION {
+            return Ok(self.clone());
+        }
+        let config = Config {
+            format_version: REPO_FORMAT_VERSION,
+            ..self.config().clone()
+        };
+        let plain = config.encode();
+        if Config::decode(&plain)? != config {
+            return Err(Error::corrupt(
+                "config",
+                "config",
+                "the upgraded config does not decode to itself",
+            ));
+        }
+        let bytes = self.seal_object(ObjectKind::Config, &plain)?;
+        self.backend().replace_config(bytes)?;
+        // Verify after write: what is stored now is what we meant.
+        let stored = self.backend().read(FileType::Config, &Id::default())?;
+        let body = check_header(&stored, ObjectKind::Config)?;
+        let reread = self
+            .inner
+            .key
+            .open(&header(ObjectKind::Config), body)
+            .map_err(|e| Error::corrupt("config", "config", e))
+            .and_then(|p| Ok(Config::decode(&p)?))?;
+        if reread != config {
+            return Err(Error::corrupt(
+                "config",
+                "config",
+                "the config read back after the upgrade differs from the one written (another process replaced it?)",
+            ));
+        }
+        Ok(Self::assemble(
+            self.backend_arc(),
+            self.inner.key.clone(),
+            self.inner.key_id,
+            config,
+        ))
     }
 
     fn assemble(backend: Arc<dyn Backend>, key: MasterKey, key_id: KeyId, config: Config) -> Self {
@@ -520,22 +569,21 @@ impl Repository {
         Ok((ok, damaged))
     }
 
-    /// Removes a key file under the exclusive lock (FORMAT §17), refusing the last one and
-    /// the one this session was opened with.
+    /// Removes a key file, refusing the last one and the one this session was opened with.
+    /// The caller holds the exclusive lock (FORMAT §17; [`crate::ops::session`]).
     pub fn remove_key(&self, id: &KeyId) -> Result<()> {
         if *id == self.key_id() {
             return Err(Error::InvalidInput(
                 "refusing to remove the key you opened the repository with; open it with another key first".into(),
             ));
         }
-        let _lock = self.lock(true)?;
         keys::remove_key(self.backend(), id)
     }
 
     /// Replaces the key this session was opened with by a new one for `passphrase`: the new
-    /// key file is durable before the old one is removed, under the exclusive lock.
+    /// key file is durable before the old one is removed. The caller holds the exclusive
+    /// lock (FORMAT §17; [`crate::ops::session`]).
     pub fn change_passphrase(&self, passphrase: &[u8], kdf: KdfParams) -> Result<KeyId> {
-        let _lock = self.lock(true)?;
         let new = self.add_key(passphrase, kdf)?;
         keys::remove_key(self.backend(), &self.key_id())?;
         Ok(new)
@@ -548,8 +596,8 @@ impl Repository {
             &self.inner.key,
             passphrase,
             kdf,
-            &crate::ops::hostname(),
-            &crate::ops::username(),
+            &crate::host::hostname(),
+            &crate::host::username(),
         )
     }
 }
@@ -661,13 +709,58 @@ pub(crate) mod tests {
         assert!(matches!(e, Error::Corrupt { .. }), "{e}");
         assert!(e.to_string().contains("cap"), "{e}");
         // Locks over the cap are not locks: taking one is not blocked, and nothing was read.
-        drop(r.lock(true).unwrap());
+        let me = crate::host::Host::this_process();
+        drop(
+            r.lock(crate::format::lock::LockMode::Exclusive, &me)
+                .unwrap(),
+        );
         assert_eq!(fault.calls(Op::Read), reads);
         // A small snapshot object within its cap is read (and found damaged by its contents).
         assert!(matches!(
             r.load_snapshot(&SnapshotId(id)),
             Err(Error::Corrupt { .. })
         ));
+    }
+
+    /// A repository at format 2, as cista wrote them before version 3: the config is
+    /// replaced by hand with a version-2 one.
+    pub(crate) fn repo_at_version_2(backend: Arc<dyn Backend>) -> Repository {
+        let r = repo_on(backend);
+        let v2 = Config {
+            format_version: 2,
+            ..r.config().clone()
+        };
+        let bytes = r.seal_object(ObjectKind::Config, &v2.encode()).unwrap();
+        r.backend().replace_config(bytes).unwrap();
+        Repository::open(r.backend_arc(), b"pw").unwrap()
+    }
+
+    #[test]
+    fn upgrade_raises_version_2_to_3_and_keeps_everything_else() {
+        let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let r = repo_at_version_2(mem.clone());
+        assert_eq!(r.config().format_version, 2);
+        let up = r.upgrade_format().unwrap();
+        assert_eq!(up.config().format_version, 3);
+        assert_eq!(up.config().features, r.config().features);
+        assert_eq!(up.config().repo_id, r.config().repo_id);
+        // Opens again as version 3, with its data.
+        let again = Repository::open(mem, b"pw").unwrap();
+        assert_eq!(again.config(), up.config());
+        assert!(again.list_snapshots().unwrap().is_empty());
+        // Idempotent.
+        assert_eq!(again.upgrade_format().unwrap().config(), up.config());
+    }
+
+    #[test]
+    fn a_failed_upgrade_leaves_the_version_2_config() {
+        use crate::backend::fault::FaultBackend;
+        let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let r = repo_at_version_2(mem.clone());
+        let failing = Arc::new(FaultBackend::new(mem.clone()).fail_writes_of(FileType::Config));
+        let r2 = Repository::open(failing, b"pw").unwrap();
+        assert!(r2.upgrade_format().is_err());
+        assert_eq!(Repository::open(mem, b"pw").unwrap().config(), r.config());
     }
 
     proptest! {

@@ -1,6 +1,9 @@
 //! Locks held by another process: an exclusive lock stops a backup with exit 11, a shared one
 //! does not, and `unlock --remove-all` clears them.
 
+use cista::format::lock::LockMode;
+use cista::host::Host;
+
 use super::harness::Repo;
 
 fn source(repo: &Repo) -> std::path::PathBuf {
@@ -19,7 +22,9 @@ fn exclusive_lock_blocks_backup_with_exit_11() {
     let repo = Repo::new();
     let src = source(&repo);
     let lib = repo.open();
-    let guard = lib.lock(true).unwrap();
+    let guard = lib
+        .lock(LockMode::Exclusive, &Host::this_process())
+        .unwrap();
     let r = backup(&repo, &src).expect_code(11);
     assert!(r.stderr.contains("locked"), "{}", r.stderr);
     assert!(
@@ -27,11 +32,12 @@ fn exclusive_lock_blocks_backup_with_exit_11() {
         "holder not named: {}",
         r.stderr
     );
-    assert!(repo.snapshots(&[]).is_empty());
-    // check takes a shared lock, which conflicts too.
+    assert!(repo.snapshots(&["--no-lock"]).is_empty());
+    // check and every reading command take a shared lock, which conflicts too...
     repo.run(&["check"]).expect_code(11);
-    // Reading commands take no lock.
-    repo.run(&["snapshots"]).ok();
+    repo.run(&["snapshots"]).expect_code(11);
+    // ...unless told to take none (read-only storage).
+    repo.run(&["--no-lock", "snapshots"]).ok();
 
     drop(guard);
     assert!(
@@ -48,13 +54,19 @@ fn shared_lock_does_not_block_backup() {
     let repo = Repo::new();
     let src = source(&repo);
     let lib = repo.open();
-    let guard = lib.lock(false).unwrap();
+    let guard = lib.lock(LockMode::Shared, &Host::this_process()).unwrap();
     backup(&repo, &src).ok();
     repo.run(&["check"]).ok();
     // But it does block an exclusive locker.
-    assert!(matches!(lib.lock(true), Err(cista::Error::Locked { .. })));
+    assert!(matches!(
+        lib.lock(LockMode::Exclusive, &Host::this_process()),
+        Err(cista::Error::Locked { .. })
+    ));
     drop(guard);
-    drop(lib.lock(true).unwrap());
+    drop(
+        lib.lock(LockMode::Exclusive, &Host::this_process())
+            .unwrap(),
+    );
 }
 
 #[test]
@@ -62,12 +74,14 @@ fn unlock_remove_all_clears_live_locks() {
     let repo = Repo::new();
     let src = source(&repo);
     let lib = repo.open();
-    let guard = lib.lock(true).unwrap();
+    let guard = lib
+        .lock(LockMode::Exclusive, &Host::this_process())
+        .unwrap();
     assert_eq!(repo.files_in("locks").len(), 1);
     // A live lock is not stale: plain unlock keeps it.
     let r = repo.run(&["unlock"]).ok();
     assert!(
-        r.stdout_str().contains("removed 0 locks"),
+        r.stdout_str().contains("successfully removed 0 locks"),
         "{}",
         r.stdout_str()
     );
@@ -75,7 +89,7 @@ fn unlock_remove_all_clears_live_locks() {
 
     let r = repo.run(&["unlock", "--remove-all"]).ok();
     assert!(
-        r.stdout_str().contains("removed 1 locks"),
+        r.stdout_str().contains("successfully removed 1 locks"),
         "{}",
         r.stdout_str()
     );

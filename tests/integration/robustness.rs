@@ -244,7 +244,12 @@ fn key_removal_takes_the_exclusive_lock() {
         .unwrap()
         .to_owned();
     let lib = repo.open();
-    let held = lib.lock(false).unwrap();
+    let held = lib
+        .lock(
+            cista::format::lock::LockMode::Shared,
+            &cista::host::Host::this_process(),
+        )
+        .unwrap();
     let r = repo.run(&["key", "remove", &other[..8]]).expect_code(11);
     assert!(r.stderr.contains("locked"), "{}", r.stderr);
     drop(held);

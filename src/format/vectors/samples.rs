@@ -12,7 +12,7 @@ use crate::crypto::{MasterKey, kdf};
 use crate::format::config::{ChunkerParams, Config};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::key::{KdfParams, KeyFile};
-use crate::format::lock::Lock;
+use crate::format::lock::{Lock, LockMode, LockSession};
 use crate::format::pack::{BlobType, PackEntry, PackHeader, blob_ad, pack_header_ad};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Node, NodeKind, Tree, Xattr};
@@ -292,13 +292,36 @@ pub(super) fn sample_snapshot() -> Snapshot {
     }
 }
 
+/// A shared lock in the version-2 layout (no session), as repositories of formats 1 and 2
+/// hold.
 pub(super) fn sample_lock() -> Lock {
     Lock {
         time_unix_ns: 1_780_000_000_000_000_000,
-        exclusive: false,
+        mode: LockMode::Shared,
         hostname: "db1".into(),
         username: "postgres".into(),
         pid: 4242,
+        session: None,
+    }
+}
+
+/// A maintenance lock in the version-3 layout, with its session.
+pub(super) fn sample_lock_v3() -> Lock {
+    Lock {
+        mode: LockMode::Maintenance,
+        session: Some(LockSession {
+            id: *b"\x51\x52\x53\x54\x55\x56\x57\x58\x59\x5a\x5b\x5c\x5d\x5e\x5f\x60",
+            started_unix_ns: 1_779_999_000_000_000_000,
+        }),
+        ..sample_lock()
+    }
+}
+
+/// The same config at repository format 3 (pending-deletion packs, maintenance locks).
+pub(super) fn sample_config_v3() -> Config {
+    Config {
+        format_version: 3,
+        ..sample_config_v2()
     }
 }
 
@@ -403,7 +426,8 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         .iter()
         .map(|(k, name)| (*name, header(*k).to_vec()))
         .collect();
-    let lock = sample_lock().encode();
+    let lock = sample_lock().encode().unwrap();
+    let lock_v3 = sample_lock_v3().encode().unwrap();
     let tree_with = |nodes: Vec<Node>| Tree { nodes }.encode();
     let fifo = |name: &[u8]| node(name, NodeKind::Fifo, 0o010_644);
     let mut over_cap = sample_key_file();
@@ -436,6 +460,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
     files.extend([
         ("config.hex", sample_config().encode()),
         ("config_v2.hex", sample_config_v2().encode()),
+        ("config_v3.hex", sample_config_v3().encode()),
         ("key_file.hex", key.clone()),
         ("key_wrap_ad.hex", sample_key_file().wrap_ad()),
         ("kdf_output.hex", {
@@ -450,6 +475,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         // The same snapshot as written before `tree_blobs` was appended to the summary.
         ("snapshot_summary14.hex", snap[..snap.len() - 8].to_vec()),
         ("lock.hex", lock.clone()),
+        ("lock_v3.hex", lock_v3.clone()),
         (
             "blob_ad.hex",
             blob_ad(BlobType::Tree, &BlobId(id(0x88))).to_vec(),
@@ -481,6 +507,10 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
             "lock_object.hex",
             sealed_object(ObjectKind::Lock, 0x63, &lock),
         ),
+        (
+            "lock_v3_object.hex",
+            sealed_object(ObjectKind::Lock, 0x65, &lock_v3),
+        ),
         // Rejected objects.
         ("fail_bad_magic.hex", with(&key, 3, b'B')),
         ("fail_wrong_kind.hex", with(&key, 4, b'S')),
@@ -497,7 +527,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         (
             "fail_config_newer_version.hex",
             Config {
-                format_version: 3,
+                format_version: 4,
                 ..sample_config_v2()
             }
             .encode(),
@@ -525,6 +555,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         ("fail_bad_enum.hex", bad_enum),
         ("fail_bad_bool.hex", with(&lock, 8, 2)),
         ("fail_bad_utf8.hex", utf8),
+        ("fail_lock_unknown_mode.hex", with(&lock_v3, 8, 3)),
         ("fail_bad_option.hex", with(&snap, parent_tag, 2)),
         ("fail_huge_length.hex", huge),
         ("fail_index_blob_too_short.hex", short_blob.encode()),

@@ -32,10 +32,12 @@ pub use source::VirtualRoot;
 pub use stream::segment_len;
 
 use crate::error::{Error, Result};
+use crate::format::lock::LockMode;
 use crate::format::pack::BlobType;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Node, NodeKind, Tree, Xattr};
 use crate::id::{BlobId, SnapshotId};
+use crate::ops::session::{LockOptions, Session};
 use crate::ops::{CancelFlag, Phase, Progress, now_unix_ns};
 use crate::repo::packer::{Packer, SealedBlob};
 use crate::repo::{Index, Repository};
@@ -89,6 +91,9 @@ pub struct BackupOptions {
     pub with_atime: bool,
     /// Run the progress scanner beside the backup, for totals ([`Progress::scan_total`]).
     pub scan: bool,
+    /// How to wait for the shared lock (`--retry-lock`); `no_lock` is refused, since a backup
+    /// writes.
+    pub lock: LockOptions,
 }
 
 /// What a backup produced.
@@ -271,10 +276,15 @@ pub fn run(
     progress: &dyn Progress,
     cancel: &CancelFlag,
 ) -> Result<BackupOutcome> {
-    let _lock = if opts.dry_run {
-        None
+    let session = if opts.dry_run {
+        Session::unlocked(repo)
     } else {
-        Some(repo.lock(false)?)
+        let lock = LockOptions {
+            no_lock: false,
+            ..opts.lock.clone()
+        };
+        let host = crate::host::Host::this_process();
+        Session::open(repo, LockMode::Shared, &lock, &host, progress, Some(cancel))?
     };
     let start = now_unix_ns();
     // Index files as they are, then orphan packs adopted only once verified (FORMAT §18).
@@ -422,7 +432,12 @@ pub fn run(
         None
     };
     let id = match not_written {
-        None => Some(repo.save_snapshot(&snapshot)?),
+        None => {
+            // A lock others may have ignored commits nothing (FORMAT §17): a prune could
+            // have deleted what this snapshot would name.
+            session.ensure_fresh()?;
+            Some(repo.save_snapshot(&snapshot)?)
+        }
         Some(_) => None,
     };
     Ok(BackupOutcome {
