@@ -55,6 +55,7 @@ impl Repository {
         let file = IndexFile {
             supersedes: Vec::new(),
             packs,
+            obsolete: Vec::new(),
         };
         let bytes = self.seal_object(ObjectKind::Index, &self.frame_payload(&file.encode()))?;
         let id = Id::of_stored(&bytes);
