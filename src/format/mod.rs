@@ -205,6 +205,17 @@ pub fn decode_capped<T: DeserializeOwned, const LIMIT: usize>(
     Ok(value)
 }
 
+/// Decodes a `T` from the start of `bytes` and returns it with the number of bytes it used
+/// (for layouts with an optional trailing field, FORMAT §14); the general [`DECODE_LIMIT`]
+/// bounds what the decoder may allocate.
+pub fn decode_prefix<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<(T, usize), FormatError> {
+    bincode::serde::decode_from_slice(bytes, bincode_config::<DECODE_LIMIT>())
+        .map_err(|e| FormatError::malformed(what, e.to_string()))
+}
+
 /// First byte of every sealed plaintext: how the rest is stored.
 pub const PAYLOAD_RAW: u8 = 0;
 /// The rest is one zstd frame.

@@ -120,6 +120,9 @@ fn index() {
     let g = vector!("index.hex");
     assert_eq!(sample_index().encode(), g);
     assert_eq!(IndexFile::decode(&g).unwrap(), sample_index());
+    let g = vector!("index_obsolete.hex");
+    assert_eq!(sample_index_obsolete().encode(), g);
+    assert_eq!(IndexFile::decode(&g).unwrap(), sample_index_obsolete());
 }
 
 #[test]
@@ -284,6 +287,25 @@ fn spec_tables_match_nested_encodings() {
         }
     }
     assert_eq!(b, vector!("index.hex"));
+
+    // Index, version 3: the same two fields, then obsolete (u64 count; id, i64 marked time,
+    // bool armed, u64 count of 16-byte sessions, u64 count of entries).
+    let f = sample_index_obsolete();
+    le(&mut b, (f.obsolete.len() as u64).to_le_bytes());
+    for o in &f.obsolete {
+        b.extend_from_slice(o.id.as_bytes());
+        le(&mut b, o.marked_unix_ns.to_le_bytes());
+        b.push(u8::from(o.armed));
+        le(&mut b, (o.waiting_for.len() as u64).to_le_bytes());
+        for w in &o.waiting_for {
+            b.extend_from_slice(w);
+        }
+        le(&mut b, (o.blobs.len() as u64).to_le_bytes());
+        for e in &o.blobs {
+            entry_bytes(&mut b, e);
+        }
+    }
+    assert_eq!(b, vector!("index_obsolete.hex"));
 
     // Tree: u64 count, then each node's fields; the kind is a u32 variant index and fields.
     let tree_bytes = |t: &Tree| {
@@ -726,6 +748,11 @@ fn fail_cases() -> Vec<(&'static str, Vec<u8>, Reader, Expect)> {
             "fail_index_blob_too_short.hex",
             read_index,
             Malformed("shorter than its seal")
+        ),
+        fail!(
+            "fail_index_empty_obsolete.hex",
+            read_index,
+            Malformed("empty obsolete list")
         ),
         fail!(
             "fail_pack_header_overlap.hex",

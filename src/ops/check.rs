@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::format::pack::MAX_PACK_LEN;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, Id, PackId};
+use crate::repo::index::PackState;
 use crate::repo::{Repository, keys};
 
 /// Options of a check.
@@ -80,10 +81,16 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         .collect();
     r.packs = packs.len();
     for p in index.packs() {
-        if !packs.contains_key(p) {
-            r.errors.push(format!(
-                "pack {p} is named by an index but missing from storage"
-            ));
+        let id = p.id;
+        match (packs.contains_key(&id), p.state) {
+            (true, _) => {}
+            (false, PackState::Live) => r.errors.push(format!(
+                "pack {id} is named by an index but missing from storage"
+            )),
+            // A prune deleted it and stopped before dropping it from the index (FORMAT §14).
+            (false, PackState::Obsolete) => r.warnings.push(format!(
+                "pack {id} is pending deletion and already deleted (information: the next prune drops it from the index)"
+            )),
         }
     }
     for p in packs.keys() {
@@ -138,6 +145,9 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
                         break;
                     }
                 };
+                if !index.contains(t) {
+                    r.warnings.push(only_obsolete(sid, "tree", t));
+                }
                 if split && let Err(e) = tree.check_follows(last.as_deref()) {
                     r.errors.push(format!("snapshot {sid}: tree {t}: {e}"));
                 }
@@ -152,11 +162,13 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
                         }
                         NodeKind::File { content, .. } => {
                             for c in content {
-                                if !index.contains(c) {
+                                if !index.contains_any(c) {
                                     r.errors.push(format!(
                                         "snapshot {sid}: file {:?}: chunk {c} is in no index",
                                         String::from_utf8_lossy(&n.name)
                                     ));
+                                } else if !index.contains(c) {
+                                    r.warnings.push(only_obsolete(sid, "chunk", c));
                                 }
                             }
                         }
@@ -168,30 +180,27 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     }
 
     if opts.read_data {
-        let mut by_pack: HashMap<PackId, Vec<crate::format::pack::PackEntry>> = HashMap::new();
-        for loc in index.iter() {
-            by_pack.entry(loc.pack).or_default().push(loc.entry);
+        // Indexed packs, live and obsolete, a batch at a time: the index's entries grouped
+        // by pack are never all in memory at once beside the index itself.
+        for batch in index.pack_batches(crate::repo::INDEX_FILE_BLOBS) {
+            let found: Vec<Vec<String>> = batch
+                .par_iter()
+                .filter_map(|p| packs.get(&p.id).map(|len| (p, *len)))
+                .map(|(p, len)| read_pack(repo, &p.id, len, &p.entries))
+                .collect();
+            r.packs_read += found.len();
+            r.errors.extend(found.into_iter().flatten());
         }
-        let present: Vec<(PackId, u64)> = packs
-            .iter()
-            .filter(|(p, _)| index.has_pack(p))
-            .map(|(p, n)| (*p, *n))
-            .collect();
-        let found: Vec<Vec<String>> = present
-            .par_iter()
-            .map(|(p, len)| {
-                read_pack(
-                    repo,
-                    p,
-                    *len,
-                    by_pack.get(p).map(Vec::as_slice).unwrap_or(&[]),
-                )
-            })
-            .collect();
-        r.packs_read = present.len();
-        r.errors.extend(found.into_iter().flatten());
     }
     Ok(r)
+}
+
+/// A snapshot's blob held only by packs pending deletion: readable, and a later prune's
+/// sweep resurrects it (FORMAT §14), so a warning, not damage.
+fn only_obsolete(sid: &impl std::fmt::Display, what: &str, id: &BlobId) -> String {
+    format!(
+        "snapshot {sid}: {what} {id} is only in packs pending deletion (the next prune keeps it)"
+    )
 }
 
 /// Reads every key file, so a damaged one (perhaps the recovery key) is noticed before the

@@ -1,12 +1,24 @@
-//! The in-memory index: blob id -> where it is stored.
+//! The in-memory index: every location of every blob, the state of every pack (live or
+//! obsolete, FORMAT §14), and a `used` bit per location for check and prune.
 //!
-//! Compact by design: one hash-map entry per blob holds the 32-byte id and a 20-byte location
-//! (pack number, type, offset, lengths); pack ids are stored once in a side table. That is
-//! about 52 bytes of payload per blob plus the map's overhead (docs/DESIGN.md, "Index").
+//! Compact by design (docs/DESIGN.md, "Index"): one `Vec` of 48-byte entries (32-byte id,
+//! pack number with the blob type in its top bit, offset, sealed length, raw length) sorted
+//! by (id, pack number), found through a radix table on the id's first 16 bits (ids are
+//! uniform keyed hashes, so buckets are even) and a binary search inside the bucket. Pack ids
+//! and states live once in a pack table; packs are numbered in `PackId` order, so which copy
+//! of a duplicated blob is preferred does not depend on the order files were read. The `used`
+//! bits cost 1/8 byte per location. Blobs added after loading (adopted packs) go to a small
+//! hash-map overlay. Building is `index/build.rs`; loading from storage is
+//! `repo::index_files`.
 
-use std::collections::HashMap;
+mod build;
 
-use crate::format::index::IndexPack;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(crate) use build::IndexBuilder;
+
+use crate::format::index::{IndexPack, LockSession};
 use crate::format::pack::{BlobType, PackEntry};
 use crate::id::{BlobId, IndexId, PackId};
 
@@ -19,22 +31,142 @@ pub struct BlobLocation {
     pub entry: PackEntry,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Slot {
+/// A pack's state over the loaded index files (FORMAT §14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackState {
+    /// Named in some file's `packs`: its blobs are usable by every command.
+    Live,
+    /// Named only in `obsolete` lists: pending deletion; read only when no live copy exists,
+    /// never deduplicated against.
+    Obsolete,
+}
+
+/// One pack of the pack table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackInfo {
+    /// The pack.
+    pub id: PackId,
+    /// Live or obsolete.
+    pub state: PackState,
+    /// Entries (locations) it holds.
+    pub blobs: u32,
+    /// Sum of its entries' sealed lengths.
+    pub bytes: u64,
+}
+
+/// What an obsolete pack's record says besides its blobs (FORMAT §14, `ObsoletePack`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObsoleteInfo {
+    /// When a prune retired it (that prune's clock).
+    pub marked_unix_ns: i64,
+    /// Whether `waiting_for` is filled in.
+    pub armed: bool,
+    /// Lock sessions it waits for.
+    pub waiting_for: Vec<LockSession>,
+}
+
+/// Used and unused bytes of one pack, from the `used` bits ([`Index::mark_used`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackUsage {
+    /// The pack.
+    pub id: PackId,
+    /// Live or obsolete.
+    pub state: PackState,
+    /// Entries marked used.
+    pub used_blobs: u32,
+    /// Their sealed bytes.
+    pub used_bytes: u64,
+    /// Entries not marked (unreferenced, or a duplicate of a copy kept elsewhere).
+    pub unused_blobs: u32,
+    /// Their sealed bytes.
+    pub unused_bytes: u64,
+}
+
+/// One pack's entries, in pack-header (offset) order, with their used bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackBlobs {
+    /// The pack.
+    pub id: PackId,
+    /// Live or obsolete.
+    pub state: PackState,
+    /// Its entries, in offset order.
+    pub entries: Vec<PackEntry>,
+    /// Whether each entry (same position) is marked used.
+    pub used: Vec<bool>,
+}
+
+/// Top bit of [`Entry::pack`]: the blob is a tree.
+const TREE_BIT: u32 = 1 << 31;
+/// Radix buckets: the first 16 bits of an id.
+const BUCKETS: usize = 1 << 16;
+
+/// One location: 48 bytes, no padding (pinned by a test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    id: [u8; 32],
+    /// Pack number, with [`TREE_BIT`] set for a tree blob.
     pack: u32,
-    blob_type: BlobType,
     offset: u32,
     length: u32,
     raw_len: u32,
 }
 
-/// Blob id -> location, for every pack named by a loaded index file.
+impl Entry {
+    fn new(pack: u32, e: &PackEntry) -> Self {
+        let tree = if e.blob_type == BlobType::Tree {
+            TREE_BIT
+        } else {
+            0
+        };
+        Self {
+            id: e.id.0.0,
+            pack: pack | tree,
+            offset: e.offset,
+            length: e.length,
+            raw_len: e.raw_len,
+        }
+    }
+
+    fn pack_number(&self) -> u32 {
+        self.pack & !TREE_BIT
+    }
+
+    fn pack_entry(&self) -> PackEntry {
+        PackEntry {
+            blob_type: if self.pack & TREE_BIT != 0 {
+                BlobType::Tree
+            } else {
+                BlobType::Data
+            },
+            id: BlobId(crate::id::Id(self.id)),
+            offset: self.offset,
+            length: self.length,
+            raw_len: self.raw_len,
+        }
+    }
+
+    fn bucket(id: &[u8; 32]) -> usize {
+        usize::from(u16::from_be_bytes([id[0], id[1]]))
+    }
+}
+
+/// Blob id -> every location, for every pack named by a loaded, non-superseded index file.
 #[derive(Debug, Default)]
 pub struct Index {
-    blobs: HashMap<BlobId, Slot>,
-    packs: Vec<PackId>,
+    /// Sorted by (id, pack number); duplicates of the same location removed.
+    entries: Vec<Entry>,
+    /// `entries[buckets[b]..buckets[b + 1]]` hold the ids starting with `b`; empty when
+    /// `entries` is.
+    buckets: Vec<u32>,
+    /// One bit per entry of `entries`.
+    used: Vec<AtomicU64>,
+    packs: Vec<PackInfo>,
     pack_numbers: HashMap<PackId, u32>,
-    pack_blob_counts: Vec<u32>,
+    obsolete: HashMap<u32, ObsoleteInfo>,
+    /// Locations added after loading ([`Index::add_pack`]): live, without used bits.
+    overlay: HashMap<BlobId, Vec<Entry>>,
+    /// Distinct blob ids.
+    distinct: usize,
     /// Index files that could not be read, with why (skipped; see `repo::index_files`).
     damaged: Vec<(IndexId, String)>,
     /// Packs indexed from their own headers because no readable index file names them.
@@ -47,74 +179,328 @@ impl Index {
         Self::default()
     }
 
-    /// Records a pack's blobs. Adding a pack twice is harmless; when two packs hold the same
-    /// blob, the first one recorded wins.
+    /// Records a live pack's blobs after loading (an adopted or newly written pack). A pack
+    /// already known is not added again; one known as obsolete becomes live (live wins).
     pub fn add_pack(&mut self, pack: &IndexPack) {
-        let n = match self.pack_numbers.get(&pack.id) {
-            Some(&n) => n,
-            None => {
-                let n = self.packs.len() as u32;
-                self.packs.push(pack.id);
-                self.pack_blob_counts.push(0);
-                self.pack_numbers.insert(pack.id, n);
-                n
+        if let Some(&n) = self.pack_numbers.get(&pack.id) {
+            if let Some(p) = self.packs.get_mut(n as usize) {
+                p.state = PackState::Live;
             }
+            self.obsolete.remove(&n);
+            return;
+        }
+        let Ok(n) = u32::try_from(self.packs.len()) else {
+            return;
+        };
+        if n >= TREE_BIT {
+            // 2^31 packs (2 PiB at the default size) is out of reach; refuse quietly rather
+            // than corrupt the type bit.
+            return;
+        }
+        let mut info = PackInfo {
+            id: pack.id,
+            state: PackState::Live,
+            blobs: 0,
+            bytes: 0,
         };
         for e in &pack.blobs {
-            self.blobs.entry(e.id).or_insert_with(|| {
-                self.pack_blob_counts[n as usize] += 1;
-                Slot {
-                    pack: n,
-                    blob_type: e.blob_type,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_len: e.raw_len,
-                }
-            });
+            if self.main_range(&e.id).is_empty() && !self.overlay.contains_key(&e.id) {
+                self.distinct += 1;
+            }
+            self.overlay.entry(e.id).or_default().push(Entry::new(n, e));
+            info.blobs += 1;
+            info.bytes += u64::from(e.length);
         }
+        self.packs.push(info);
+        self.pack_numbers.insert(pack.id, n);
     }
 
-    /// Location of a blob.
-    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        self.blobs.get(id).map(|s| self.location(id, s))
+    /// The span of `entries` holding `id`, as (start, end).
+    fn main_span(&self, id: &BlobId) -> (usize, usize) {
+        let key = &id.0.0;
+        let b = Entry::bucket(key);
+        let (Some(&lo), Some(&hi)) = (self.buckets.get(b), self.buckets.get(b + 1)) else {
+            return (0, 0);
+        };
+        let (lo, hi) = (lo as usize, hi as usize);
+        let bucket = self.entries.get(lo..hi).unwrap_or(&[]);
+        let start = bucket.partition_point(|e| e.id < *key);
+        let len = bucket
+            .get(start..)
+            .map_or(0, |rest| rest.partition_point(|e| e.id == *key));
+        (lo + start, lo + start + len)
     }
 
-    fn location(&self, id: &BlobId, s: &Slot) -> BlobLocation {
+    /// The sorted entries holding `id`.
+    fn main_range(&self, id: &BlobId) -> &[Entry] {
+        let (s, e) = self.main_span(id);
+        self.entries.get(s..e).unwrap_or(&[])
+    }
+
+    fn entry_is_live(&self, e: &Entry) -> bool {
+        self.packs
+            .get(e.pack_number() as usize)
+            .is_some_and(|p| p.state == PackState::Live)
+    }
+
+    fn overlay_entries(&self, id: &BlobId) -> &[Entry] {
+        if self.overlay.is_empty() {
+            return &[];
+        }
+        self.overlay.get(id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    fn location(&self, e: &Entry) -> BlobLocation {
         BlobLocation {
-            pack: self.packs[s.pack as usize],
-            entry: PackEntry {
-                blob_type: s.blob_type,
-                id: *id,
-                offset: s.offset,
-                length: s.length,
-                raw_len: s.raw_len,
-            },
+            pack: self
+                .packs
+                .get(e.pack_number() as usize)
+                .map(|p| p.id)
+                .unwrap_or_default(),
+            entry: e.pack_entry(),
         }
     }
 
-    /// Whether a blob is stored.
-    pub fn contains(&self, id: &BlobId) -> bool {
-        self.blobs.contains_key(id)
+    /// The preferred location: the first live one (lowest pack number), else the first
+    /// obsolete one. Readers use it; a reader that fails on it may try [`Index::locations`].
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        let main = self.main_range(id);
+        let over = self.overlay_entries(id);
+        main.iter()
+            .chain(over)
+            .find(|e| self.entry_is_live(e))
+            .or_else(|| main.first().or(over.first()))
+            .map(|e| self.location(e))
     }
 
-    /// Whether a pack is named by some index.
+    /// A live location, if any: what backups deduplicate against (never an obsolete pack).
+    pub fn get_live(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.main_range(id)
+            .iter()
+            .chain(self.overlay_entries(id))
+            .find(|e| self.entry_is_live(e))
+            .map(|e| self.location(e))
+    }
+
+    /// Whether a live pack holds the blob: the dedup test of backups, which MUST NOT reuse
+    /// a blob only an obsolete pack holds (FORMAT §14).
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.main_range(id)
+            .iter()
+            .chain(self.overlay_entries(id))
+            .any(|e| self.entry_is_live(e))
+    }
+
+    /// Whether any pack, live or obsolete, holds the blob.
+    pub fn contains_any(&self, id: &BlobId) -> bool {
+        !self.main_range(id).is_empty() || !self.overlay_entries(id).is_empty()
+    }
+
+    /// Every location of a blob: live ones first, each group in pack-number order.
+    pub fn locations(&self, id: &BlobId) -> Vec<BlobLocation> {
+        let all = self.main_range(id).iter().chain(self.overlay_entries(id));
+        let (mut live, obsolete): (Vec<&Entry>, Vec<&Entry>) =
+            all.partition(|e| self.entry_is_live(e));
+        live.extend(obsolete);
+        live.into_iter().map(|e| self.location(e)).collect()
+    }
+
+    /// Marks the blob used (its preferred location, as [`Index::get`] chooses it: a live copy
+    /// if there is one, so duplicates elsewhere count as unused). Returns whether the blob is
+    /// indexed at all. Safe to call from several threads at once. Locations added after
+    /// loading have no used bit: they count as found, and are never reported unused.
+    pub fn mark_used(&self, id: &BlobId) -> bool {
+        let (start, end) = self.main_span(id);
+        if start < end {
+            let main = self.entries.get(start..end).unwrap_or(&[]);
+            let pos = main.iter().position(|e| self.entry_is_live(e)).unwrap_or(0);
+            let i = start + pos;
+            if let Some(word) = self.used.get(i / 64) {
+                word.fetch_or(1 << (i % 64), Ordering::Relaxed);
+            }
+            return true;
+        }
+        !self.overlay_entries(id).is_empty()
+    }
+
+    /// Whether [`Index::mark_used`] was called for the blob.
+    pub fn is_used(&self, id: &BlobId) -> bool {
+        let (start, end) = self.main_span(id);
+        (start..end).any(|i| self.bit(i))
+    }
+
+    fn bit(&self, i: usize) -> bool {
+        self.used
+            .get(i / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
+    }
+
+    /// Clears every used bit (a second walk).
+    pub fn clear_used(&self) {
+        self.used.iter().for_each(|w| w.store(0, Ordering::Relaxed));
+    }
+
+    /// Used and unused blobs and bytes of every pack, in pack-table order.
+    pub fn usage(&self) -> Vec<PackUsage> {
+        let mut out: Vec<PackUsage> = self
+            .packs
+            .iter()
+            .map(|p| PackUsage {
+                id: p.id,
+                state: p.state,
+                used_blobs: 0,
+                used_bytes: 0,
+                unused_blobs: 0,
+                unused_bytes: 0,
+            })
+            .collect();
+        let overlay = self.overlay.values().flatten().map(|e| (e, true));
+        let main = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e, self.bit(i)));
+        for (e, used) in main.chain(overlay) {
+            if let Some(u) = out.get_mut(e.pack_number() as usize) {
+                let len = u64::from(e.length);
+                if used {
+                    u.used_blobs += 1;
+                    u.used_bytes += len;
+                } else {
+                    u.unused_blobs += 1;
+                    u.unused_bytes += len;
+                }
+            }
+        }
+        out
+    }
+
+    /// The pack's state, if some loaded index file names it.
+    pub fn pack_state(&self, id: &PackId) -> Option<PackState> {
+        self.pack(id).map(|p| p.state)
+    }
+
+    /// The pack's table entry.
+    pub fn pack(&self, id: &PackId) -> Option<&PackInfo> {
+        self.pack_numbers
+            .get(id)
+            .and_then(|&n| self.packs.get(n as usize))
+    }
+
+    /// Whether a loaded index file names the pack, live or obsolete: a pack that is not
+    /// named is an orphan.
     pub fn has_pack(&self, id: &PackId) -> bool {
         self.pack_numbers.contains_key(id)
     }
 
+    /// Whether the pack is live.
+    pub fn is_live(&self, id: &PackId) -> bool {
+        self.pack_state(id) == Some(PackState::Live)
+    }
+
+    /// Whether the pack is obsolete (pending deletion).
+    pub fn is_obsolete(&self, id: &PackId) -> bool {
+        self.pack_state(id) == Some(PackState::Obsolete)
+    }
+
+    /// An obsolete pack's record.
+    pub fn obsolete_info(&self, id: &PackId) -> Option<&ObsoleteInfo> {
+        self.pack_numbers.get(id).and_then(|n| self.obsolete.get(n))
+    }
+
+    /// Every obsolete pack with its record, in pack-table order.
+    pub fn obsolete_packs(&self) -> impl Iterator<Item = (&PackInfo, &ObsoleteInfo)> + '_ {
+        self.packs.iter().enumerate().filter_map(|(n, p)| {
+            let n = u32::try_from(n).ok()?;
+            self.obsolete.get(&n).map(|o| (p, o))
+        })
+    }
+
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
-        self.blobs.len()
+        self.distinct
+    }
+
+    /// Number of locations (a blob stored twice counts twice).
+    pub fn locations_len(&self) -> usize {
+        self.entries.len() + self.overlay.values().map(Vec::len).sum::<usize>()
     }
 
     /// Whether no blob is known.
     pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
+        self.distinct == 0
     }
 
-    /// Every pack known.
-    pub fn packs(&self) -> &[PackId] {
+    /// Every pack known, live and obsolete, in pack-table order.
+    pub fn packs(&self) -> &[PackInfo] {
         &self.packs
+    }
+
+    /// Every pack's entries, grouped in batches of whole packs holding at most `max_blobs`
+    /// entries each (a single larger pack is a batch of its own). Each batch costs one pass
+    /// over the index and memory for its own entries only: this is how prune writes index
+    /// files and how `check --read-data` compares packs, without a second copy of the index.
+    pub fn pack_batches(&self, max_blobs: usize) -> PackBatches<'_> {
+        PackBatches {
+            index: self,
+            next: 0,
+            max_blobs: max_blobs.max(1),
+        }
+    }
+
+    /// One pack's entries (one pass over the index; for many packs use
+    /// [`Index::pack_batches`] or [`Index::entries_of`]).
+    pub fn pack_entries(&self, id: &PackId) -> Vec<PackEntry> {
+        let mut set = HashSet::new();
+        set.insert(*id);
+        self.entries_of(&set)
+            .into_iter()
+            .next()
+            .map(|p| p.entries)
+            .unwrap_or_default()
+    }
+
+    /// The entries of the given packs (one pass over the index), in pack-table order.
+    pub fn entries_of(&self, packs: &HashSet<PackId>) -> Vec<PackBlobs> {
+        let mut numbers: Vec<u32> = packs
+            .iter()
+            .filter_map(|p| self.pack_numbers.get(p).copied())
+            .collect();
+        numbers.sort_unstable();
+        self.collect_packs(&numbers)
+    }
+
+    /// Entries of the packs numbered in `numbers` (sorted), in that order.
+    fn collect_packs(&self, numbers: &[u32]) -> Vec<PackBlobs> {
+        let slot: HashMap<u32, usize> = numbers.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        let mut out: Vec<(Vec<(PackEntry, bool)>, u32)> =
+            numbers.iter().map(|&n| (Vec::new(), n)).collect();
+        let main = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e, self.bit(i)));
+        let overlay = self.overlay.values().flatten().map(|e| (e, false));
+        for (e, used) in main.chain(overlay) {
+            if let Some(&i) = slot.get(&e.pack_number())
+                && let Some((v, _)) = out.get_mut(i)
+            {
+                v.push((e.pack_entry(), used));
+            }
+        }
+        out.into_iter()
+            .filter_map(|(mut v, n)| {
+                let p = self.packs.get(n as usize)?;
+                v.sort_unstable_by_key(|(e, _)| e.offset);
+                let (entries, used) = v.into_iter().unzip();
+                Some(PackBlobs {
+                    id: p.id,
+                    state: p.state,
+                    entries,
+                    used,
+                })
+            })
+            .collect()
     }
 
     /// Index files skipped as damaged while loading, with the reason.
@@ -127,56 +513,45 @@ impl Index {
         &self.recovered
     }
 
-    pub(crate) fn note_damaged(&mut self, id: IndexId, reason: String) {
-        self.damaged.push((id, reason));
-    }
-
-    pub(crate) fn note_recovered(&mut self, id: PackId) {
-        self.recovered.push(id);
-    }
-
-    /// Every blob with its location.
+    /// Every location (a blob stored twice is listed twice).
     pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        self.blobs.iter().map(|(id, s)| self.location(id, s))
+        self.entries
+            .iter()
+            .chain(self.overlay.values().flatten())
+            .map(|e| self.location(e))
+    }
+}
+
+/// Iterator of [`Index::pack_batches`].
+#[derive(Debug)]
+pub struct PackBatches<'a> {
+    index: &'a Index,
+    next: usize,
+    max_blobs: usize,
+}
+
+impl Iterator for PackBatches<'_> {
+    type Item = Vec<PackBlobs>;
+
+    fn next(&mut self) -> Option<Vec<PackBlobs>> {
+        let packs = &self.index.packs;
+        if self.next >= packs.len() {
+            return None;
+        }
+        let mut numbers = Vec::new();
+        let mut blobs = 0usize;
+        while let Some(p) = packs.get(self.next) {
+            let n = p.blobs as usize;
+            if !numbers.is_empty() && blobs + n > self.max_blobs {
+                break;
+            }
+            numbers.push(u32::try_from(self.next).ok()?);
+            blobs += n;
+            self.next += 1;
+        }
+        Some(self.index.collect_packs(&numbers))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::id::Id;
-
-    fn entry(b: u8, offset: u32) -> PackEntry {
-        PackEntry {
-            blob_type: BlobType::Data,
-            id: BlobId(Id([b; 32])),
-            offset,
-            length: 50,
-            raw_len: 10,
-        }
-    }
-
-    #[test]
-    fn add_get_and_first_wins() {
-        let mut ix = Index::new();
-        let p1 = IndexPack {
-            id: PackId(Id([1; 32])),
-            blobs: vec![entry(1, 8), entry(2, 58)],
-        };
-        let p2 = IndexPack {
-            id: PackId(Id([2; 32])),
-            blobs: vec![entry(2, 8)],
-        };
-        ix.add_pack(&p1);
-        ix.add_pack(&p2);
-        ix.add_pack(&p1);
-        assert_eq!(ix.len(), 2);
-        assert_eq!(ix.packs().len(), 2);
-        let loc = ix.get(&BlobId(Id([2; 32]))).unwrap();
-        assert_eq!(loc.pack, p1.id);
-        assert_eq!(loc.entry.offset, 58);
-        assert!(ix.get(&BlobId(Id([3; 32]))).is_none());
-        assert!(ix.has_pack(&p2.id));
-        assert_eq!(ix.iter().count(), 2);
-    }
-}
+mod tests;

@@ -10,14 +10,16 @@
 //! known to open.
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use super::index::IndexBuilder;
 use super::{INDEX_FILE_BLOBS, Index, Repository};
 use crate::backend::{ErrorKind, FileType};
 use crate::error::{Error, Result};
 use crate::format::ObjectKind;
-use crate::format::index::{IndexFile, IndexPack, MAX_INDEX_LEN};
+use crate::format::index::{IndexFile, IndexPack, MAX_INDEX_LEN, ObsoletePack};
 use crate::format::pack::{MAX_PACK_LEN, PackHeader};
 use crate::id::{Id, IndexId, PackId};
 
@@ -30,33 +32,88 @@ pub struct Adoption {
     pub rejected: Vec<(PackId, Error)>,
 }
 
+/// Writes index files from packs given one at a time, so a whole index is never held
+/// decoded: a file is stored whenever the next pack would take it past [`INDEX_FILE_BLOBS`]
+/// entries. `supersedes` goes only into the last file, written after all the others
+/// (FORMAT §14): a reader that sees it has already got every file it completes, so the
+/// files it replaces are never ignored before their content is visible elsewhere.
+#[derive(Debug)]
+pub struct IndexWriter<'r> {
+    repo: &'r Repository,
+    file: IndexFile,
+    blobs: usize,
+    written: Vec<IndexId>,
+}
+
+impl IndexWriter<'_> {
+    fn make_room(&mut self, n: usize) -> Result<()> {
+        if self.blobs + n > INDEX_FILE_BLOBS && self.blobs > 0 {
+            let file = std::mem::take(&mut self.file);
+            self.written.push(self.repo.write_index_file(&file)?);
+            self.blobs = 0;
+        }
+        self.blobs += n;
+        Ok(())
+    }
+
+    /// Adds a live pack.
+    pub fn add_live(&mut self, pack: IndexPack) -> Result<()> {
+        self.make_room(pack.blobs.len())?;
+        self.file.packs.push(pack);
+        Ok(())
+    }
+
+    /// Adds a pack pending deletion.
+    pub fn add_obsolete(&mut self, pack: ObsoletePack) -> Result<()> {
+        self.make_room(pack.blobs.len())?;
+        self.file.obsolete.push(pack);
+        Ok(())
+    }
+
+    /// Stores the last file, naming `supersedes` (a file with no packs when only that is
+    /// left to say), and returns every file written, in order. With nothing added and
+    /// nothing superseded, nothing is written.
+    pub fn finish(mut self, supersedes: Vec<IndexId>) -> Result<Vec<IndexId>> {
+        let f = &self.file;
+        if self.blobs > 0 || !supersedes.is_empty() || !f.packs.is_empty() || !f.obsolete.is_empty()
+        {
+            self.file.supersedes = supersedes;
+            self.written.push(self.repo.write_index_file(&self.file)?);
+        }
+        Ok(self.written)
+    }
+}
+
+fn poisoned() -> Error {
+    Error::InvalidInput("a thread loading the index panicked".into())
+}
+
 impl Repository {
     /// Stores index files describing `packs`, split so no file exceeds
     /// [`INDEX_FILE_BLOBS`] blobs (well under the 64 MiB cap); returns their ids.
     pub fn save_index(&self, packs: Vec<IndexPack>) -> Result<Vec<IndexId>> {
-        let mut ids = Vec::new();
-        let mut batch: Vec<IndexPack> = Vec::new();
-        let mut blobs = 0;
+        let mut w = self.index_writer();
         for p in packs {
-            if blobs + p.blobs.len() > INDEX_FILE_BLOBS && !batch.is_empty() {
-                ids.push(self.write_index_file(std::mem::take(&mut batch))?);
-                blobs = 0;
-            }
-            blobs += p.blobs.len();
-            batch.push(p);
+            w.add_live(p)?;
         }
-        if !batch.is_empty() {
-            ids.push(self.write_index_file(batch)?);
-        }
-        Ok(ids)
+        w.finish(Vec::new())
     }
 
-    fn write_index_file(&self, packs: Vec<IndexPack>) -> Result<IndexId> {
-        let file = IndexFile {
-            supersedes: Vec::new(),
-            packs,
-        };
-        let bytes = self.seal_object(ObjectKind::Index, &self.frame_payload(&file.encode()))?;
+    /// A writer of index files that replace others (prune, repair): see [`IndexWriter`].
+    pub fn index_writer(&self) -> IndexWriter<'_> {
+        IndexWriter {
+            repo: self,
+            file: IndexFile::default(),
+            blobs: 0,
+            written: Vec::new(),
+        }
+    }
+
+    fn write_index_file(&self, file: &IndexFile) -> Result<IndexId> {
+        let plain = file.encode();
+        // Verify after write (STYLE 9): what is stored must decode under the reader's checks.
+        IndexFile::decode(&plain).map_err(|e| Error::InvalidInput(format!("index file: {e}")))?;
+        let bytes = self.seal_object(ObjectKind::Index, &self.frame_payload(&plain))?;
         let id = Id::of_stored(&bytes);
         self.backend().write(FileType::Index, &id, bytes)?;
         Ok(IndexId(id))
@@ -74,53 +131,106 @@ impl Repository {
 
     /// Loads every readable index file into one in-memory index, skipping files another
     /// index file supersedes. A damaged file is recorded in [`Index::damaged`] and skipped;
-    /// then the packs no readable file names are indexed from their headers (in memory
-    /// only: readers verify every blob they open, and writing is left to backups).
+    /// then the packs no readable file names (live or obsolete) are indexed from their
+    /// headers (in memory only: readers verify every blob they open, and writing is left to
+    /// backups).
     pub fn load_index(&self) -> Result<Index> {
-        let mut index = self.load_index_files()?;
-        if !index.damaged().is_empty() {
-            self.recover_from_pack_headers(&mut index)?;
-        }
-        Ok(index)
+        self.load(true)
     }
 
     /// [`Repository::load_index`] without the recovery from pack headers: exactly what the
     /// readable index files say. Backups start from this and adopt orphans verified.
     pub fn load_index_files(&self) -> Result<Index> {
+        self.load(false)
+    }
+
+    fn load(&self, recover: bool) -> Result<Index> {
         let listed = self.backend().list(FileType::Index)?;
-        let loaded: Vec<(IndexId, Result<IndexFile>)> = listed
-            .par_iter()
-            .map(|(id, len)| (IndexId(*id), self.load_index_file(id, Some(*len))))
-            .collect();
-        let mut files = Vec::with_capacity(loaded.len());
-        let mut index = Index::new();
-        for (id, r) in loaded {
+        let builder = Mutex::new(IndexBuilder::new());
+        let vanished = self.add_index_files(&builder, &listed)?;
+        let mut builder = builder.into_inner().map_err(|_| poisoned())?;
+        if !vanished.is_empty() {
+            self.account_for_vanished(&mut builder, &listed, vanished)?;
+        }
+        if builder.overflowed() {
+            return Err(Error::InvalidInput(
+                "the index names more than 2^31 packs, more than this build can hold".into(),
+            ));
+        }
+        let mut recovered = Vec::new();
+        if recover && !builder.damaged().is_empty() {
+            for p in self.packs_from_headers(&builder)? {
+                builder.add_recovered(&p);
+                recovered.push(p.id);
+            }
+        }
+        Ok(builder.build(recovered))
+    }
+
+    /// Reads the listed index files in parallel, adding each to `builder` as soon as it is
+    /// decoded (so at most one decoded file per thread is in memory beside the index).
+    /// Returns the files that were listed but gone when read.
+    fn add_index_files(
+        &self,
+        builder: &Mutex<IndexBuilder>,
+        listed: &[(Id, u64)],
+    ) -> Result<Vec<IndexId>> {
+        let vanished = Mutex::new(Vec::new());
+        listed.par_iter().try_for_each(|(id, len)| -> Result<()> {
+            let id = IndexId(*id);
+            let r = self.load_index_file(&id.0, Some(*len));
+            let mut b = builder.lock().map_err(|_| poisoned())?;
             match r {
-                Ok(f) => files.push((id, f)),
-                Err(Error::Corrupt { reason, .. }) => index.note_damaged(id, reason),
-                // Removed since the listing (a newer file superseded it): nothing to load.
-                Err(e) if e.is_not_found() => {}
+                Ok(f) => b.add_file(id, f),
+                Err(Error::Corrupt { reason, .. }) => b.note_damaged(id, reason),
+                Err(e) if e.is_not_found() => {
+                    vanished.lock().map_err(|_| poisoned())?.push(id);
+                }
                 // One file that cannot be read (an I/O error, a permission) is skipped like a
                 // damaged one; a transient failure still fails the load (try again).
-                Err(Error::Backend(b)) if b.kind == ErrorKind::Permanent => {
-                    index.note_damaged(id, format!("unreadable: {b}"));
+                Err(Error::Backend(e)) if e.kind == ErrorKind::Permanent => {
+                    b.note_damaged(id, format!("unreadable: {e}"));
                 }
                 Err(e) => return Err(e),
             }
-        }
-        let superseded: HashSet<IndexId> = files
-            .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
-            .collect();
-        for (id, f) in &files {
-            if !superseded.contains(id) {
-                f.packs.iter().for_each(|p| index.add_pack(p));
-            }
-        }
-        Ok(index)
+            Ok(())
+        })?;
+        vanished.into_inner().map_err(|_| poisoned())
     }
 
-    /// Packs in storage that no loaded index file names, with their listed sizes.
+    /// A listed file gone when read is fine only because a prune or repair replaced it: list
+    /// once more, load what is new, and require a loaded file that supersedes each vanished
+    /// one. One that no file supersedes is treated as damaged (its packs may be found again
+    /// from their headers), never silently ignored (FORMAT §14).
+    fn account_for_vanished(
+        &self,
+        builder: &mut IndexBuilder,
+        first: &[(Id, u64)],
+        vanished: Vec<IndexId>,
+    ) -> Result<()> {
+        let seen: HashSet<Id> = first.iter().map(|(id, _)| *id).collect();
+        let new: Vec<(Id, u64)> = self
+            .backend()
+            .list(FileType::Index)?
+            .into_iter()
+            .filter(|(id, _)| !seen.contains(id))
+            .collect();
+        let shared = Mutex::new(std::mem::take(builder));
+        let again = self.add_index_files(&shared, &new)?;
+        *builder = shared.into_inner().map_err(|_| poisoned())?;
+        for id in vanished.into_iter().chain(again) {
+            if !builder.is_superseded(&id) {
+                builder.note_damaged(
+                    id,
+                    "it vanished while the index was loaded and no index file supersedes it".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Packs in storage that no loaded index file names, live or obsolete, with their
+    /// listed sizes. Obsolete packs are not orphans (FORMAT §18 rule 6).
     pub fn orphan_packs(&self, index: &Index) -> Result<Vec<(PackId, u64)>> {
         Ok(self
             .backend()
@@ -131,11 +241,18 @@ impl Repository {
             .collect())
     }
 
-    /// Indexes in memory the orphan packs whose headers open; the rest stay unindexed (and
-    /// `check` reports them).
-    fn recover_from_pack_headers(&self, index: &mut Index) -> Result<()> {
-        let orphans = self.orphan_packs(index)?;
-        let found: Vec<IndexPack> = orphans
+    /// The headers of the packs no readable index file names; packs whose header does not
+    /// open stay unindexed (and `check` reports them).
+    fn packs_from_headers(&self, builder: &IndexBuilder) -> Result<Vec<IndexPack>> {
+        let named = builder.named_packs();
+        let orphans: Vec<(PackId, u64)> = self
+            .backend()
+            .list(FileType::Pack)?
+            .into_iter()
+            .map(|(id, len)| (PackId(id), len))
+            .filter(|(id, _)| !named.contains(id))
+            .collect();
+        Ok(orphans
             .par_iter()
             .filter_map(|(id, len)| {
                 self.read_pack_header(id, *len).ok().map(|h| IndexPack {
@@ -143,12 +260,7 @@ impl Repository {
                     blobs: h.entries,
                 })
             })
-            .collect();
-        for p in &found {
-            index.add_pack(p);
-            index.note_recovered(p.id);
-        }
-        Ok(())
+            .collect())
     }
 
     /// Reads a pack whole and verifies everything a later reader relies on: its size within
@@ -224,13 +336,17 @@ impl Repository {
 
 #[cfg(test)]
 mod tests {
-    use crate::backend::FileType;
+    use std::sync::{Arc, Mutex};
+
+    use crate::backend::opendal::OpendalBackend;
+    use crate::backend::{Backend, BackendError, FileType};
     use crate::error::Error;
-    use crate::format::index::IndexPack;
+    use crate::format::index::{IndexPack, ObsoletePack};
     use crate::format::pack::BlobType;
-    use crate::id::BlobId;
+    use crate::id::{BlobId, Id, IndexId};
+    use crate::repo::Repository;
     use crate::repo::packer::{SealedBlob, assemble};
-    use crate::repo::tests::repo;
+    use crate::repo::tests::{repo, repo_on};
 
     fn stored_pack(r: &crate::repo::Repository, tag: &str) -> (IndexPack, BlobId) {
         let data = format!("blob of {tag}").into_bytes();
@@ -303,5 +419,173 @@ mod tests {
         // The adoption is durable: a fresh load finds the good pack, not the bad one.
         let again = r.load_index_files().unwrap();
         assert!(again.has_pack(&good.id) && !again.has_pack(&bad.id));
+    }
+
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    /// Runs `hook` once, right before the first index file is read: a prune replacing the
+    /// index between a reader's listing and its reads.
+    struct BeforeIndexRead {
+        inner: Arc<dyn Backend>,
+        hook: Mutex<Option<Hook>>,
+    }
+
+    impl std::fmt::Debug for BeforeIndexRead {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("BeforeIndexRead")
+        }
+    }
+
+    impl Backend for BeforeIndexRead {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn create(&self) -> Result<(), BackendError> {
+            self.inner.create()
+        }
+        fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>, BackendError> {
+            self.inner.list(t)
+        }
+        fn read(&self, t: FileType, id: &Id) -> Result<Vec<u8>, BackendError> {
+            if t == FileType::Index
+                && let Some(h) = self.hook.lock().unwrap().take()
+            {
+                h();
+            }
+            self.inner.read(t, id)
+        }
+        fn read_range(
+            &self,
+            t: FileType,
+            id: &Id,
+            offset: u64,
+            len: u64,
+        ) -> Result<Vec<u8>, BackendError> {
+            self.inner.read_range(t, id, offset, len)
+        }
+        fn size(&self, t: FileType, id: &Id) -> Result<u64, BackendError> {
+            self.inner.size(t, id)
+        }
+        fn write(&self, t: FileType, id: &Id, bytes: Vec<u8>) -> Result<(), BackendError> {
+            self.inner.write(t, id, bytes)
+        }
+        fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError> {
+            self.inner.delete(t, id)
+        }
+    }
+
+    /// A repository on memory storage whose first index read runs `hook` (given a
+    /// repository on the same storage without the hook), with one pack indexed by one file.
+    fn replaced_during_load(
+        replace: impl FnOnce(&Repository, IndexId, IndexPack) + Send + 'static,
+    ) -> (Repository, BlobId) {
+        let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let plain = repo_on(mem.clone());
+        let (a, blob) = stored_pack(&plain, "a");
+        let old = plain.save_index(vec![a.clone()]).unwrap()[0];
+        let hook: Hook = Box::new(move || replace(&plain, old, a));
+        let hooked: Arc<dyn Backend> = Arc::new(BeforeIndexRead {
+            inner: mem,
+            hook: Mutex::new(Some(hook)),
+        });
+        (Repository::open(hooked, b"pw").unwrap(), blob)
+    }
+
+    #[test]
+    fn a_file_replaced_between_listing_and_reading_is_found_in_its_superseder() {
+        let (r, blob) = replaced_during_load(|plain, old, a| {
+            let mut w = plain.index_writer();
+            w.add_live(a).unwrap();
+            w.finish(vec![old]).unwrap();
+            plain.backend().delete(FileType::Index, &old.0).unwrap();
+        });
+        let index = r.load_index().unwrap();
+        assert!(index.damaged().is_empty(), "{:?}", index.damaged());
+        assert!(index.contains(&blob));
+    }
+
+    #[test]
+    fn a_file_that_vanished_with_no_superseder_is_damage() {
+        let (r, blob) = replaced_during_load(|plain, old, _| {
+            plain.backend().delete(FileType::Index, &old.0).unwrap();
+        });
+        let index = r.load_index().unwrap();
+        assert_eq!(index.damaged().len(), 1);
+        assert!(index.damaged()[0].1.contains("no index file supersedes it"));
+        // What it described is found again from the pack's header.
+        assert!(index.contains(&blob) && index.recovered().len() == 1);
+    }
+
+    fn retire(r: &Repository, p: &IndexPack) -> IndexId {
+        let mut w = r.index_writer();
+        w.add_obsolete(ObsoletePack {
+            id: p.id,
+            marked_unix_ns: 1,
+            armed: false,
+            waiting_for: Vec::new(),
+            blobs: p.blobs.clone(),
+        })
+        .unwrap();
+        w.finish(Vec::new()).unwrap()[0]
+    }
+
+    #[test]
+    fn an_obsolete_pack_is_neither_adopted_nor_recovered() {
+        let r = repo();
+        let (old, old_blob) = stored_pack(&r, "old");
+        let (orphan, orphan_blob) = stored_pack(&r, "orphan");
+        retire(&r, &old);
+        // A damaged file makes readers look at headers: the obsolete pack is not among them.
+        r.backend()
+            .write(FileType::Index, &Id([7; 32]), b"garbage".to_vec())
+            .unwrap();
+        let index = r.load_index().unwrap();
+        assert_eq!(index.recovered(), &[orphan.id][..]);
+        assert!(index.is_obsolete(&old.id));
+        assert!(!index.contains(&old_blob) && index.contains_any(&old_blob));
+        // A reader still reads the obsolete copy.
+        assert_eq!(r.read_blob(&index, &old_blob).unwrap(), b"blob of old");
+
+        let mut index = r.load_index_files().unwrap();
+        let adoption = r.adopt_orphan_packs(&mut index).unwrap();
+        assert_eq!(adoption.adopted, 1);
+        assert!(index.contains(&orphan_blob));
+        assert!(!index.contains(&old_blob), "adoption undid a prune");
+        let again = r.load_index_files().unwrap();
+        assert!(again.is_obsolete(&old.id) && again.is_live(&orphan.id));
+    }
+
+    #[test]
+    fn the_writer_splits_files_and_supersedes_in_the_last_only() {
+        let r = repo();
+        let (a, _) = stored_pack(&r, "a");
+        let first = r.save_index(vec![a.clone()]).unwrap()[0];
+        let big = |tag: u8| IndexPack {
+            id: crate::id::PackId(Id([tag; 32])),
+            blobs: vec![a.blobs[0]; crate::repo::INDEX_FILE_BLOBS / 2 + 1],
+        };
+        let mut w = r.index_writer();
+        w.add_live(big(1)).unwrap();
+        w.add_live(big(2)).unwrap();
+        w.add_obsolete(ObsoletePack {
+            id: a.id,
+            marked_unix_ns: 5,
+            armed: true,
+            waiting_for: vec![[1; 16]],
+            blobs: a.blobs.clone(),
+        })
+        .unwrap();
+        let ids = w.finish(vec![first]).unwrap();
+        assert_eq!(ids.len(), 2);
+        let f0 = r.load_index_file(&ids[0].0, None).unwrap();
+        let f1 = r.load_index_file(&ids[1].0, None).unwrap();
+        assert!(f0.supersedes.is_empty() && f1.supersedes == vec![first]);
+        assert_eq!(
+            (f0.packs.len(), f1.packs.len(), f1.obsolete.len()),
+            (1, 1, 1)
+        );
+        let index = r.load_index_files().unwrap();
+        assert!(index.is_obsolete(&a.id));
+        assert!(r.index_writer().finish(Vec::new()).unwrap().is_empty());
     }
 }

@@ -28,7 +28,7 @@ use crate::format::{
 };
 use crate::id::{BlobId, Id, KeyId, PackId, SnapshotId};
 pub use index::{BlobLocation, Index};
-pub use index_files::Adoption;
+pub use index_files::{Adoption, IndexWriter};
 
 /// Bytes read from a pack's end to find its header in one request (restic reads 15 KiB).
 const TAIL_GUESS: u64 = 64 << 10;
@@ -429,11 +429,28 @@ impl Repository {
         Ok(data)
     }
 
-    /// Reads, opens and verifies one blob.
+    /// Reads, opens and verifies one blob: from its preferred location ([`Index::get`]: a
+    /// live pack if one holds it), and when that fails (a damaged copy, or an obsolete pack a
+    /// prune has deleted), from each other location in turn. The first failure is returned
+    /// when none succeeds.
     pub fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
         let loc = index
             .get(id)
             .ok_or_else(|| Error::corrupt("blob", id, "not in any index"))?;
+        let first = match self.read_blob_at(&loc) {
+            Ok(b) => return Ok(b),
+            Err(e) => e,
+        };
+        for other in index.locations(id).iter().filter(|l| **l != loc) {
+            if let Ok(b) = self.read_blob_at(other) {
+                return Ok(b);
+            }
+        }
+        Err(first)
+    }
+
+    fn read_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let id = &loc.entry.id;
         let e = loc.entry;
         if e.raw_len > MAX_BLOB_LEN {
             return Err(Error::corrupt("blob", id, "larger than the blob cap"));

@@ -10,7 +10,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use crate::chunker::Chunker;
 use crate::crypto::{MasterKey, kdf};
 use crate::format::config::{ChunkerParams, Config};
-use crate::format::index::{IndexFile, IndexPack};
+use crate::format::index::{IndexFile, IndexPack, ObsoletePack};
 use crate::format::key::{KdfParams, KeyFile};
 use crate::format::lock::{Lock, LockMode, LockSession};
 use crate::format::pack::{BlobType, PackEntry, PackHeader, blob_ad, pack_header_ad};
@@ -189,7 +189,37 @@ pub(super) fn sample_index() -> IndexFile {
                 blobs: vec![entry(BlobType::Data, 0x03, 8, 1_048_617, 1_048_576)],
             },
         ],
+        obsolete: Vec::new(),
     }
+}
+
+/// Format version 3: the same index with two packs pending deletion, one armed (waiting for
+/// two lock sessions) and one not.
+pub(super) fn sample_index_obsolete() -> IndexFile {
+    IndexFile {
+        obsolete: vec![
+            ObsoletePack {
+                id: PackId(id(0x44)),
+                marked_unix_ns: 1_780_000_000_123_456_789,
+                armed: true,
+                waiting_for: vec![session(0xa0), session(0xb0)],
+                blobs: vec![entry(BlobType::Tree, 0x04, 8, 61, 20)],
+            },
+            ObsoletePack {
+                id: PackId(id(0x55)),
+                marked_unix_ns: -1,
+                armed: false,
+                waiting_for: Vec::new(),
+                blobs: sample_pack_header().entries,
+            },
+        ],
+        ..sample_index()
+    }
+}
+
+/// A 16-byte lock session: byte *i* is `s XOR i`.
+pub(super) fn session(s: u8) -> [u8; 16] {
+    std::array::from_fn(|i| s ^ i as u8)
 }
 
 pub(super) fn node(name: &[u8], kind: NodeKind, mode: u32) -> Node {
@@ -469,6 +499,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         }),
         ("pack_header.hex", sample_pack_header().encode()),
         ("index.hex", idx.clone()),
+        ("index_obsolete.hex", sample_index_obsolete().encode()),
         ("tree.hex", sample_tree().encode()),
         ("tree_parts.hex", sample_tree_parts().encode()),
         ("snapshot.hex", snap.clone()),
@@ -559,6 +590,12 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         ("fail_bad_option.hex", with(&snap, parent_tag, 2)),
         ("fail_huge_length.hex", huge),
         ("fail_index_blob_too_short.hex", short_blob.encode()),
+        ("fail_index_empty_obsolete.hex", {
+            // A third field holding an empty list: no writer writes it.
+            let mut b = idx.clone();
+            b.extend_from_slice(&0u64.to_le_bytes());
+            b
+        }),
         ("fail_pack_header_overlap.hex", overlap.encode()),
         ("fail_pack_header_length.hex", bad_pack),
         (
