@@ -9,6 +9,7 @@ mod keys;
 mod lock_cmds;
 pub mod output;
 mod progress;
+mod prune;
 mod repo_cmds;
 mod snapshots;
 
@@ -118,6 +119,8 @@ enum Command {
     /// Manage the passphrases that open the repository.
     #[command(subcommand)]
     Key(keys::KeyCommand),
+    /// Remove data no snapshot needs (never blocks a backup).
+    Prune(prune::PruneArgs),
     /// Remove stale locks (or all locks with --remove-all).
     Unlock(repo_cmds::UnlockArgs),
     /// Print the version of cista and the platform it was built for.
@@ -378,6 +381,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Restore(a) => browse::restore(&env, a),
         Command::Check(a) => repo_cmds::check(&env, a),
         Command::Key(k) => keys::run(&env, k),
+        Command::Prune(a) => prune::run(&env, a),
         Command::Unlock(a) => repo_cmds::unlock(&env, a),
         Command::Version => version(&env),
         Command::Cat(a) => cat::run(&env, a),

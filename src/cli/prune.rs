@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use cista::ops::prune::{self, MaxUnused, PlanOptions, PruneOptions, PruneReport};
+use cista::ops::session::Session;
 use clap::Args;
 use serde_json::json;
 
@@ -33,20 +34,15 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub fn run(env: &Env, a: PruneArgs) -> Result<u8> {
-    let repo = env.open()?;
-    let lock = env.lock(&repo, cista::repo::lock::Mode::Maintenance)?;
-    let report = prune_locked(env, &repo, &lock, &a)?;
+    let session = env.session_writing(cista::format::lock::LockMode::Maintenance)?;
+    let report = prune_in(env, &session, &a)?;
     print(env, &report)?;
     Ok(code::OK)
 }
 
-/// Prunes under a lock the caller holds (`forget --prune` holds one across both).
-pub fn prune_locked(
-    env: &Env,
-    repo: &cista::repo::Repository,
-    lock: &cista::repo::lock::LockGuard,
-    a: &PruneArgs,
-) -> Result<PruneReport> {
+/// Prunes in a session the caller holds (`forget --prune` holds one across both).
+pub fn prune_in(env: &Env, session: &Session, a: &PruneArgs) -> Result<PruneReport> {
+    let repo = session.repo();
     let opts = PruneOptions {
         plan: PlanOptions {
             max_unused: a.max_unused,
@@ -57,7 +53,7 @@ pub fn prune_locked(
         },
         dry_run: a.dry_run,
     };
-    Ok(prune::run(repo, lock, &opts, &env.cancel)?)
+    Ok(prune::run(session, &opts, &env.cancel)?)
 }
 
 /// Prints the report: restic's lines (`to repack`, `this removes`, `to delete`, `total
@@ -96,10 +92,7 @@ pub fn print(env: &Env, r: &PruneReport) -> Result<()> {
     let total = s.used_bytes + s.unused_bytes;
     let remaining = total.saturating_sub(s.repack_freed_bytes + s.retire_bytes);
     let lines = [
-        format!(
-            "used:         {}",
-            blobs_bytes(s.used_blobs, s.used_bytes)
-        ),
+        format!("used:         {}", blobs_bytes(s.used_blobs, s.used_bytes)),
         format!(
             "unused:       {}",
             blobs_bytes(s.unused_blobs, s.unused_bytes)
@@ -156,14 +149,22 @@ pub fn print(env: &Env, r: &PruneReport) -> Result<()> {
             "{} retired and kept until {} running now {} finished (the next prune deletes them)",
             output::count(r.packs_waiting as u64, "pack is", "packs are"),
             output::count(r.waiting_for_sessions as u64, "process", "processes"),
-            if r.waiting_for_sessions == 1 { "has" } else { "have" }
+            if r.waiting_for_sessions == 1 {
+                "has"
+            } else {
+                "have"
+            }
         ))?;
     }
     if s.obsolete_resurrect > 0 {
         env.info(format_args!(
             "{} retired earlier still held data a snapshot needs and {} kept",
             output::count(s.obsolete_resurrect, "pack", "packs"),
-            if s.obsolete_resurrect == 1 { "is" } else { "are" }
+            if s.obsolete_resurrect == 1 {
+                "is"
+            } else {
+                "are"
+            }
         ))?;
     }
     env.info("done")?;

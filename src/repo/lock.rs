@@ -287,6 +287,11 @@ fn refresh(repo: &Repository, held: &Mutex<Held>, lock: &Lock, host: &Host) -> b
 }
 
 impl LockGuard {
+    /// The host (clock and name) this lock is held as.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
     /// The mode held.
     pub fn mode(&self) -> LockMode {
         self.mode

@@ -130,7 +130,8 @@ fn assert_restores(repo: &Repo, id: &str, source: &Path, expected: &Digest, what
 fn assert_check(repo: &Repo, what: &str) {
     let r = repo.run(&["check"]);
     assert_eq!(
-        r.code, 0,
+        r.code,
+        0,
         "{what}: check failed:\n{}{}",
         r.stdout_str(),
         r.stderr
@@ -207,7 +208,14 @@ fn sigkill_at_random_moments_never_loses_a_completed_snapshot() {
         let src_arg = src_root.to_str().unwrap().to_owned();
         let args: Vec<&str> = match op {
             0 => vec!["backup", &src_arg],
-            1 => vec!["forget", "--keep-last", "3", "--prune", "--max-unused", "0%"],
+            1 => vec![
+                "forget",
+                "--keep-last",
+                "3",
+                "--prune",
+                "--max-unused",
+                "0%",
+            ],
             _ => vec!["rewrite", "--exclude", "*.tmp", "latest"],
         };
         let started = Instant::now();
@@ -250,7 +258,13 @@ fn sigkill_at_random_moments_never_loses_a_completed_snapshot() {
     repo.run(&["prune", "--max-unused", "0%"]).ok();
     assert_check(&repo, "after the final prune");
     for (id, ..) in snapshot_ids(&repo) {
-        assert_restores(&repo, &id, &src_root, &expected[&id], "after the final prune");
+        assert_restores(
+            &repo,
+            &id,
+            &src_root,
+            &expected[&id],
+            "after the final prune",
+        );
     }
     eprintln!(
         "crash harness: {kills} trials, killed: backup {}, forget --prune {}, rewrite {}",
@@ -283,7 +297,11 @@ fn backups_running_beside_a_prune_loop_never_wait_and_never_lose_data() {
                     host.as_ref(),
                     root.as_os_str(),
                 ]);
-                assert_eq!(r.code, 0, "{host}: backup failed beside prune: {}", r.stderr);
+                assert_eq!(
+                    r.code, 0,
+                    "{host}: backup failed beside prune: {}",
+                    r.stderr
+                );
                 let id = crate::harness::summary_of(&r)["snapshot_id"]
                     .as_str()
                     .unwrap()
@@ -299,7 +317,14 @@ fn backups_running_beside_a_prune_loop_never_wait_and_never_lose_data() {
         std::thread::spawn(move || {
             let mut runs = 0;
             while Instant::now() < deadline {
-                let r = repo.run(&["forget", "--keep-last", "2", "--prune", "--max-unused", "0%"]);
+                let r = repo.run(&[
+                    "forget",
+                    "--keep-last",
+                    "2",
+                    "--prune",
+                    "--max-unused",
+                    "0%",
+                ]);
                 assert_eq!(r.code, 0, "forget --prune failed: {}", r.stderr);
                 runs += 1;
             }

@@ -15,9 +15,11 @@ use std::collections::HashSet;
 
 use crate::backend::FileType;
 use crate::error::{Error, Result};
-use crate::format::index::{IndexPack, LockSession, ObsoletePack};
-use crate::id::{IndexId, PackId};
+use crate::format::index::LockSession;
+use crate::format::lock::LockMode;
+use crate::id::PackId;
 use crate::ops::CancelFlag;
+use crate::ops::session::Session;
 use crate::repo::Repository;
 use crate::repo::lock::LockGuard;
 
@@ -61,141 +63,138 @@ pub struct PruneReport {
     pub dry_run: bool,
 }
 
-/// Runs a prune under `lock` (a maintenance lock, FORMAT §17).
-pub fn run(
-    repo: &Repository,
-    lock: &LockGuard,
-    opts: &PruneOptions,
-    cancel: &CancelFlag,
-) -> Result<PruneReport> {
+/// The sessions of the other live locks, and whether one of them is a version-2 lock of
+/// unknown session (an older cista), which holds every deletion back.
+fn sessions(lock: &LockGuard) -> Result<(HashSet<LockSession>, bool)> {
+    let mut known = HashSet::new();
+    let mut unknown = false;
+    for l in lock.other_live_locks()? {
+        match l.lock.session {
+            Some(s) => {
+                known.insert(s.id);
+            }
+            None => unknown = true,
+        }
+    }
+    Ok((known, unknown))
+}
+
+/// Runs a prune in a session holding the maintenance lock (FORMAT §17), in the order of FORMAT §18
+/// ("Retiring and deleting packs"); the step numbers below are that section's.
+pub fn run(session: &Session, opts: &PruneOptions, cancel: &CancelFlag) -> Result<PruneReport> {
+    let repo = session.repo();
+    let lock = match session.guard() {
+        Some(g) if g.mode() == LockMode::Maintenance => g,
+        _ => {
+            return Err(Error::InvalidInput(
+                "prune needs the maintenance lock (FORMAT §17)".into(),
+            ));
+        }
+    };
     // 1. Sessions live before the snapshots are listed.
-    let sessions = lock.other_sessions()?;
+    let (known, unknown) = sessions(lock)?;
     // 2. Usage: snapshots, then the index, then the packs.
     let u = usage::measure(repo, cancel)?;
+    // 3. Decide.
+    let plan = plan::plan(&u.live, &u.obsolete, &known, unknown, &opts.plan);
     let mut report = PruneReport {
+        stats: plan.stats.clone(),
         snapshots: u.snapshots,
+        orphans_retired: u.orphans.len(),
         orphans_unreadable: u.orphans_unreadable.clone(),
         missing_dropped: u.missing_unneeded.len(),
+        dry_run: opts.dry_run,
         ..PruneReport::default()
     };
-    // 3. Decide.
-    let plan = plan::plan(
-        &u.live,
-        &u.obsolete,
-        &sessions.known,
-        sessions.unknown,
-        &opts.plan,
-    );
-    report.stats = plan.stats.clone();
-    report.orphans_retired = u.orphans.len();
-    if opts.dry_run {
-        report.dry_run = true;
-        report.packs_waiting = plan.stats.packs_retire as usize
-            + plan.stats.packs_repack as usize
-            + u.orphans.len();
-        return Ok(report);
-    }
-    let nothing_to_do = plan.is_empty() && u.orphans.is_empty() && u.missing_unneeded.is_empty();
-    if nothing_to_do {
+    let unarmed = u.obsolete.iter().any(|o| o.present && !o.armed);
+    if opts.dry_run
+        || (plan.is_empty() && u.orphans.is_empty() && u.missing_unneeded.is_empty() && !unarmed)
+    {
+        report.packs_waiting = plan.stats.obsolete_wait as usize;
         return Ok(report);
     }
     cancelled(cancel)?;
 
-    // 4. Write: repacked blobs into new packs, then the index naming every pack's state.
+    // 4. Write: repacked blobs into new packs, then the index naming every pack's state,
+    //    newly retired packs unarmed; then the old index files go.
     let repack: Vec<PackId> = plan.live_with(LiveAction::Repack).copied().collect();
     let new_packs = write::repack(repo, &u, &repack, cancel)?;
     report.packs_written = new_packs.len();
-    let now = lock.now_unix_ns();
-    let retired: HashSet<PackId> = plan
-        .live_with(LiveAction::Retire)
-        .chain(repack.iter())
-        .copied()
-        .chain(u.orphans.iter().map(|o| o.id))
-        .collect();
-    let resurrect: HashSet<PackId> = plan
-        .obsolete_with(ObsoleteAction::Resurrect)
-        .copied()
-        .collect();
-    let forget: HashSet<PackId> = plan
-        .obsolete_with(ObsoleteAction::Forget)
-        .copied()
-        .chain(u.missing_unneeded.iter().copied())
-        .collect();
-    let due_old: Vec<PackId> = plan
-        .obsolete_with(ObsoleteAction::Delete)
-        .copied()
-        .collect();
-
-    let mut state = write::IndexState {
-        live: Vec::new(),
-        obsolete: Vec::new(),
+    let now = lock.host().now_unix_ns();
+    let unarmed_now = write::Disposition::Obsolete {
+        marked_unix_ns: now,
+        armed: false,
+        waiting_for: Vec::new(),
     };
-    for p in u.index.live_packs() {
-        if !retired.contains(&p) && !forget.contains(&p) {
-            state.live.push(write::LiveSource::Index(p));
-        }
+    let mut ip = write::IndexPlan::default();
+    for id in plan.live_with(LiveAction::Retire).chain(&repack) {
+        ip.packs.insert(*id, unarmed_now.clone());
     }
-    state
-        .live
-        .extend(new_packs.iter().cloned().map(write::LiveSource::New));
-    for o in &u.obsolete_records {
-        if resurrect.contains(&o.id) {
-            state.live.push(write::LiveSource::New(IndexPack {
-                id: o.id,
-                blobs: o.blobs.clone(),
-            }));
-        } else if !forget.contains(&o.id) {
-            state.obsolete.push(write::Obsolete {
-                record: o.clone(),
-                from_index: false,
-            });
-        }
+    for id in &u.missing_unneeded {
+        ip.packs.insert(*id, write::Disposition::Drop);
     }
-    let retire = |id: PackId, blobs: Vec<crate::format::pack::PackEntry>, from_index: bool| {
-        write::Obsolete {
-            record: ObsoletePack {
-                id,
-                marked_unix_ns: now,
-                armed: false,
-                waiting_for: Vec::new(),
-                blobs,
-            },
-            from_index,
-        }
-    };
-    for p in u.index.live_packs() {
-        if retired.contains(&p) {
-            state.obsolete.push(retire(p, Vec::new(), true));
+    for (id, action) in &plan.obsolete {
+        match action {
+            ObsoleteAction::Resurrect => {
+                ip.packs.insert(*id, write::Disposition::Live);
+            }
+            ObsoleteAction::Forget => {
+                ip.packs.insert(*id, write::Disposition::Drop);
+            }
+            ObsoleteAction::Wait | ObsoleteAction::Delete => {}
         }
     }
     for o in &u.orphans {
-        state.obsolete.push(retire(o.id, o.blobs.clone(), false));
+        ip.extra.push((o.id, o.blobs.clone(), unarmed_now.clone()));
     }
-    // Every index file loaded is replaced. The files the repack's packer wrote name only the
-    // new packs, live: they stay, and the next prune replaces them.
-    let supersede: Vec<IndexId> = u.index_files.clone();
-    let first = write::write_index(repo, &u.index, &state, &supersede)?;
+    for p in &new_packs {
+        ip.extra
+            .push((p.id, p.blobs.clone(), write::Disposition::Live));
+    }
+    let first = write::write_index(repo, &u, &ip, &u.index_files)?;
     report.index_written += first.len();
-    report.index_removed += write::remove_index_files(repo, &supersede)?;
+    report.index_removed += write::remove_index_files(repo, &u.index_files)?;
     cancelled(cancel)?;
 
-    // 5. Arm: every process that could have seen the retired packs live is running now.
-    let after = lock.other_sessions()?;
-    let newly_due = after.known.is_empty() && !after.unknown;
-    let waiting_for: Vec<LockSession> = after.known.iter().copied().collect();
-    let mut delete: Vec<PackId> = due_old;
-    // Arming covers the packs retired now and any a crashed prune left unarmed: a process
-    // that saw either live wrote its lock before the index naming it live was deleted, which
-    // is before this listing.
-    for o in state.obsolete.iter_mut() {
-        let o = &mut o.record;
-        if retired.contains(&o.id) || !o.armed {
-            if newly_due {
-                delete.push(o.id);
-            } else {
-                o.armed = true;
-                o.waiting_for = waiting_for.clone();
-            }
+    // 5. Arm: every process that could have seen a newly retired pack live wrote its lock
+    //    before the files naming it live were deleted, so it is listed now.
+    let (after, after_unknown) = sessions(lock)?;
+    let nobody = after.is_empty() && !after_unknown;
+    let waiting_for: Vec<LockSession> = after.into_iter().collect();
+    let armed_now = write::Disposition::Obsolete {
+        marked_unix_ns: now,
+        armed: true,
+        waiting_for: waiting_for.clone(),
+    };
+    let mut delete: Vec<PackId> = plan
+        .obsolete_with(ObsoleteAction::Delete)
+        .copied()
+        .collect();
+    // To arm: this run's retirements and any a crashed prune left unarmed.
+    let mut to_arm: Vec<PackId> = ip
+        .packs
+        .iter()
+        .filter(|(_, d)| **d == unarmed_now)
+        .map(|(id, _)| *id)
+        .chain(
+            ip.extra
+                .iter()
+                .filter(|(.., d)| *d == unarmed_now)
+                .map(|(id, ..)| *id),
+        )
+        .collect();
+    to_arm.extend(
+        u.obsolete
+            .iter()
+            .filter(|o| o.present && !o.armed)
+            .filter(|o| !matches!(ip.packs.get(&o.id), Some(write::Disposition::Live)))
+            .map(|o| o.id),
+    );
+    if nobody {
+        delete.extend(to_arm.iter().copied());
+    } else {
+        for id in &to_arm {
+            set_disposition(&mut ip, id, armed_now.clone());
         }
     }
 
@@ -203,14 +202,30 @@ pub fn run(
     lock.ensure_fresh()?;
     let deleted = delete_packs(repo, &delete)?;
     report.packs_deleted = deleted.len();
-    let gone: HashSet<PackId> = delete.iter().copied().collect();
-    state.obsolete.retain(|o| !gone.contains(&o.record.id));
-    report.packs_waiting = state.obsolete.len();
-    report.waiting_for_sessions = if newly_due { 0 } else { waiting_for.len() };
-    let second = write::write_index(repo, &u.index, &state, &first)?;
+    for id in &deleted {
+        set_disposition(&mut ip, id, write::Disposition::Drop);
+    }
+    let second = write::write_index(repo, &u, &ip, &first)?;
     report.index_written += second.len();
     report.index_removed += write::remove_index_files(repo, &first)?;
+    let waiting_old = plan
+        .obsolete
+        .iter()
+        .zip(&u.obsolete)
+        .filter(|((_, a), o)| *a == ObsoleteAction::Wait && o.armed)
+        .count();
+    report.packs_waiting = waiting_old + if nobody { 0 } else { to_arm.len() };
+    report.waiting_for_sessions = if nobody { 0 } else { waiting_for.len() };
     Ok(report)
+}
+
+/// Sets a pack's disposition, whether it comes from the loaded index or is an extra.
+fn set_disposition(ip: &mut write::IndexPlan, id: &PackId, d: write::Disposition) {
+    if let Some(e) = ip.extra.iter_mut().find(|(p, ..)| p == id) {
+        e.2 = d;
+    } else {
+        ip.packs.insert(*id, d);
+    }
 }
 
 fn cancelled(cancel: &CancelFlag) -> Result<()> {
@@ -224,7 +239,10 @@ fn cancelled(cancel: &CancelFlag) -> Result<()> {
 /// Deletes packs; one already gone counts as deleted (a crashed prune's work).
 fn delete_packs(repo: &Repository, packs: &[PackId]) -> Result<Vec<PackId>> {
     use rayon::prelude::*;
-    let results: Vec<(PackId, std::result::Result<(), crate::backend::BackendError>)> = packs
+    let results: Vec<(
+        PackId,
+        std::result::Result<(), crate::backend::BackendError>,
+    )> = packs
         .par_iter()
         .map(|p| (*p, repo.backend().delete(FileType::Pack, &p.0)))
         .collect();

@@ -532,7 +532,14 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [O::Delete, O::Wait, O::Delete, O::Wait, O::Resurrect, O::Forget]
+            [
+                O::Delete,
+                O::Wait,
+                O::Delete,
+                O::Wait,
+                O::Resurrect,
+                O::Forget
+            ]
         );
         // A live lock of unknown session (an older cista) holds every deletion back.
         let got: Vec<O> = decide_obsolete(&o, &HashSet::new(), true)
@@ -566,7 +573,13 @@ mod tests {
             pack(3, 8 * MIB, 0, PackKind::Data),
         ];
         let o = [obs(9, true, true, &[], false)];
-        let pl = plan(&p, &o, &HashSet::new(), false, &opts(MaxUnused::Percent(0.0)));
+        let pl = plan(
+            &p,
+            &o,
+            &HashSet::new(),
+            false,
+            &opts(MaxUnused::Percent(0.0)),
+        );
         let s = &pl.stats;
         assert_eq!(s.used_bytes, 12 * MIB);
         assert_eq!(s.unused_bytes, 12 * MIB);

@@ -1,5 +1,6 @@
-//! What prune needs to know before deciding: which blobs every snapshot reaches (one bit per
-//! index entry), which copy of each used blob is kept, and per pack how many bytes are used.
+//! What prune needs to know before deciding: which blobs every snapshot reaches (the index's
+//! used bit, one per location, set on the copy that is kept), and per pack how many bytes
+//! are used.
 //!
 //! Listing order is FORMAT §18's: snapshots, then the index, then the packs. Any doubt about
 //! what a snapshot references (a snapshot or tree that cannot be read, a used blob in no
@@ -10,12 +11,12 @@ use std::collections::{HashMap, HashSet};
 use super::plan::{ObsoleteUse, PackKind, PackUse};
 use crate::backend::FileType;
 use crate::error::{Error, Result};
-use crate::format::index::ObsoletePack;
 use crate::format::pack::{BlobType, PackEntry};
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, IndexId, PackId};
 use crate::ops::CancelFlag;
-use crate::repo::{Index, Repository};
+use crate::repo::index::PackState;
+use crate::repo::{INDEX_FILE_BLOBS, Index, Repository};
 
 /// A pack in storage that no index file names, with its header's entries.
 #[derive(Debug, Clone)]
@@ -26,48 +27,26 @@ pub struct Orphan {
     pub blobs: Vec<PackEntry>,
 }
 
-/// Bits over index entries.
-#[derive(Debug, Clone, Default)]
-pub struct Bits(Vec<u64>);
-
-impl Bits {
-    fn new(n: usize) -> Self {
-        Self(vec![0; n.div_ceil(64)])
-    }
-    /// Whether bit `i` is set.
-    pub fn get(&self, i: usize) -> bool {
-        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-    fn set(&mut self, i: usize) {
-        if let Some(w) = self.0.get_mut(i / 64) {
-            *w |= 1 << (i % 64);
-        }
-    }
-}
-
 /// Everything measured.
 #[derive(Debug)]
 pub struct Usage {
     /// Snapshots walked.
     pub snapshots: usize,
-    /// The index as loaded.
+    /// The index as loaded, with the used bit of the kept copy of every used blob set.
     pub index: Index,
-    /// Index files loaded (to be superseded).
+    /// Index files listed before the index was loaded: what the new index supersedes. A
+    /// file written later (by a backup running beside) is not superseded and stays.
     pub index_files: Vec<IndexId>,
     /// Per live pack present in storage.
     pub live: Vec<PackUse>,
     /// Per obsolete pack.
     pub obsolete: Vec<ObsoleteUse>,
-    /// The obsolete records as loaded.
-    pub obsolete_records: Vec<ObsoletePack>,
     /// Orphans with readable headers.
     pub orphans: Vec<Orphan>,
     /// Orphans whose header could not be read (left alone).
     pub orphans_unreadable: Vec<(PackId, String)>,
     /// Live packs missing from storage that hold nothing needed.
     pub missing_unneeded: Vec<PackId>,
-    /// Per index entry: this copy is the one kept of a used blob.
-    pub keep: Bits,
     /// Stored sizes of the packs listed.
     pub sizes: HashMap<PackId, u64>,
 }
@@ -80,6 +59,12 @@ pub fn measure(repo: &Repository, cancel: &CancelFlag) -> Result<Usage> {
             reason: format!("snapshot {id} cannot be read ({e})"),
         });
     }
+    let index_files: Vec<IndexId> = repo
+        .backend()
+        .list(FileType::Index)?
+        .into_iter()
+        .map(|(id, _)| IndexId(id))
+        .collect();
     let index = repo.load_index()?;
     if let Some((id, why)) = index.damaged().first() {
         return Err(Error::PruneRefused {
@@ -93,142 +78,63 @@ pub fn measure(repo: &Repository, cancel: &CancelFlag) -> Result<Usage> {
         .map(|(id, n)| (PackId(id), n))
         .collect();
 
-    let n = index.entries_len();
-    let mut used = Bits::new(n);
-    mark_reachable(repo, &index, &snapshots, &mut used, cancel)?;
+    // `mark_used` marks one copy of each blob (a live one when there is one), so duplicates
+    // elsewhere count as unused and an obsolete pack counts as used only when it alone
+    // holds a blob a snapshot needs.
+    mark_reachable(repo, &index, &snapshots, cancel)?;
+    let kinds = pack_kinds(&index);
 
-    // Which copy of each used blob is kept: a copy in a live pack present in storage, the one
-    // in the pack with the fewest unreferenced bytes (so a pack an interrupted prune already
-    // rewrote wins over the pack it was copied from), ties to the lowest entry.
-    let present_live = |p: &PackId| index.is_live(p) && sizes.contains_key(p);
-    let mut unref: HashMap<PackId, u64> = HashMap::new();
-    for i in 0..n {
-        if !used.get(i) {
-            let (_, pack, e) = index.entry(i);
-            *unref.entry(pack).or_default() += u64::from(e.length);
+    let mut live = Vec::new();
+    let mut missing_unneeded = Vec::new();
+    let mut needed_in_obsolete: HashSet<PackId> = HashSet::new();
+    for u in index.usage() {
+        let present = sizes.contains_key(&u.id);
+        if u.used_blobs > 0 && !present {
+            return Err(Error::PruneRefused {
+                reason: format!(
+                    "pack {} holds {} blobs that snapshots need but is missing from storage; run `cista check`, then `cista repair index` and `cista repair snapshots`",
+                    u.id, u.used_blobs
+                ),
+            });
         }
-    }
-    let mut keep = Bits::new(n);
-    let mut needs_obsolete: HashSet<PackId> = HashSet::new();
-    let mut needed_missing: Vec<(BlobId, PackId)> = Vec::new();
-    let mut i = 0;
-    while i < n {
-        let (id, _, _) = index.entry(i);
-        let range = index.positions(&id);
-        let end = range.end.max(i + 1);
-        if used.get(i) {
-            let best = range
-                .clone()
-                .filter(|&j| present_live(&index.entry(j).1))
-                .min_by_key(|&j| (unref.get(&index.entry(j).1).copied().unwrap_or(0), j));
-            match best {
-                Some(j) => keep.set(j),
-                None => {
-                    let obsolete = range
-                        .clone()
-                        .map(|j| index.entry(j).1)
-                        .find(|p| !index.is_live(p) && sizes.contains_key(p));
-                    match obsolete {
-                        Some(p) => {
-                            needs_obsolete.insert(p);
-                        }
-                        None => needed_missing.push((id, index.entry(i).1)),
-                    }
+        match u.state {
+            PackState::Live if !present => missing_unneeded.push(u.id),
+            PackState::Live => live.push(PackUse {
+                id: u.id,
+                size: sizes.get(&u.id).copied().unwrap_or(0),
+                used_bytes: u.used_bytes,
+                unused_bytes: u.unused_bytes,
+                used_blobs: u64::from(u.used_blobs),
+                unused_blobs: u64::from(u.unused_blobs),
+                kind: kinds.get(&u.id).copied().unwrap_or(PackKind::Data),
+            }),
+            PackState::Obsolete => {
+                if u.used_blobs > 0 {
+                    needed_in_obsolete.insert(u.id);
                 }
             }
         }
-        i = end;
-    }
-    if let Some((blob, pack)) = needed_missing.first() {
-        return Err(Error::PruneRefused {
-            reason: format!(
-                "blob {blob} is needed by a snapshot but its pack {pack} is missing from storage ({} such blobs); run `cista check`, then `cista repair index` and `cista repair snapshots`",
-                needed_missing.len()
-            ),
-        });
     }
 
-    let mut acc: HashMap<PackId, PackUse> = HashMap::new();
-    for i in 0..n {
-        let (_, pack, e) = index.entry(i);
-        if !index.is_live(&pack) {
-            continue;
-        }
-        let p = acc.entry(pack).or_insert_with(|| PackUse {
-            id: pack,
-            size: sizes.get(&pack).copied().unwrap_or(0),
-            used_bytes: 0,
-            unused_bytes: 0,
-            used_blobs: 0,
-            unused_blobs: 0,
-            kind: kind_of(e.blob_type),
-        });
-        if p.kind != kind_of(e.blob_type) {
-            p.kind = PackKind::Mixed;
-        }
-        if keep.get(i) {
-            p.used_bytes += u64::from(e.length);
-            p.used_blobs += 1;
-        } else {
-            p.unused_bytes += u64::from(e.length);
-            p.unused_blobs += 1;
-        }
-    }
-    let mut live = Vec::new();
-    let mut missing_unneeded = Vec::new();
-    for pack in index.live_packs() {
-        match (acc.remove(&pack), sizes.contains_key(&pack)) {
-            (Some(p), true) => live.push(p),
-            // Named live, gone from storage, and nothing kept is in it (checked above).
-            (_, false) => missing_unneeded.push(pack),
-            // A live pack with no entries: nothing in it.
-            (None, true) => live.push(PackUse {
-                id: pack,
-                size: sizes.get(&pack).copied().unwrap_or(0),
-                used_bytes: 0,
-                unused_bytes: 0,
-                used_blobs: 0,
-                unused_blobs: 0,
-                kind: PackKind::Data,
-            }),
-        }
-    }
-
-    // A pack named live by some file is live (live wins), whatever else names it obsolete.
-    // Named obsolete twice (two files a crash left side by side): kept once, unarmed, so
-    // this run arms it again with the sessions live now (always safe, only later).
-    let mut obsolete_records: Vec<ObsoletePack> = Vec::new();
-    let mut seen: HashMap<PackId, usize> = HashMap::new();
-    for o in index.obsolete_records() {
-        if index.is_live(&o.id) {
-            continue;
-        }
-        match seen.get(&o.id) {
-            Some(&k) => obsolete_records[k].armed = false,
-            None => {
-                seen.insert(o.id, obsolete_records.len());
-                obsolete_records.push(o.clone());
-            }
-        }
-    }
-    let obsolete = obsolete_records
-        .iter()
-        .map(|o| ObsoleteUse {
-            id: o.id,
-            present: sizes.contains_key(&o.id),
+    let obsolete = index
+        .obsolete_packs()
+        .map(|(p, o)| ObsoleteUse {
+            id: p.id,
+            present: sizes.contains_key(&p.id),
             armed: o.armed,
             waiting_for: o.waiting_for.clone(),
-            holds_needed_blob: needs_obsolete.contains(&o.id),
-            size: sizes.get(&o.id).copied().unwrap_or(0),
+            holds_needed_blob: needed_in_obsolete.contains(&p.id),
+            size: sizes.get(&p.id).copied().unwrap_or(0),
         })
         .collect();
 
     let mut orphans = Vec::new();
     let mut orphans_unreadable = Vec::new();
-    for (pack, len) in &sizes {
-        if index.is_live(pack) || index.is_obsolete(pack) {
-            continue;
-        }
+    let mut unnamed: Vec<(&PackId, &u64)> =
+        sizes.iter().filter(|(p, _)| !index.has_pack(p)).collect();
+    unnamed.sort();
+    for (pack, len) in unnamed {
+        super::cancelled(cancel)?;
         match repo.read_pack_header(pack, *len) {
             Ok(h) => orphans.push(Orphan {
                 id: *pack,
@@ -237,21 +143,38 @@ pub fn measure(repo: &Repository, cancel: &CancelFlag) -> Result<Usage> {
             Err(e) => orphans_unreadable.push((*pack, e.to_string())),
         }
     }
-    orphans.sort_by_key(|o| o.id.0.0);
 
     Ok(Usage {
         snapshots: snapshots.len(),
-        index_files: index.loaded_files().to_vec(),
         index,
+        index_files,
         live,
         obsolete,
-        obsolete_records,
         orphans,
         orphans_unreadable,
         missing_unneeded,
-        keep,
         sizes,
     })
+}
+
+/// What kind of blobs each pack holds, in one batched pass over the index.
+fn pack_kinds(index: &Index) -> HashMap<PackId, PackKind> {
+    let mut out = HashMap::new();
+    for batch in index.pack_batches(INDEX_FILE_BLOBS) {
+        for p in batch {
+            let mut kind = None;
+            for e in &p.entries {
+                let k = kind_of(e.blob_type);
+                kind = match kind {
+                    None => Some(k),
+                    Some(prev) if prev == k => Some(k),
+                    Some(_) => Some(PackKind::Mixed),
+                };
+            }
+            out.insert(p.id, kind.unwrap_or(PackKind::Data));
+        }
+    }
+    out
 }
 
 fn kind_of(t: BlobType) -> PackKind {
@@ -268,28 +191,24 @@ fn mark_reachable(
     repo: &Repository,
     index: &Index,
     snapshots: &[(crate::id::SnapshotId, crate::format::snapshot::Snapshot)],
-    used: &mut Bits,
     cancel: &CancelFlag,
 ) -> Result<()> {
-    let mut mark = |id: &BlobId, used: &mut Bits| -> Result<bool> {
-        let r = index.positions(id);
-        if r.is_empty() {
+    // Marks a blob; true when it was not marked before (a tree seen first now).
+    let mark = |id: &BlobId| -> Result<bool> {
+        let fresh = !index.is_used(id);
+        if !index.mark_used(id) {
             return Err(Error::PruneRefused {
                 reason: format!(
                     "blob {id} is referenced by a snapshot but is in no index; run `cista check`, then `cista repair index` and `cista repair snapshots`"
                 ),
             });
         }
-        let fresh = !used.get(r.start);
-        for j in r {
-            used.set(j);
-        }
         Ok(fresh)
     };
     let mut stack: Vec<BlobId> = Vec::new();
     for (sid, snap) in snapshots {
         super::cancelled(cancel)?;
-        if mark(&snap.tree, used)? {
+        if mark(&snap.tree)? {
             stack.push(snap.tree);
         }
         while let Some(t) = stack.pop() {
@@ -299,20 +218,20 @@ fn mark_reachable(
             for node in &tree.nodes {
                 match &node.kind {
                     NodeKind::Dir { subtree } => {
-                        if mark(subtree, used)? {
+                        if mark(subtree)? {
                             stack.push(*subtree);
                         }
                     }
                     NodeKind::DirParts { parts } => {
                         for p in parts {
-                            if mark(p, used)? {
+                            if mark(p)? {
                                 stack.push(*p);
                             }
                         }
                     }
                     NodeKind::File { content, .. } => {
                         for c in content {
-                            mark(c, used)?;
+                            mark(c)?;
                         }
                     }
                     _ => {}
