@@ -31,6 +31,8 @@ mod keys;
 mod lock_sessions;
 #[path = "integration/locks.rs"]
 mod locks;
+#[path = "integration/prune.rs"]
+mod prune;
 #[path = "integration/prune_harness.rs"]
 mod prune_harness;
 #[path = "integration/regressions.rs"]

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use super::harness::{Repo, Run};
 
 /// A `cista debug hold-lock` process, killed on drop so no test leaves one behind.
-struct Holder {
+pub struct Holder {
     child: Child,
 }
 
 impl Holder {
     /// Starts a holder and waits until it says it holds the lock.
-    fn start(repo: &Repo, mode: &str, extra: &[&str]) -> Self {
+    pub fn start(repo: &Repo, mode: &str, extra: &[&str]) -> Self {
         let mut args = vec!["debug", "hold-lock", "--mode", mode, "--seconds", "600"];
         args.extend_from_slice(extra);
         let mut cmd = repo.cmd(&args);
@@ -41,11 +41,11 @@ impl Holder {
         Self { child }
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaping");
     }

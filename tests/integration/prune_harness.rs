@@ -114,7 +114,12 @@ fn assert_restores(repo: &Repo, id: &str, source: &Path, expected: &Digest, what
         "--target".as_ref(),
         target.as_os_str(),
     ]);
-    assert_eq!(r.code, 0, "{what}: restore of {id} failed: {}", r.stderr);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "{what}: restore of {id} failed: {}",
+        r.stderr
+    );
     let inside = target.join(source.strip_prefix("/").unwrap());
     let got = digest(&inside);
     assert!(
@@ -131,7 +136,7 @@ fn assert_check(repo: &Repo, what: &str) {
     let r = repo.run(&["check"]);
     assert_eq!(
         r.code,
-        0,
+        Some(0),
         "{what}: check failed:\n{}{}",
         r.stdout_str(),
         r.stderr
@@ -178,7 +183,7 @@ fn sigkill_at_random_moments_never_loses_a_completed_snapshot() {
     let mut rng = Rng::new(kills);
     // Snapshot id -> the source state it holds.
     let mut expected: HashMap<String, Digest> = HashMap::new();
-    let mut known = |repo: &Repo, expected: &mut HashMap<String, Digest>, state: &Digest| {
+    let known = |repo: &Repo, expected: &mut HashMap<String, Digest>, state: &Digest| {
         for (id, original, _) in snapshot_ids(repo) {
             if expected.contains_key(&id) {
                 continue;
@@ -298,7 +303,8 @@ fn backups_running_beside_a_prune_loop_never_wait_and_never_lose_data() {
                     root.as_os_str(),
                 ]);
                 assert_eq!(
-                    r.code, 0,
+                    r.code,
+                    Some(0),
                     "{host}: backup failed beside prune: {}",
                     r.stderr
                 );
@@ -325,7 +331,7 @@ fn backups_running_beside_a_prune_loop_never_wait_and_never_lose_data() {
                     "--max-unused",
                     "0%",
                 ]);
-                assert_eq!(r.code, 0, "forget --prune failed: {}", r.stderr);
+                assert_eq!(r.code, Some(0), "forget --prune failed: {}", r.stderr);
                 runs += 1;
             }
             runs
