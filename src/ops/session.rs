@@ -128,8 +128,12 @@ fn lock_with_retry(
                     return Err(e);
                 }
                 if !told {
+                    let holder = match &e {
+                        Error::Locked { holder, .. } => holder.as_str(),
+                        _ => "",
+                    };
                     progress.warn(&format!(
-                        "{e}: waiting up to {}s for the lock",
+                        "repository is locked: {holder}; waiting up to {}s for the lock",
                         retry.as_secs()
                     ));
                     told = true;
