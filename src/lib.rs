@@ -2,8 +2,10 @@
 //!
 //! The library holds every algorithm; the `cista` binary is a thin CLI over it. Layers, from
 //! the bottom: [`format`] (pure encode/decode of stored bytes, normative in docs/FORMAT.md),
-//! [`crypto`], [`chunker`] and [`compress`]; [`backend`] (storage); [`repo`] (composes them
-//! into a repository: keys, packs, index, snapshots, locks); [`ops`] (backup, restore, ...).
+//! [`crypto`], [`chunker`] and [`compress`]; [`backend`] (storage); [`host`] (who and when:
+//! host name, user, pid, clocks, passed down rather than read by lower layers); [`repo`]
+//! (composes them into a repository: keys, packs, index, snapshots, locks); [`ops`] (backup,
+//! restore, ..., and [`ops::session`], the one way a command locks a repository).
 //!
 //! ```no_run
 //! use std::sync::Arc;

@@ -43,8 +43,9 @@ pub struct Session {
 
 impl Session {
     /// Takes a `mode` lock on `repo` as `host`. A conflicting live lock is retried with
-    /// backoff (1 s, doubling up to 60 s) until `opts.retry` has passed, with one `progress`
-    /// warning naming the holder; then [`Error::Locked`] naming the last holder. A
+    /// backoff (about 1 s, doubling up to 60 s, each wait jittered by ±50% so racing
+    /// processes fall out of step) until `opts.retry` has passed, with one `progress` warning
+    /// naming the holder; then [`Error::Locked`] naming the last holder. A
     /// maintenance session on a repository of format 1 or 2 upgrades it to format 3 once its
     /// lock is held (FORMAT §10), and works on the upgraded repository ([`Session::repo`]).
     pub fn open(
@@ -128,18 +129,34 @@ fn lock_with_retry(
                     return Err(e);
                 }
                 if !told {
+                    let holder = match &e {
+                        Error::Locked { holder, .. } => holder.as_str(),
+                        _ => "",
+                    };
                     progress.warn(&format!(
-                        "{e}: waiting up to {}s for the lock",
+                        "repository is locked: {holder}; waiting up to {}s for the lock",
                         retry.as_secs()
                     ));
                     told = true;
                 }
-                sleep_unless_cancelled(wait.min(left), cancel)?;
+                sleep_unless_cancelled(jittered(wait).min(left), cancel)?;
                 wait = (wait * 2).min(RETRY_MAX_WAIT);
             }
             r => return r,
         }
     }
+}
+
+/// `d` scaled by a random factor in [0.5, 1.5): two processes that backed off from each
+/// other's lock at the same moment (FORMAT §17, "Taking a lock") must not retry in step
+/// forever.
+fn jittered(d: Duration) -> Duration {
+    let mut r = [0u8; 2];
+    if crate::crypto::random_bytes(&mut r).is_err() {
+        return d;
+    }
+    let f = 0.5 + f64::from(u16::from_le_bytes(r)) / 65536.0;
+    d.mul_f64(f)
 }
 
 /// Sleeps in small steps so a signal stops the wait promptly.
@@ -169,6 +186,17 @@ mod tests {
     impl Progress for Warnings {
         fn warn(&self, m: &str) {
             self.0.lock().unwrap().push(m.to_owned());
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_one_and_a_half() {
+        for _ in 0..200 {
+            let j = jittered(Duration::from_secs(10));
+            assert!(
+                j >= Duration::from_secs(5) && j < Duration::from_secs(15),
+                "{j:?}"
+            );
         }
     }
 

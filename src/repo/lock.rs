@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::ObjectKind;
 use crate::format::lock::{Lock, LockMode, LockSession, MAX_LOCK_LEN};
 use crate::host::Host;
-use crate::id::Id;
+use crate::id::{Id, LockId};
 use crate::repo::Repository;
 
 /// A lock not refreshed for this long (by the reader's wall clock) is stale and ignored.
@@ -35,7 +35,7 @@ pub const FRESH_FOR_NS: u64 = 20 * 60 * 1_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredLock {
     /// Its object name (`locks/<id>`).
-    pub id: Id,
+    pub id: LockId,
     /// Its contents.
     pub lock: Lock,
 }
@@ -135,7 +135,10 @@ impl Repository {
                 continue;
             };
             if !is_stale(&lock, host) {
-                out.push(StoredLock { id, lock });
+                out.push(StoredLock {
+                    id: LockId(id),
+                    lock,
+                });
             }
         }
         Ok(out)
@@ -543,6 +546,25 @@ mod tests {
         assert!(
             e.to_string().contains("was removed while it was held"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_holder_is_described_with_mode_pid_user_host_and_ages() {
+        let mut l = lock(4242, "db1".into(), 12_000_000_000);
+        l.username = "postgres".into();
+        assert_eq!(
+            describe(&l, NOW),
+            "exclusive lock of pid 4242 of postgres@db1, refreshed 12s ago"
+        );
+        l.mode = LockMode::Maintenance;
+        l.session = Some(LockSession {
+            id: [1; 16],
+            started_unix_ns: NOW - 192_000_000_000,
+        });
+        assert_eq!(
+            describe(&l, NOW),
+            "maintenance lock of pid 4242 of postgres@db1, held for 3m12s, refreshed 12s ago"
         );
     }
 

@@ -291,7 +291,7 @@ fn cat_prints_objects_and_never_secrets() {
     let config = cat(&["config"]);
     assert_eq!(config["id"].as_str().unwrap().len(), 64);
     assert!(config["chunker"]["avg"].is_u64());
-    assert_eq!(config["version"], 2, "{config}");
+    assert_eq!(config["version"], 3, "{config}");
     assert_eq!(
         config["features"],
         serde_json::json!(["tree-parts"]),

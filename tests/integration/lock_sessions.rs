@@ -347,3 +347,56 @@ fn a_version_2_repository_is_upgraded_by_its_first_maintenance_session() {
     assert_eq!(mode & 0o777, 0o600);
     assert!(repo.files_in("tmp").is_empty());
 }
+
+#[test]
+fn a_maintenance_session_starts_beside_a_running_backup() {
+    let repo = Repo::new();
+    let mut child = repo
+        .cmd(&["backup", "--stdin", "--stdin-filename", "dump.sql"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&vec![5u8; 200_000]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while repo.files_in("locks").is_empty() {
+        assert!(Instant::now() < deadline, "the backup never took its lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The backup holds its shared lock: a maintenance session is not refused...
+    try_maintenance(&repo, &[]).ok();
+    // ...and the backup is not disturbed by it.
+    stdin.write_all(&vec![6u8; 200_000]).unwrap();
+    drop(stdin);
+    Run::from_output(child.wait_with_output().unwrap()).ok();
+    assert_eq!(repo.snapshots(&[]).len(), 1);
+}
+
+#[test]
+fn racing_maintenance_sessions_with_retry_all_get_their_turn() {
+    let repo = Repo::new();
+    let children: Vec<Child> = (0..3)
+        .map(|_| {
+            repo.cmd(&[
+                "--retry-lock",
+                "2m",
+                "debug",
+                "hold-lock",
+                "--mode",
+                "maintenance",
+                "--seconds",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for c in children {
+        Run::from_output(c.wait_with_output().unwrap()).ok();
+    }
+    assert!(repo.files_in("locks").is_empty());
+}
