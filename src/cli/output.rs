@@ -174,7 +174,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// A snapshot as restic's `snapshots --json` prints it: restic's `omitempty` fields (`parent`,
-/// `tags`, `uid`, `gid`) are left out when empty or zero, as restic leaves them out; cista's
+/// `original`, `tags`, `uid`, `gid`) are left out when empty or zero, as restic leaves them out; cista's
 /// own `incomplete` is extra.
 pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
     let mut v = json!({
@@ -191,6 +191,9 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
     });
     if let Some(p) = &s.parent {
         v["parent"] = json!(p.to_hex());
+    }
+    if let Some(o) = &s.original {
+        v["original"] = json!(o.to_hex());
     }
     if !s.tags.is_empty() {
         v["tags"] = json!(s.tags);

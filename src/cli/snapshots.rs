@@ -263,6 +263,7 @@ mod tests {
                 program_version: "cista test".into(),
                 incomplete: false,
                 summary: Summary::default(),
+                original: None,
             },
         )
     }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FormatError, decode_capped, encode};
+use super::{FormatError, decode_capped, decode_prefix_capped, encode};
 use crate::id::{BlobId, SnapshotId};
 
 /// Largest snapshot plaintext accepted (after decompression).
@@ -121,6 +121,7 @@ impl From<SnapshotV1> for Snapshot {
             program_version: v.program_version,
             incomplete: v.incomplete,
             summary: v.summary.into(),
+            original: None,
         }
     }
 }
@@ -154,28 +155,59 @@ pub struct Snapshot {
     pub incomplete: bool,
     /// Statistics.
     pub summary: Summary,
+    /// restic's `original`: the snapshot this one was rewritten from (`rewrite`, `tag`,
+    /// `repair snapshots`). Format version 3: encoded after the summary only when set, so a
+    /// snapshot that was never rewritten keeps the version 2 bytes (see [`Snapshot::decode`]).
+    #[serde(skip)]
+    pub original: Option<SnapshotId>,
 }
 
 impl Snapshot {
-    /// Canonical plaintext.
+    /// Canonical plaintext: the version 2 fields, then `original` (32 bytes) only when set.
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        let mut b = encode(self);
+        if let Some(o) = &self.original {
+            b.extend_from_slice(o.as_bytes());
+        }
+        b
     }
 
-    /// Decodes a snapshot plaintext. The summary is the last field and has fixed width, so a
-    /// snapshot whose summary ends after `errors` (written before `tree_blobs` was appended)
-    /// is exactly 8 bytes short of the current layout: it is read with the older layout and
-    /// its `tree_blobs` is 0. No plaintext decodes under both layouts.
+    /// Decodes a snapshot plaintext. The fields up to the summary are read first; what
+    /// follows them decides the layout: nothing (version 2), or exactly the 32 bytes of
+    /// `original` (version 3). The summary has fixed width, so a snapshot whose summary ends
+    /// after `errors` (written before `tree_blobs` was appended) is exactly 8 bytes short of
+    /// the version 2 layout and fails it: it is read with the older layout and its
+    /// `tree_blobs` is 0. Every field before the tail is parsed the same way under each
+    /// layout, so no plaintext decodes under two.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         super::check_len("snapshot", bytes.len() as u64, MAX_SNAPSHOT_LEN)?;
-        match decode_capped::<_, { MAX_SNAPSHOT_LEN as usize }>(bytes, "snapshot") {
-            Ok(s) => Ok(s),
+        match decode_prefix_capped::<Self, { MAX_SNAPSHOT_LEN as usize }>(bytes, "snapshot") {
+            Ok((mut s, used)) => {
+                s.original = Self::decode_tail(&bytes[used..])?;
+                Ok(s)
+            }
             Err(current) => {
                 decode_capped::<SnapshotV1, { MAX_SNAPSHOT_LEN as usize }>(bytes, "snapshot")
                     .map(Snapshot::from)
                     // The current layout's complaint is the one that describes the bytes.
                     .map_err(|_| current)
             }
+        }
+    }
+
+    /// The version 3 fields after the summary: none, or `original`.
+    fn decode_tail(tail: &[u8]) -> Result<Option<SnapshotId>, FormatError> {
+        match tail.len() {
+            0 => Ok(None),
+            32 => {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(tail);
+                Ok(Some(SnapshotId(crate::id::Id(id))))
+            }
+            n => Err(FormatError::malformed(
+                "snapshot",
+                format!("{n} bytes after the summary (expected 0, or 32 for `original`)"),
+            )),
         }
     }
 }
@@ -205,6 +237,7 @@ mod tests {
                 files_new: 3,
                 ..Summary::default()
             },
+            original: None,
         };
         assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
     }
@@ -230,12 +263,52 @@ mod tests {
                 tree_blobs: 4,
                 ..Summary::default()
             },
+            original: None,
         };
         let bytes = s.encode();
         let old = &bytes[..bytes.len() - 8];
         s.summary.tree_blobs = 0;
         assert_eq!(Snapshot::decode(old).unwrap(), s);
         assert!(Snapshot::decode(&bytes[..bytes.len() - 4]).is_err());
+    }
+
+    /// `original` is appended only when set: an unrewritten snapshot keeps its version 2
+    /// bytes, a rewritten one is exactly 32 bytes longer, and any other tail is refused.
+    #[test]
+    fn original_is_a_tail_present_only_when_set() {
+        let mut s = Snapshot::decode(&sample_bytes()).unwrap();
+        let v2 = s.encode();
+        assert_eq!(v2, sample_bytes());
+        s.original = Some(SnapshotId(Id([9; 32])));
+        let v3 = s.encode();
+        assert_eq!(v3.len(), v2.len() + 32);
+        assert_eq!(&v3[..v2.len()], &v2[..]);
+        assert_eq!(Snapshot::decode(&v3).unwrap(), s);
+        for cut in [1, 31, 33] {
+            let mut bad = v2.clone();
+            bad.extend(std::iter::repeat_n(7u8, cut));
+            assert!(Snapshot::decode(&bad).is_err(), "{cut} trailing bytes");
+        }
+    }
+
+    fn sample_bytes() -> Vec<u8> {
+        Snapshot {
+            time_unix_ns: 5,
+            tz_offset_s: 0,
+            hostname: "h".into(),
+            username: "u".into(),
+            uid: 1,
+            gid: 2,
+            paths: vec!["/srv".into()],
+            tags: vec![],
+            tree: BlobId(Id([1; 32])),
+            parent: None,
+            program_version: "cista 0.1.0".into(),
+            incomplete: false,
+            summary: Summary::default(),
+            original: None,
+        }
+        .encode()
     }
 
     proptest! {

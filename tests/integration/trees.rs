@@ -65,6 +65,7 @@ impl Crafter {
             program_version: "crafted".into(),
             incomplete: false,
             summary: Default::default(),
+            original: None,
         };
         self.repo.save_snapshot(&snap).unwrap();
     }

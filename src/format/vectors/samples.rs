@@ -289,6 +289,7 @@ pub(super) fn sample_snapshot() -> Snapshot {
             errors: 14,
             tree_blobs: 15,
         },
+        original: None,
     }
 }
 

@@ -409,6 +409,7 @@ pub fn run(
         program_version: format!("cista {}", env!("CARGO_PKG_VERSION")),
         incomplete: summary.errors > 0,
         summary,
+        original: None,
     };
     // A stop requested while the last data was being stored still means "no snapshot".
     if cancel.load(Ordering::Relaxed) {
