@@ -264,6 +264,7 @@ mod tests {
                 incomplete: false,
                 summary: Summary::default(),
                 original: None,
+                lost: None,
             },
         )
     }

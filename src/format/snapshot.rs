@@ -7,6 +7,22 @@ use crate::id::{BlobId, SnapshotId};
 
 /// Largest snapshot plaintext accepted (after decompression).
 pub const MAX_SNAPSHOT_LEN: u64 = 16 << 20;
+/// Most paths a repaired snapshot records in [`Lost::paths`] (the counts stay exact): with
+/// paths of at most 4096 bytes this keeps the record under a quarter of the snapshot cap.
+pub const MAX_LOST_PATHS: usize = 1000;
+
+/// What `repair snapshots` could not recover when it wrote this snapshot (format version 3),
+/// so a repaired snapshot says what it lacks, never silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Lost {
+    /// Files whose content was missing or unreadable: they are empty in this snapshot.
+    pub files: u64,
+    /// Directories whose tree was missing or damaged: they are empty in this snapshot.
+    pub dirs: u64,
+    /// The paths of those files and directories, in walk order, at most [`MAX_LOST_PATHS`]
+    /// (names that are not UTF-8 are recorded lossily; the tree keeps the exact bytes).
+    pub paths: Vec<String>,
+}
 
 /// What one backup run did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -122,6 +138,7 @@ impl From<SnapshotV1> for Snapshot {
             incomplete: v.incomplete,
             summary: v.summary.into(),
             original: None,
+            lost: None,
         }
     }
 }
@@ -160,21 +177,30 @@ pub struct Snapshot {
     /// snapshot that was never rewritten keeps the version 2 bytes (see [`Snapshot::decode`]).
     #[serde(skip)]
     pub original: Option<SnapshotId>,
+    /// What was lost when `repair snapshots` wrote this snapshot. Format version 3: encoded
+    /// after `original` only when set; a writer that sets it MUST set `original` too (a
+    /// repaired snapshot is always rewritten from one), else it is not written.
+    #[serde(skip)]
+    pub lost: Option<Lost>,
 }
 
 impl Snapshot {
-    /// Canonical plaintext: the version 2 fields, then `original` (32 bytes) only when set.
+    /// Canonical plaintext: the version 2 fields, then `original` (32 bytes) only when set,
+    /// then `lost` only when set.
     pub fn encode(&self) -> Vec<u8> {
         let mut b = encode(self);
         if let Some(o) = &self.original {
             b.extend_from_slice(o.as_bytes());
+            if let Some(l) = &self.lost {
+                b.extend_from_slice(&encode(l));
+            }
         }
         b
     }
 
     /// Decodes a snapshot plaintext. The fields up to the summary are read first; what
-    /// follows them decides the layout: nothing (version 2), or exactly the 32 bytes of
-    /// `original` (version 3). The summary has fixed width, so a snapshot whose summary ends
+    /// follows them decides the layout: nothing (version 2), exactly the 32 bytes of
+    /// `original`, or `original` followed by exactly one encoded [`Lost`] (version 3). The summary has fixed width, so a snapshot whose summary ends
     /// after `errors` (written before `tree_blobs` was appended) is exactly 8 bytes short of
     /// the version 2 layout and fails it: it is read with the older layout and its
     /// `tree_blobs` is 0. Every field before the tail is parsed the same way under each
@@ -183,7 +209,7 @@ impl Snapshot {
         super::check_len("snapshot", bytes.len() as u64, MAX_SNAPSHOT_LEN)?;
         match decode_prefix_capped::<Self, { MAX_SNAPSHOT_LEN as usize }>(bytes, "snapshot") {
             Ok((mut s, used)) => {
-                s.original = Self::decode_tail(&bytes[used..])?;
+                (s.original, s.lost) = Self::decode_tail(&bytes[used..])?;
                 Ok(s)
             }
             Err(current) => {
@@ -195,20 +221,27 @@ impl Snapshot {
         }
     }
 
-    /// The version 3 fields after the summary: none, or `original`.
-    fn decode_tail(tail: &[u8]) -> Result<Option<SnapshotId>, FormatError> {
-        match tail.len() {
-            0 => Ok(None),
-            32 => {
-                let mut id = [0u8; 32];
-                id.copy_from_slice(tail);
-                Ok(Some(SnapshotId(crate::id::Id(id))))
-            }
-            n => Err(FormatError::malformed(
-                "snapshot",
-                format!("{n} bytes after the summary (expected 0, or 32 for `original`)"),
-            )),
+    /// The version 3 fields after the summary: none, `original`, or `original` and `lost`.
+    #[allow(clippy::type_complexity)]
+    fn decode_tail(tail: &[u8]) -> Result<(Option<SnapshotId>, Option<Lost>), FormatError> {
+        if tail.is_empty() {
+            return Ok((None, None));
         }
+        let Some((id, rest)) = tail.split_first_chunk::<32>() else {
+            return Err(FormatError::malformed(
+                "snapshot",
+                format!(
+                    "{} bytes after the summary (expected 0, or 32 for `original`)",
+                    tail.len()
+                ),
+            ));
+        };
+        let original = Some(SnapshotId(crate::id::Id(*id)));
+        if rest.is_empty() {
+            return Ok((original, None));
+        }
+        let lost = decode_capped::<Lost, { MAX_SNAPSHOT_LEN as usize }>(rest, "snapshot")?;
+        Ok((original, Some(lost)))
     }
 }
 
@@ -238,6 +271,7 @@ mod tests {
                 ..Summary::default()
             },
             original: None,
+            lost: None,
         };
         assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
     }
@@ -264,6 +298,7 @@ mod tests {
                 ..Summary::default()
             },
             original: None,
+            lost: None,
         };
         let bytes = s.encode();
         let old = &bytes[..bytes.len() - 8];
@@ -289,6 +324,21 @@ mod tests {
             bad.extend(std::iter::repeat_n(7u8, cut));
             assert!(Snapshot::decode(&bad).is_err(), "{cut} trailing bytes");
         }
+        // `lost` follows `original`; it is never written without it.
+        s.lost = Some(Lost {
+            files: 2,
+            dirs: 1,
+            paths: vec!["/a".into(), "/b/c".into()],
+        });
+        let repaired = s.encode();
+        assert_eq!(&repaired[..v3.len()], &v3[..]);
+        assert_eq!(Snapshot::decode(&repaired).unwrap(), s);
+        assert!(Snapshot::decode(&repaired[..repaired.len() - 1]).is_err());
+        let mut long = repaired.clone();
+        long.push(0);
+        assert!(Snapshot::decode(&long).is_err());
+        s.original = None;
+        assert_eq!(s.encode(), v2, "no `lost` without `original`");
     }
 
     fn sample_bytes() -> Vec<u8> {
@@ -307,6 +357,7 @@ mod tests {
             incomplete: false,
             summary: Summary::default(),
             original: None,
+            lost: None,
         }
         .encode()
     }

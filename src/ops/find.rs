@@ -613,6 +613,7 @@ mod tests {
             incomplete: false,
             summary: Default::default(),
             original: None,
+            lost: None,
         };
         let f = |h: &[&str], t: &[&str], p: &[&str]| SnapshotFilter {
             hosts: h.iter().map(|x| x.to_string()).collect(),

@@ -66,6 +66,7 @@ impl Crafter {
             incomplete: false,
             summary: Default::default(),
             original: None,
+            lost: None,
         };
         self.repo.save_snapshot(&snap).unwrap();
     }

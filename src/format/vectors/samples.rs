@@ -290,6 +290,7 @@ pub(super) fn sample_snapshot() -> Snapshot {
             tree_blobs: 15,
         },
         original: None,
+        lost: None,
     }
 }
 

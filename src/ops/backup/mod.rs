@@ -410,6 +410,7 @@ pub fn run(
         incomplete: summary.errors > 0,
         summary,
         original: None,
+        lost: None,
     };
     // A stop requested while the last data was being stored still means "no snapshot".
     if cancel.load(Ordering::Relaxed) {
