@@ -9,6 +9,7 @@ mod keys;
 pub mod output;
 mod progress;
 mod repo_cmds;
+mod rewrite;
 mod snapshots;
 
 use std::path::PathBuf;
@@ -113,6 +114,11 @@ enum Command {
     Version,
     /// Print one repository object, decoded (JSON; a blob's bytes), for inspection.
     Cat(cat::CatArgs),
+    /// Remove files from existing snapshots (new snapshots without them).
+    Rewrite(rewrite::RewriteArgs),
+    /// Repair a damaged repository.
+    #[command(subcommand)]
+    Repair(rewrite::RepairCommand),
 }
 
 /// Global state a command needs.
@@ -331,6 +337,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Unlock(a) => repo_cmds::unlock(&env, a),
         Command::Version => version(&env),
         Command::Cat(a) => cat::run(&env, a),
+        Command::Rewrite(a) => rewrite::rewrite(&env, a),
+        Command::Repair(c) => rewrite::repair(&env, c),
     }
 }
 
