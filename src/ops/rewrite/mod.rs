@@ -22,7 +22,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::format::FormatError;
 use crate::format::pack::{BlobType, MAX_BLOB_LEN};
-use crate::format::snapshot::Snapshot;
+use crate::format::snapshot::{MAX_SNAPSHOT_LEN, Snapshot};
 use crate::format::tree::{Node, NodeKind, PartWriter, Tree};
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::ops::find::{self, Visit};
@@ -349,6 +349,14 @@ pub fn commit(
     planned: Vec<(SnapshotId, Snapshot)>,
     forget: bool,
 ) -> Result<Vec<(SnapshotId, SnapshotId)>> {
+    for (old, snap) in &planned {
+        let len = snap.encode().len() as u64;
+        if len > MAX_SNAPSHOT_LEN {
+            return Err(Error::InvalidInput(format!(
+                "the rewritten snapshot {old} would take {len} bytes, more than the {MAX_SNAPSHOT_LEN}-byte cap; nothing was changed"
+            )));
+        }
+    }
     let mut done = Vec::with_capacity(planned.len());
     for (old, snap) in planned {
         let new = repo.save_snapshot(&snap)?;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use super::{Decision, NodeFilter, TreeStore, commit, replacement, rewrite_tree, select};
 use crate::backend::FileType;
 use crate::error::{Error, Result};
-use crate::format::snapshot::{Lost, MAX_LOST_PATHS, Snapshot};
+use crate::format::snapshot::{Lost, MAX_LOST_PATHS, MAX_SNAPSHOT_LEN, Snapshot};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::ops::find::SnapshotFilter;
@@ -236,6 +236,20 @@ fn merged_lost(old: Option<&Lost>, files: u64, dirs: u64, items: &[LostItem]) ->
     l
 }
 
+/// Drops recorded lost paths (the last first) until the snapshot is within its cap: the
+/// counts stay, and a snapshot that could not be read back must never be written.
+fn fit_lost_paths(s: &mut Snapshot) {
+    while s.encode().len() as u64 > MAX_SNAPSHOT_LEN {
+        match &mut s.lost {
+            Some(l) if !l.paths.is_empty() => {
+                let keep = l.paths.len() / 2;
+                l.paths.truncate(keep);
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Repairs the chosen snapshots. Plans every snapshot first (new trees stored and indexed),
 /// then saves the new snapshots, then forgets the old ones.
 pub fn run(repo: &Repository, opts: &RepairOptions) -> Result<RepairOutcome> {
@@ -289,6 +303,7 @@ pub fn run(repo: &Repository, opts: &RepairOptions) -> Result<RepairOutcome> {
                 let mut s = replacement(old_id, &old, t.tree, tag);
                 s.lost = Some(merged_lost(old.lost.as_ref(), f.files, f.dirs, &f.items));
                 s.incomplete = true;
+                fit_lost_paths(&mut s);
                 rep.new = Some(s);
             }
             Ok(None) => {}
@@ -418,6 +433,45 @@ mod tests {
         };
         assert!(r.read_tree(&index, subtree).unwrap().nodes.is_empty());
         assert_eq!((t.files, t.bytes), (2, 6));
+    }
+
+    /// A snapshot already near its cap keeps its counts but sheds recorded paths.
+    #[test]
+    fn lost_paths_are_cut_to_fit_the_snapshot_cap() {
+        let mut s = Snapshot {
+            time_unix_ns: 1,
+            tz_offset_s: 0,
+            hostname: "h".into(),
+            username: "u".into(),
+            uid: 0,
+            gid: 0,
+            paths: vec!["/p".repeat(((MAX_SNAPSHOT_LEN - 40_000) / 2) as usize)],
+            tags: Vec::new(),
+            tree: BlobId::default(),
+            parent: None,
+            program_version: "cista".into(),
+            incomplete: true,
+            summary: Default::default(),
+            original: Some(SnapshotId(crate::id::Id([1; 32]))),
+            lost: None,
+        };
+        s.lost = Some(Lost {
+            files: 1000,
+            dirs: 0,
+            paths: (0..1000)
+                .map(|i| format!("/{i:04}{}", "x".repeat(100)))
+                .collect(),
+        });
+        fit_lost_paths(&mut s);
+        assert!(s.encode().len() as u64 <= MAX_SNAPSHOT_LEN);
+        let l = s.lost.as_ref().unwrap();
+        assert_eq!(l.files, 1000);
+        assert!(
+            !l.paths.is_empty() && l.paths.len() < 1000,
+            "{}",
+            l.paths.len()
+        );
+        assert!(Snapshot::decode(&s.encode()).is_ok());
     }
 
     #[test]
