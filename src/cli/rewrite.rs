@@ -177,6 +177,7 @@ pub fn rewrite(env: &Env, a: RewriteArgs) -> Result<u8> {
         print_json(json!({
             "dry_run": a.dry_run,
             "modified": o.modified(),
+            "tree_blobs": o.tree_blobs,
             "snapshots": list,
         }))?;
         return Ok(code::OK);
@@ -261,6 +262,7 @@ pub fn repair(env: &Env, c: RepairCommand) -> Result<u8> {
         print_json(json!({
             "dry_run": a.dry_run,
             "modified": o.modified(),
+            "tree_blobs": o.tree_blobs,
             "snapshots": list,
         }))?;
         return Ok(exit);
