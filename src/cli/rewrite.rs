@@ -69,6 +69,20 @@ pub struct RepairSnapshotsArgs {
     snapshots: Vec<String>,
 }
 
+/// Ctrl-C / SIGTERM stop the run at a safe point (nothing half-saved, the lock released);
+/// a second signal exits at once, as for `backup`.
+fn stop_on_signals(env: &Env) -> Result<()> {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(
+            sig,
+            code::INTERRUPTED.into(),
+            env.cancel.clone(),
+        )?;
+        signal_hook::flag::register(sig, env.cancel.clone())?;
+    }
+    Ok(())
+}
+
 fn patterns(inline: &[String], files: &[PathBuf]) -> Result<Vec<String>> {
     let mut p = inline.to_vec();
     for f in files {
@@ -158,7 +172,8 @@ pub fn rewrite(env: &Env, a: RewriteArgs) -> Result<u8> {
         forget: a.forget,
         dry_run: a.dry_run,
     };
-    let o = exclude::run(&repo, &opts)?;
+    stop_on_signals(env)?;
+    let o = exclude::run(&repo, &opts, &env.cancel)?;
     if env.json {
         let list: Vec<_> = o
             .snapshots
@@ -219,7 +234,8 @@ pub fn repair(env: &Env, c: RepairCommand) -> Result<u8> {
         dry_run: a.dry_run,
         read_data: a.read_data,
     };
-    let o = repair::run(&repo, &opts)?;
+    stop_on_signals(env)?;
+    let o = repair::run(&repo, &opts, &env.cancel)?;
     for r in &o.snapshots {
         if let Some(why) = &r.unreadable_root {
             output::warn(format_args!(

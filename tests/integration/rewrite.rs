@@ -199,7 +199,8 @@ fn rewrite_filters_and_refuses_nothing_to_do() {
     assert!(run.stdout_str().contains("no snapshots were modified"));
     // --iexclude ignores letter case. (--forget: a rewritten snapshot has its original's
     // time, so without it `latest` could be either.)
-    r.run(&["rewrite", "--forget", "--iexclude", "SECRET.KEY"]).ok();
+    r.run(&["rewrite", "--forget", "--iexclude", "SECRET.KEY"])
+        .ok();
     assert!(
         !ls_paths(&r, "latest")
             .iter()
@@ -514,7 +515,10 @@ fn repair_read_data_finds_a_damaged_chunk_the_index_cannot_show() {
     let lost = &v["snapshots"][0]["lost"];
     assert_eq!(lost[0]["path"], victim.to_str().unwrap());
     assert_eq!(lost[0]["type"], "file");
-    assert!(lost[0]["reason"].as_str().unwrap().contains("damaged"), "{lost}");
+    assert!(
+        lost[0]["reason"].as_str().unwrap().contains("damaged"),
+        "{lost}"
+    );
     let new = v["snapshots"][0]["snapshot"].as_str().unwrap().to_owned();
     let target = r.scratch("restored");
     r.run(&["restore", &new, "--target", target.to_str().unwrap()])

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Node;
 use crate::id::SnapshotId;
+use crate::ops::CancelFlag;
 use crate::ops::backup::Excludes;
 use crate::ops::find::SnapshotFilter;
 use crate::repo::Repository;
@@ -91,7 +92,11 @@ impl NodeFilter for ExcludeFilter<'_> {
 
 /// Rewrites the chosen snapshots without the excluded paths. Plans every snapshot first (new
 /// trees stored and indexed), then saves the new snapshots, then forgets the old ones.
-pub fn run(repo: &Repository, opts: &RewriteOptions) -> Result<RewriteOutcome> {
+pub fn run(
+    repo: &Repository,
+    opts: &RewriteOptions,
+    cancel: &CancelFlag,
+) -> Result<RewriteOutcome> {
     // Exclusive until the maintenance lock of FORMAT version 3 exists (restic takes an
     // append lock without `--forget`).
     let _lock = if opts.dry_run {
@@ -101,7 +106,7 @@ pub fn run(repo: &Repository, opts: &RewriteOptions) -> Result<RewriteOutcome> {
     };
     let chosen = select(repo, &opts.snapshots, &opts.filter)?;
     let index = repo.load_index()?;
-    let mut store = TreeStore::new(repo, &index, opts.dry_run)?;
+    let mut store = TreeStore::new(repo, &index, opts.dry_run, cancel)?;
     let mut out = RewriteOutcome::default();
     for (old_id, old) in chosen {
         let mut f = ExcludeFilter {
@@ -137,7 +142,7 @@ pub fn run(repo: &Repository, opts: &RewriteOptions) -> Result<RewriteOutcome> {
         .iter()
         .filter_map(|r| r.new.clone().map(|s| (r.old_id, s)))
         .collect();
-    for (old, new) in commit(repo, planned, opts.forget)? {
+    for (old, new) in commit(repo, planned, opts.forget, cancel)? {
         if let Some(r) = out.snapshots.iter_mut().find(|r| r.old_id == old) {
             r.new_id = Some(new);
         }

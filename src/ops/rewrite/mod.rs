@@ -18,6 +18,7 @@ pub mod repair;
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::format::FormatError;
@@ -25,6 +26,7 @@ use crate::format::pack::{BlobType, MAX_BLOB_LEN};
 use crate::format::snapshot::{MAX_SNAPSHOT_LEN, Snapshot};
 use crate::format::tree::{Node, NodeKind, PartWriter, Tree};
 use crate::id::{BlobId, PackId, SnapshotId};
+use crate::ops::CancelFlag;
 use crate::ops::find::{self, Visit};
 use crate::repo::packer::{Packer, SealedBlob};
 use crate::repo::{Index, Repository};
@@ -82,13 +84,20 @@ pub struct TreeStore<'r> {
     recovered: HashSet<PackId>,
     packer: Option<Packer>,
     stored: HashSet<BlobId>,
+    cancel: CancelFlag,
     /// Tree blobs stored (or, in a dry run, that would be).
     pub tree_blobs: u64,
 }
 
 impl<'r> TreeStore<'r> {
-    /// A store writing through a new [`Packer`], or writing nothing when `dry_run`.
-    pub fn new(repo: &'r Repository, index: &'r Index, dry_run: bool) -> Result<Self> {
+    /// A store writing through a new [`Packer`], or writing nothing when `dry_run`. A walk
+    /// through it stops with [`Error::Interrupted`] once `cancel` is set.
+    pub fn new(
+        repo: &'r Repository,
+        index: &'r Index,
+        dry_run: bool,
+        cancel: &CancelFlag,
+    ) -> Result<Self> {
         Ok(Self {
             repo,
             index,
@@ -99,6 +108,7 @@ impl<'r> TreeStore<'r> {
                 Some(Packer::new(repo)?)
             },
             stored: HashSet::new(),
+            cancel: cancel.clone(),
             tree_blobs: 0,
         })
     }
@@ -222,6 +232,9 @@ pub fn rewrite_tree(
             .ok_or_else(|| Error::InvalidInput("rewrite walk left its root".into()))?;
         match v {
             Visit::Entry(path, node) => {
+                if store.cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
                 let decision = filter.entry(path, node)?;
                 let kept = match decision {
                     Decision::Drop => {
@@ -343,11 +356,12 @@ pub fn select(
 
 /// Saves the new snapshots (their trees already durable, see [`TreeStore::finish`]), then,
 /// with `forget`, deletes each old one once its replacement is durable, so a crash never
-/// leaves neither.
+/// leaves neither. A stop asked for (`cancel`) takes effect between two snapshots.
 pub fn commit(
     repo: &Repository,
     planned: Vec<(SnapshotId, Snapshot)>,
     forget: bool,
+    cancel: &CancelFlag,
 ) -> Result<Vec<(SnapshotId, SnapshotId)>> {
     for (old, snap) in &planned {
         let len = snap.encode().len() as u64;
@@ -359,6 +373,9 @@ pub fn commit(
     }
     let mut done = Vec::with_capacity(planned.len());
     for (old, snap) in planned {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
         let new = repo.save_snapshot(&snap)?;
         if forget {
             repo.backend()
@@ -406,7 +423,7 @@ mod tests {
     fn only_the_path_to_a_change_is_rewritten() {
         let r = repo();
         let empty = Index::new();
-        let mut store = TreeStore::new(&r, &empty, false).unwrap();
+        let mut store = TreeStore::new(&r, &empty, false, &CancelFlag::default()).unwrap();
         let same = store_tree(&mut store, vec![fifo("x")]);
         let inner = store_tree(&mut store, vec![fifo("keep"), fifo("secret")]);
         let a = node(b"a", NodeKind::Dir { subtree: inner });
@@ -415,7 +432,7 @@ mod tests {
         store.finish().unwrap();
         let index = r.load_index().unwrap();
 
-        let mut store = TreeStore::new(&r, &index, false).unwrap();
+        let mut store = TreeStore::new(&r, &index, false, &CancelFlag::default()).unwrap();
         let none = rewrite_tree(&r, &index, &mut store, &root, &mut DropNamed(b"nothing")).unwrap();
         assert_eq!(none, None);
         assert_eq!(store.tree_blobs, 0);
@@ -444,7 +461,7 @@ mod tests {
     fn split_directories_are_rewritten_in_parts() {
         let r = repo();
         let empty = Index::new();
-        let mut store = TreeStore::new(&r, &empty, false).unwrap();
+        let mut store = TreeStore::new(&r, &empty, false, &CancelFlag::default()).unwrap();
         let names: Vec<String> = (0..MAX_PART_ENTRIES + 2)
             .map(|i| format!("{i:06}"))
             .collect();
@@ -476,7 +493,7 @@ mod tests {
                 Ok(if hit { Decision::Drop } else { Decision::Keep })
             }
         }
-        let mut store = TreeStore::new(&r, &index, false).unwrap();
+        let mut store = TreeStore::new(&r, &index, false, &CancelFlag::default()).unwrap();
         let last = names.last().unwrap().clone();
         let new = rewrite_tree(&r, &index, &mut store, &root, &mut DropLast(last))
             .unwrap()
@@ -506,7 +523,7 @@ mod tests {
     fn dry_run_stores_nothing() {
         let r = repo();
         let empty = Index::new();
-        let mut store = TreeStore::new(&r, &empty, false).unwrap();
+        let mut store = TreeStore::new(&r, &empty, false, &CancelFlag::default()).unwrap();
         let root = store_tree(&mut store, vec![fifo("a"), fifo("secret")]);
         store.finish().unwrap();
         let index = r.load_index().unwrap();
@@ -515,7 +532,7 @@ mod tests {
             .list(crate::backend::FileType::Pack)
             .unwrap()
             .len();
-        let mut dry = TreeStore::new(&r, &index, true).unwrap();
+        let mut dry = TreeStore::new(&r, &index, true, &CancelFlag::default()).unwrap();
         let t = rewrite_tree(&r, &index, &mut dry, &root, &mut DropNamed(b"secret"))
             .unwrap()
             .unwrap();
@@ -536,6 +553,44 @@ mod tests {
             .encode(),
         );
         assert_eq!(t.tree, want);
+    }
+
+    /// A stop asked for ends the walk with `Interrupted`, and `commit` saves nothing after it.
+    #[test]
+    fn a_stop_request_interrupts_the_walk_and_the_commit() {
+        let r = repo();
+        let empty = Index::new();
+        let mut store = TreeStore::new(&r, &empty, false, &CancelFlag::default()).unwrap();
+        let root = store_tree(&mut store, vec![fifo("a")]);
+        store.finish().unwrap();
+        let index = r.load_index().unwrap();
+        let cancel = CancelFlag::default();
+        cancel.store(true, Ordering::Relaxed);
+        let mut store = TreeStore::new(&r, &index, true, &cancel).unwrap();
+        let e = rewrite_tree(&r, &index, &mut store, &root, &mut DropNamed(b"a")).unwrap_err();
+        assert!(matches!(e, Error::Interrupted), "{e}");
+        let snap = Snapshot::decode(&crate::format::encode(&Snapshot {
+            time_unix_ns: 0,
+            tz_offset_s: 0,
+            hostname: String::new(),
+            username: String::new(),
+            uid: 0,
+            gid: 0,
+            paths: Vec::new(),
+            tags: Vec::new(),
+            tree: root,
+            parent: None,
+            program_version: String::new(),
+            incomplete: false,
+            summary: Default::default(),
+            original: None,
+            lost: None,
+        }))
+        .unwrap();
+        let old = SnapshotId(crate::id::Id([1; 32]));
+        let e = commit(&r, vec![(old, snap)], true, &cancel).unwrap_err();
+        assert!(matches!(e, Error::Interrupted), "{e}");
+        assert!(r.list_snapshots().unwrap().is_empty());
     }
 
     #[test]

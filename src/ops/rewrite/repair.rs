@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::{Lost, MAX_LOST_PATHS, MAX_SNAPSHOT_LEN, Snapshot};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{BlobId, PackId, SnapshotId};
+use crate::ops::CancelFlag;
 use crate::ops::find::SnapshotFilter;
 use crate::repo::{Index, Repository};
 
@@ -252,7 +253,7 @@ fn fit_lost_paths(s: &mut Snapshot) {
 
 /// Repairs the chosen snapshots. Plans every snapshot first (new trees stored and indexed),
 /// then saves the new snapshots, then forgets the old ones.
-pub fn run(repo: &Repository, opts: &RepairOptions) -> Result<RepairOutcome> {
+pub fn run(repo: &Repository, opts: &RepairOptions, cancel: &CancelFlag) -> Result<RepairOutcome> {
     let _lock = if opts.dry_run {
         None
     } else {
@@ -275,7 +276,7 @@ pub fn run(repo: &Repository, opts: &RepairOptions) -> Result<RepairOutcome> {
         verified: HashSet::new(),
         bad: HashMap::new(),
     };
-    let mut store = TreeStore::new(repo, &index, opts.dry_run)?;
+    let mut store = TreeStore::new(repo, &index, opts.dry_run, cancel)?;
     let mut out = RepairOutcome::default();
     for (old_id, old) in chosen {
         let mut rep = Repaired {
@@ -326,7 +327,7 @@ pub fn run(repo: &Repository, opts: &RepairOptions) -> Result<RepairOutcome> {
         .iter()
         .filter_map(|r| r.new.clone().map(|s| (r.old_id, s)))
         .collect();
-    for (old, new) in commit(repo, planned, opts.forget)? {
+    for (old, new) in commit(repo, planned, opts.forget, cancel)? {
         if let Some(r) = out.snapshots.iter_mut().find(|r| r.old_id == old) {
             r.new_id = Some(new);
         }
@@ -405,7 +406,8 @@ mod tests {
             items: Vec::new(),
         };
         assert_eq!(f.entry(Path::new("/good"), &good).unwrap(), Decision::Keep);
-        let mut store = TreeStore::new(&r, &index, false).unwrap();
+        let mut store =
+            TreeStore::new(&r, &index, false, &crate::ops::CancelFlag::default()).unwrap();
         let t = rewrite_tree(&r, &index, &mut store, &root, &mut f)
             .unwrap()
             .unwrap();
