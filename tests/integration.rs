@@ -41,6 +41,8 @@ mod regressions;
 mod restic_compat;
 #[path = "integration/restore_inplace.rs"]
 mod restore_inplace;
+#[path = "integration/rewrite.rs"]
+mod rewrite;
 #[path = "integration/robustness.rs"]
 mod robustness;
 #[path = "integration/roundtrip.rs"]

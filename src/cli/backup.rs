@@ -192,7 +192,8 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
         larger_than: a.exclude_larger_than,
     };
     // Ctrl-C / SIGTERM ask the backup to stop at a safe point (uploaded packs are indexed, no
-    // snapshot is written); a second signal exits at once. Other commands keep the default.
+    // snapshot is written); a second signal exits at once. `rewrite` and `repair` do the same;
+    // other commands keep the default.
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(
             sig,

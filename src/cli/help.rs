@@ -92,6 +92,23 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "cista cat blob 9c0d1e2f > chunk.bin",
         ],
     ),
+    (
+        "rewrite",
+        &[
+            "cista rewrite --exclude /srv/app/secret.key --dry-run",
+            "cista rewrite --exclude '*.pem' --forget 1a2b3c4d",
+            "cista rewrite --iexclude-file erase.txt --host db1 && cista prune",
+        ],
+    ),
+    ("repair", &["cista repair snapshots --dry-run"]),
+    (
+        "repair snapshots",
+        &[
+            "cista repair snapshots --dry-run",
+            "cista repair snapshots --forget",
+            "cista repair snapshots --read-data 1a2b3c4d",
+        ],
+    ),
 ];
 
 /// The exit codes (docs/CLI.md, "Exit codes").
@@ -101,7 +118,9 @@ EXIT STATUS:
   1    error (the message on stderr says what to do)
   2    invalid command-line usage
   3    backup: snapshot written, but some source files could not be read;
-       restore: the rest was restored, but some files could not be
+       restore: the rest was restored, but some files could not be;
+       repair snapshots: the rest was repaired, but some snapshots' root
+       trees cannot be read (they are left as they are)
   10   the repository does not exist
   11   the repository is locked by another process (still, after --retry-lock)
   12   wrong password (an empty one included)

@@ -11,6 +11,7 @@ pub mod output;
 mod progress;
 mod prune;
 mod repo_cmds;
+mod rewrite;
 mod snapshots;
 
 use std::path::PathBuf;
@@ -130,6 +131,11 @@ enum Command {
     /// Test hooks (hidden; docs/DESIGN.md, "Test hooks").
     #[command(subcommand, hide = true)]
     Debug(lock_cmds::DebugCommand),
+    /// Remove files from existing snapshots (new snapshots without them).
+    Rewrite(rewrite::RewriteArgs),
+    /// Repair a damaged repository.
+    #[command(subcommand)]
+    Repair(rewrite::RepairCommand),
 }
 
 /// Global state a command needs.
@@ -386,6 +392,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Version => version(&env),
         Command::Cat(a) => cat::run(&env, a),
         Command::Debug(d) => lock_cmds::debug(&env, d),
+        Command::Rewrite(a) => rewrite::rewrite(&env, a),
+        Command::Repair(c) => rewrite::repair(&env, c),
     }
 }
 

@@ -174,8 +174,8 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// A snapshot as restic's `snapshots --json` prints it: restic's `omitempty` fields (`parent`,
-/// `tags`, `uid`, `gid`) are left out when empty or zero, as restic leaves them out; cista's
-/// own `incomplete` is extra.
+/// `original`, `tags`, `uid`, `gid`) are left out when empty or zero, as restic leaves them out; cista's
+/// own `incomplete` and `lost` (after `repair snapshots`) are extra.
 pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
     let mut v = json!({
         "id": id.to_hex(),
@@ -191,6 +191,12 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
     });
     if let Some(p) = &s.parent {
         v["parent"] = json!(p.to_hex());
+    }
+    if let Some(o) = &s.original {
+        v["original"] = json!(o.to_hex());
+    }
+    if let Some(l) = &s.lost {
+        v["lost"] = json!({ "files": l.files, "dirs": l.dirs, "paths": l.paths });
     }
     if !s.tags.is_empty() {
         v["tags"] = json!(s.tags);

@@ -264,6 +264,8 @@ mod tests {
                 program_version: "cista test".into(),
                 incomplete: false,
                 summary: Summary::default(),
+                original: None,
+                lost: None,
             },
         )
     }

@@ -212,7 +212,16 @@ pub fn decode_prefix<T: DeserializeOwned>(
     bytes: &[u8],
     what: &'static str,
 ) -> Result<(T, usize), FormatError> {
-    bincode::serde::decode_from_slice(bytes, bincode_config::<DECODE_LIMIT>())
+    decode_prefix_capped::<T, DECODE_LIMIT>(bytes, what)
+}
+
+/// Like [`decode_capped`], for a value followed by more fields: returns the value and how
+/// many bytes it took, leaving the rest to the caller (snapshots' version 3 tail, §16).
+pub fn decode_prefix_capped<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<(T, usize), FormatError> {
+    bincode::serde::decode_from_slice(bytes, bincode_config::<LIMIT>())
         .map_err(|e| FormatError::malformed(what, e.to_string()))
 }
 

@@ -151,6 +151,11 @@ fn snapshot() {
         Snapshot::decode(&vector!("snapshot_summary14.hex")).unwrap(),
         older
     );
+    // Version 3: `original` and `lost` after the summary (FORMAT §16, "Tail fields").
+    let v3 = vector!("snapshot_v3.hex");
+    assert_eq!(sample_snapshot_v3().encode(), v3);
+    assert_eq!(Snapshot::decode(&v3).unwrap(), sample_snapshot_v3());
+    assert_eq!(&v3[..g.len()], &g[..], "the version 2 bytes come first");
 }
 
 #[test]
@@ -405,6 +410,19 @@ fn spec_tables_match_nested_encodings() {
     le(&mut b, m.errors.to_le_bytes());
     le(&mut b, m.tree_blobs.to_le_bytes());
     assert_eq!(b, vector!("snapshot.hex"));
+    // Tail fields: `original` as 32 bytes, then `Lost` (u64, u64, Vec<String>).
+    let v3 = sample_snapshot_v3();
+    let (Some(original), Some(lost)) = (&v3.original, &v3.lost) else {
+        panic!("the version 3 sample sets both tail fields");
+    };
+    b.extend_from_slice(original.as_bytes());
+    le(&mut b, lost.files.to_le_bytes());
+    le(&mut b, lost.dirs.to_le_bytes());
+    le(&mut b, (lost.paths.len() as u64).to_le_bytes());
+    for p in &lost.paths {
+        string(&mut b, p.as_bytes());
+    }
+    assert_eq!(b, vector!("snapshot_v3.hex"));
 }
 
 // ---- Keys, ids and chunking ----

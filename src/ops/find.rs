@@ -612,6 +612,8 @@ mod tests {
             program_version: String::new(),
             incomplete: false,
             summary: Default::default(),
+            original: None,
+            lost: None,
         };
         let f = |h: &[&str], t: &[&str], p: &[&str]| SnapshotFilter {
             hosts: h.iter().map(|x| x.to_string()).collect(),

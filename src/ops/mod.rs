@@ -1,4 +1,4 @@
-//! The algorithms: backup, restore, listing, check. They never print; progress is reported
+//! The algorithms: backup, restore, listing, check, rewriting snapshots. They never print; progress is reported
 //! through [`Progress`] and results are returned as values for the CLI to render.
 
 pub mod backup;
@@ -9,6 +9,7 @@ pub mod find;
 pub mod globs;
 pub mod prune;
 pub mod restore;
+pub mod rewrite;
 pub mod session;
 
 use std::sync::atomic::AtomicBool;

@@ -65,6 +65,8 @@ impl Crafter {
             program_version: "crafted".into(),
             incomplete: false,
             summary: Default::default(),
+            original: None,
+            lost: None,
         };
         self.repo.save_snapshot(&snap).unwrap();
     }

@@ -14,7 +14,7 @@ use crate::format::index::{IndexFile, IndexPack, ObsoletePack};
 use crate::format::key::{KdfParams, KeyFile};
 use crate::format::lock::{Lock, LockMode, LockSession};
 use crate::format::pack::{BlobType, PackEntry, PackHeader, blob_ad, pack_header_ad};
-use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::snapshot::{Lost, Snapshot, Summary};
 use crate::format::tree::{Node, NodeKind, Tree, Xattr};
 use crate::format::{ObjectKind, PAYLOAD_RAW, PAYLOAD_ZSTD, header};
 use crate::id::{BlobId, Id, IndexId, PackId, SnapshotId};
@@ -319,6 +319,22 @@ pub(super) fn sample_snapshot() -> Snapshot {
             errors: 14,
             tree_blobs: 15,
         },
+        original: None,
+        lost: None,
+    }
+}
+
+/// The sample snapshot as `repair snapshots` rewrites it: format version 3's tail fields
+/// `original` and `lost` after the summary.
+pub(super) fn sample_snapshot_v3() -> Snapshot {
+    Snapshot {
+        original: Some(SnapshotId(id(0x99))),
+        lost: Some(Lost {
+            files: 2,
+            dirs: 1,
+            paths: vec!["/srv/db/a".into(), "/srv/db/b".into()],
+        }),
+        ..sample_snapshot()
     }
 }
 
@@ -505,6 +521,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         ("snapshot.hex", snap.clone()),
         // The same snapshot as written before `tree_blobs` was appended to the summary.
         ("snapshot_summary14.hex", snap[..snap.len() - 8].to_vec()),
+        ("snapshot_v3.hex", sample_snapshot_v3().encode()),
         ("lock.hex", lock.clone()),
         ("lock_v3.hex", lock_v3.clone()),
         (

@@ -419,6 +419,8 @@ pub fn run(
         program_version: format!("cista {}", env!("CARGO_PKG_VERSION")),
         incomplete: summary.errors > 0,
         summary,
+        original: None,
+        lost: None,
     };
     // A stop requested while the last data was being stored still means "no snapshot".
     if cancel.load(Ordering::Relaxed) {
