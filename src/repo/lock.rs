@@ -30,7 +30,7 @@ pub struct LockGuard {
 
 /// A lock is stale when not refreshed for [`STALE_AFTER_NS`], or when it was taken on this
 /// host by a process that no longer exists (a killed backup), as restic decides.
-fn is_stale(l: &Lock, now: i64) -> bool {
+pub(crate) fn is_stale(l: &Lock, now: i64) -> bool {
     if now.saturating_sub(l.time_unix_ns) >= STALE_AFTER_NS {
         return true;
     }

@@ -478,7 +478,7 @@ impl Repository {
     }
 
     /// [`Repository::load_snapshot`] with the stored size from a listing, if known.
-    fn load_snapshot_listed(&self, id: &SnapshotId, listed: Option<u64>) -> Result<Snapshot> {
+    pub(crate) fn load_snapshot_listed(&self, id: &SnapshotId, listed: Option<u64>) -> Result<Snapshot> {
         let bytes =
             self.read_metadata_object(FileType::Snapshot, &id.0, listed, MAX_SNAPSHOT_LEN)?;
         let plain = self.open_object(ObjectKind::Snapshot, &id.0, &bytes)?;
