@@ -13,6 +13,8 @@ mod harness;
 mod backup_flags;
 #[path = "integration/browse.rs"]
 mod browse;
+#[path = "integration/check_fixtures.rs"]
+mod check_fixtures;
 #[path = "integration/cli.rs"]
 mod cli;
 #[path = "integration/dump.rs"]

@@ -8,6 +8,7 @@ pub mod help;
 mod keys;
 pub mod output;
 mod progress;
+mod repair;
 mod repo_cmds;
 mod snapshots;
 
@@ -109,6 +110,9 @@ enum Command {
     Key(keys::KeyCommand),
     /// Remove stale locks (or all locks with --remove-all).
     Unlock(repo_cmds::UnlockArgs),
+    /// Rebuild damaged repository metadata.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
     /// Print the version of cista and the platform it was built for.
     Version,
     /// Print one repository object, decoded (JSON; a blob's bytes), for inspection.
@@ -328,6 +332,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Restore(a) => browse::restore(&env, a),
         Command::Check(a) => repo_cmds::check(&env, a),
         Command::Key(k) => keys::run(&env, k),
+        Command::Repair(c) => repair::run(&env, c),
         Command::Unlock(a) => repo_cmds::unlock(&env, a),
         Command::Version => version(&env),
         Command::Cat(a) => cat::run(&env, a),

@@ -7,6 +7,7 @@ pub mod dump;
 mod dump_zip;
 pub mod find;
 pub mod globs;
+pub mod repair;
 pub mod restore;
 
 use std::sync::atomic::AtomicBool;

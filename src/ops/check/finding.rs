@@ -271,9 +271,9 @@ impl Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NewerFormat { object, id, reason } => write!(
+            Self::NewerFormat { object, id, .. } => write!(
                 f,
-                "{} {id}: {reason}; it was not verified and no repair touches it",
+                "{} {id} was written by a newer version of cista: upgrade cista to check it (it was not verified, and no repair touches it)",
                 object.as_str()
             ),
             Self::KeyDamaged { key, reason } => write!(

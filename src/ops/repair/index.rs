@@ -1,0 +1,232 @@
+//! `repair index`: rebuild the index from the pack headers alone (restic's `repair index`).
+//!
+//! Every pack's header is read (it is sealed, so reading it verifies it) and the new index
+//! files describe exactly what the headers say. A pack whose header cannot be read is never
+//! deleted: if a readable index file described it, that description is carried over (restore
+//! verifies every blob it reads, so a wrong entry cannot hand out wrong bytes), else it stays
+//! unindexed and is reported. Ordering (FORMAT §18): the new files are written and durable,
+//! the last one superseding every old file, and only then are the old files deleted, so a
+//! crash at any point leaves an index that names every pack at least once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
+
+use crate::backend::{ErrorKind, FileType};
+use crate::error::{Error, Result};
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::pack::PackEntry;
+use crate::format::{FormatError, ObjectKind};
+use crate::id::{Id, IndexId, PackId};
+use crate::repo::{INDEX_FILE_BLOBS, Repository};
+
+/// Options of `repair index`.
+#[derive(Debug, Clone, Default)]
+pub struct RepairIndexOptions {
+    /// restic's `--read-all-packs`: cista always reads every pack's header, so this only
+    /// records that the caller asked for it.
+    pub read_all_packs: bool,
+}
+
+/// What the repair will write and remove.
+#[derive(Debug, Default)]
+pub struct RepairIndexPlan {
+    /// Index files in storage now; all are superseded and then removed.
+    pub old_files: Vec<IndexId>,
+    /// Old index files that could not be read (their content is found again in headers).
+    pub damaged_files: Vec<(IndexId, String)>,
+    /// The packs the new index describes, from their headers or carried over.
+    pub packs: Vec<IndexPack>,
+    /// Packs whose header could not be read, described as a readable old index file did.
+    pub carried_over: Vec<(PackId, String)>,
+    /// Packs whose header could not be read and that no readable index file describes: left
+    /// alone (not deleted) and unindexed.
+    pub unindexed: Vec<(PackId, String)>,
+    /// Packs the old index named that are not in storage (dropped from the index).
+    pub missing: Vec<PackId>,
+}
+
+impl RepairIndexPlan {
+    /// Blobs the new index describes.
+    pub fn blobs(&self) -> usize {
+        self.packs.iter().map(|p| p.blobs.len()).sum()
+    }
+}
+
+/// What the repair did.
+#[derive(Debug, Default)]
+pub struct RepairIndexReport {
+    /// The plan it executed.
+    pub plan: RepairIndexPlan,
+    /// New index files written.
+    pub written: Vec<IndexId>,
+    /// Old index files removed.
+    pub removed: usize,
+}
+
+/// Plans the repair: lists index files and packs, reads every pack's header. Reads only.
+/// Refuses (before anything is written) when an index file was written by a newer cista.
+pub fn plan(repo: &Repository, _opts: &RepairIndexOptions) -> Result<RepairIndexPlan> {
+    let mut p = RepairIndexPlan::default();
+    let mut listed = repo.backend().list(FileType::Index)?;
+    listed.sort();
+    // What the readable old files say, for packs whose header turns out unreadable.
+    let mut old: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+    for (id, len) in &listed {
+        match repo.load_index_file(id, Some(*len)) {
+            Ok(f) => {
+                for ip in f.packs {
+                    old.entry(ip.id).or_insert(ip.blobs);
+                }
+            }
+            Err(Error::Format(e @ FormatError::NewerVersion { .. })) => {
+                return Err(Error::InvalidInput(format!(
+                    "index file {id}: {e}; `repair index` never replaces what a newer cista wrote"
+                )));
+            }
+            Err(Error::Corrupt { reason, .. }) => p.damaged_files.push((IndexId(*id), reason)),
+            Err(e) if e.is_not_found() => continue,
+            Err(Error::Backend(b)) if b.kind == ErrorKind::Permanent => {
+                p.damaged_files
+                    .push((IndexId(*id), format!("unreadable: {b}")));
+            }
+            Err(e) => return Err(e),
+        }
+        p.old_files.push(IndexId(*id));
+    }
+    let packs: BTreeMap<PackId, u64> = repo
+        .backend()
+        .list(FileType::Pack)?
+        .into_iter()
+        .map(|(id, n)| (PackId(id), n))
+        .collect();
+    let mut missing: Vec<PackId> = old
+        .keys()
+        .filter(|k| !packs.contains_key(k))
+        .copied()
+        .collect();
+    missing.sort();
+    p.missing = missing;
+    let headers: Vec<(PackId, u64, Result<Vec<PackEntry>>)> = packs
+        .par_iter()
+        .map(|(id, len)| {
+            (
+                *id,
+                *len,
+                repo.read_pack_header(id, *len).map(|h| h.entries),
+            )
+        })
+        .collect();
+    // An old entry is carried over only if it lies inside the pack: past the end it can
+    // never be read (a truncated pack), and unindexed it is stored again by the next backup.
+    let carry = |old: &mut HashMap<PackId, Vec<PackEntry>>, id: &PackId, len: u64| {
+        old.remove(id)
+            .map(|mut blobs| {
+                blobs.retain(|e| e.end() <= len);
+                blobs
+            })
+            .filter(|b| !b.is_empty())
+    };
+    for (id, len, r) in headers {
+        match r {
+            Ok(blobs) => p.packs.push(IndexPack { id, blobs }),
+            // Deleted since the listing: nothing to index.
+            Err(e) if e.is_not_found() => {}
+            Err(e @ (Error::Corrupt { .. } | Error::Format(_))) => {
+                let why = match e {
+                    Error::Corrupt { reason, .. } => reason,
+                    e => e.to_string(),
+                };
+                match carry(&mut old, &id, len) {
+                    Some(blobs) => {
+                        p.packs.push(IndexPack { id, blobs });
+                        p.carried_over.push((id, why));
+                    }
+                    None => p.unindexed.push((id, why)),
+                }
+            }
+            Err(Error::Backend(b)) if b.kind == ErrorKind::Permanent => {
+                let why = format!("unreadable: {b}");
+                match carry(&mut old, &id, len) {
+                    Some(blobs) => {
+                        p.packs.push(IndexPack { id, blobs });
+                        p.carried_over.push((id, why));
+                    }
+                    None => p.unindexed.push((id, why)),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(p)
+}
+
+/// Executes a plan: writes the new index files (the last one superseding every old file),
+/// then removes the old files. Call with the exclusive lock held.
+pub fn execute(repo: &Repository, plan: RepairIndexPlan) -> Result<RepairIndexReport> {
+    let mut batches: Vec<Vec<IndexPack>> = Vec::new();
+    let mut blobs = 0;
+    for ip in &plan.packs {
+        if batches.is_empty() || (blobs + ip.blobs.len() > INDEX_FILE_BLOBS && blobs > 0) {
+            batches.push(Vec::new());
+            blobs = 0;
+        }
+        blobs += ip.blobs.len();
+        if let Some(b) = batches.last_mut() {
+            b.push(ip.clone());
+        }
+    }
+    if batches.is_empty() && !plan.old_files.is_empty() {
+        // No pack left: one empty file still supersedes the old ones.
+        batches.push(Vec::new());
+    }
+    let last = batches.len().saturating_sub(1);
+    let mut written = Vec::new();
+    for (i, packs) in batches.into_iter().enumerate() {
+        // Only the last file supersedes: until it is durable, the old files still load, so
+        // a crash before it leaves old and new both (duplicates are harmless).
+        let supersedes = if i == last {
+            plan.old_files.clone()
+        } else {
+            Vec::new()
+        };
+        written.push(write_index_file(repo, IndexFile { supersedes, packs })?);
+    }
+    let mut removed = 0;
+    for id in &plan.old_files {
+        match repo.backend().delete(FileType::Index, &id.0) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(RepairIndexReport {
+        plan,
+        written,
+        removed,
+    })
+}
+
+/// Plans and executes under the exclusive lock.
+pub fn run(repo: &Repository, opts: &RepairIndexOptions) -> Result<RepairIndexReport> {
+    let _lock = repo.lock(true)?;
+    let p = plan(repo, opts)?;
+    execute(repo, p)
+}
+
+/// Seals and stores one index file, checking first that it opens and decodes again (verify
+/// after write, FORMAT §13's habit for headers applied to the index being rebuilt).
+fn write_index_file(repo: &Repository, file: IndexFile) -> Result<IndexId> {
+    let bytes = repo.seal_object(ObjectKind::Index, &repo.frame_payload(&file.encode()))?;
+    let id = Id::of_stored(&bytes);
+    repo.backend().write(FileType::Index, &id, bytes)?;
+    let back = repo.load_index_file(&id, None)?;
+    if back != file {
+        return Err(Error::corrupt(
+            "index file",
+            id,
+            "does not read back as written",
+        ));
+    }
+    Ok(IndexId(id))
+}
