@@ -17,6 +17,8 @@ mod browse;
 mod check_fixtures;
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/corruption.rs"]
+mod corruption;
 #[path = "integration/dump.rs"]
 mod dump;
 #[path = "integration/errors.rs"]
