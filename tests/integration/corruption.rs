@@ -58,14 +58,20 @@ fn build_base() -> Base {
     std::fs::write(src.join("d/text"), b"small and compressible ".repeat(50)).unwrap();
     let mut snapshots = Vec::new();
     let s = repo.backup(&[&src]);
-    snapshots.push((s["snapshot_id"].as_str().unwrap().to_owned(), read_tree(&src)));
+    snapshots.push((
+        s["snapshot_id"].as_str().unwrap().to_owned(),
+        read_tree(&src),
+    ));
     // The second snapshot changes one file and adds one: it shares most blobs with the first.
     let mut big = Rng::new(1).bytes(120 << 10);
     big[60 << 10] ^= 0xff;
     std::fs::write(src.join("big"), big).unwrap();
     std::fs::write(src.join("d/new"), Rng::new(3).bytes(9000)).unwrap();
     let s = repo.backup(&[&src]);
-    snapshots.push((s["snapshot_id"].as_str().unwrap().to_owned(), read_tree(&src)));
+    snapshots.push((
+        s["snapshot_id"].as_str().unwrap().to_owned(),
+        read_tree(&src),
+    ));
     Base {
         repo,
         src,
@@ -196,7 +202,11 @@ fn trial(base: &Base, rng: &mut Rng, n: usize, tally: &mut Tally) {
     if folder == "snapshots" && change == Change::Delete {
         tally.undetectable += 1;
     } else {
-        assert_ne!(code, 0, "{tag}: check --read-data missed it: {}", check.stderr);
+        assert_ne!(
+            code, 0,
+            "{tag}: check --read-data missed it: {}",
+            check.stderr
+        );
         tally.detected += 1;
     }
 
@@ -210,8 +220,18 @@ fn trial(base: &Base, rng: &mut Rng, n: usize, tally: &mut Tally) {
     assert!(after.code.is_some(), "{tag}: check killed");
     if folder == "index" {
         tally.index_only += 1;
-        assert_eq!(repair.code, Some(0), "{tag}: repair index: {}", repair.stderr);
-        assert_eq!(after.code, Some(0), "{tag}: not recovered: {}", after.stderr);
+        assert_eq!(
+            repair.code,
+            Some(0),
+            "{tag}: repair index: {}",
+            repair.stderr
+        );
+        assert_eq!(
+            after.code,
+            Some(0),
+            "{tag}: not recovered: {}",
+            after.stderr
+        );
         let (_, refused) = restore_all(&repo, base, &format!("{tag} after repair"));
         assert_eq!(refused, 0, "{tag}: files lost after repairing the index");
     }

@@ -637,4 +637,29 @@ mod tests {
         let r = run(&checker, &CheckOptions::default()).unwrap();
         assert!(r.is_ok(), "false damage: {:?}", r.findings);
     }
+
+    /// An index file a newer cista wrote is named as such and stops the check; it is never
+    /// "damaged" (which would invite a repair to replace it).
+    #[test]
+    fn newer_index_file_is_its_own_finding_and_stops_the_check() {
+        let r = crate::repo::tests::repo();
+        let mut bytes = crate::format::header(ObjectKind::Index).to_vec();
+        bytes[5] = 9;
+        bytes.extend_from_slice(&[7u8; 64]);
+        let id = Id::of_stored(&bytes);
+        r.backend().write(FileType::Index, &id, bytes).unwrap();
+        let report = run(&r, &CheckOptions::read_all()).unwrap();
+        assert!(report.stopped);
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        match &report.findings[0] {
+            Finding::NewerFormat {
+                object, id: got, ..
+            } => {
+                assert_eq!((*object, *got), (ObjectType::Index, id));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!report.is_ok());
+        assert!(report.broken_packs().is_empty());
+    }
 }
