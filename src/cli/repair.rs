@@ -62,8 +62,8 @@ fn repair_index(env: &Env, a: IndexArgs) -> Result<u8> {
         };
         out.line(json!({
             "message_type": "summary",
-            "packs": p.packs.len(),
-            "blobs": p.blobs(),
+            "packs": r.packs,
+            "blobs": r.blobs,
             "index_files_written": r.written.len(),
             "index_files_removed": r.removed,
             "damaged_index_files": p.damaged_files.iter().map(|(i, _)| i.to_hex()).collect::<Vec<_>>(),
@@ -75,8 +75,8 @@ fn repair_index(env: &Env, a: IndexArgs) -> Result<u8> {
     } else {
         env.info(format_args!(
             "indexed {} ({}) in {}; removed {}",
-            output::count(p.packs.len() as u64, "pack", "packs"),
-            output::count(p.blobs() as u64, "blob", "blobs"),
+            output::count(r.packs as u64, "pack", "packs"),
+            output::count(r.blobs as u64, "blob", "blobs"),
             output::count(r.written.len() as u64, "new index file", "new index files"),
             output::count(r.removed as u64, "old index file", "old index files"),
         ))?;

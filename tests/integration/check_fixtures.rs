@@ -626,3 +626,50 @@ fn read_data_subset_reads_restics_selection() {
         .expect_code(2);
     assert!(r.stderr.contains("cannot be used with"), "{}", r.stderr);
 }
+
+#[test]
+fn damaged_index_file_is_an_error_and_repair_index_replaces_it() {
+    let f = Fixture::new();
+    let idx = f.repo.files_in("index").pop().unwrap();
+    let name = idx.file_name().unwrap().to_string_lossy().into_owned();
+    flip(&idx, 20);
+    let labels = [(name, "INDEX")];
+    let (code, mut out) = f.check(&[], &labels);
+    assert_eq!(code, 1);
+    out[1..3].sort();
+    assert_eq!(
+        out,
+        lines(&[
+            "error: index file INDEX is damaged (contents do not match the name (bit rot or tampering)); it was skipped and its packs' headers read instead: run `cista repair index`",
+            "warning: pack DATAPACK is named by no readable index file; its header was read instead: run `cista repair index`",
+            "warning: pack TREEPACK is named by no readable index file; its header was read instead: run `cista repair index`",
+            "cista: the repository has 1 error (listed above)",
+            "checked 1 snapshot, 2 packs, 8 blobs",
+        ])
+    );
+    let (_, json, summary) = f.check_json(&[], &labels);
+    assert_eq!(json[0], "error index_damaged index=INDEX");
+    assert_eq!(summary["suggest_repair_index"], true);
+    // Readers go on from the pack headers meanwhile.
+    f.assert_restores();
+
+    assert_eq!(
+        f.repair_index(),
+        lines(&[
+            "warning: index file <ID> was damaged (contents do not match the name (bit rot or tampering)); its packs were indexed from their headers",
+            "indexed 2 packs (8 blobs) in 1 new index file; removed 1 old index file",
+        ])
+    );
+    let (code, out) = f.check(&["--read-data"], &[]);
+    assert_eq!(
+        (code, out),
+        (
+            0,
+            lines(&[
+                "checked 1 snapshot, 2 packs, 8 blobs, read 2 packs",
+                "no errors were found"
+            ])
+        )
+    );
+    assert!(!f.repo.path.join("index").join(&labels[0].0).exists());
+}

@@ -116,10 +116,12 @@ pub enum Finding {
         snapshot: SnapshotId,
         reason: String,
     },
-    /// A file's chunk is in no index.
+    /// Chunks of a file are in no index: `blob` is the first of them, `missing` how many
+    /// (one finding per file, so a large lost file is one line, not thousands).
     BlobMissing {
         snapshot: SnapshotId,
         blob: BlobId,
+        missing: usize,
         path: String,
     },
     /// A file in `tmp/`: a write in progress, or one a crash interrupted.
@@ -243,8 +245,11 @@ impl Finding {
             Self::BlobMissing {
                 snapshot,
                 blob,
+                missing,
                 path,
-            } => json!({"snapshot": snapshot.to_hex(), "blob": blob.to_hex(), "path": path}),
+            } => {
+                json!({"snapshot": snapshot.to_hex(), "blob": blob.to_hex(), "missing": missing, "path": path})
+            }
             Self::TempFile {
                 name,
                 len,
@@ -340,11 +345,17 @@ impl fmt::Display for Finding {
             Self::BlobMissing {
                 snapshot,
                 blob,
+                missing,
                 path,
-            } => write!(
-                f,
-                "snapshot {snapshot}: file {path:?}: chunk {blob} is in no index; the file cannot be restored"
-            ),
+            } => {
+                write!(f, "snapshot {snapshot}: file {path:?}: chunk {blob}")?;
+                if *missing > 1 {
+                    write!(f, " and {} more are", missing - 1)?;
+                } else {
+                    f.write_str(" is")?;
+                }
+                f.write_str(" in no index; the file cannot be restored")
+            }
             Self::TempFile {
                 name,
                 len,
@@ -411,14 +422,21 @@ mod tests {
         let f = Finding::BlobMissing {
             snapshot: SnapshotId(Id([2; 32])),
             blob: BlobId(Id([3; 32])),
+            missing: 4,
             path: "/srv/a".into(),
         };
+        assert!(
+            f.to_string()
+                .contains("chunk 03030303 and 3 more are in no index"),
+            "{f}"
+        );
         let v = f.to_json();
         assert_eq!(v["kind"], "blob_missing");
         assert_eq!(v["severity"], "error");
         assert_eq!(v["snapshot"], "02".repeat(32));
         assert_eq!(v["blob"], "03".repeat(32));
         assert_eq!(v["path"], "/srv/a");
+        assert_eq!(v["missing"], 4);
         assert_eq!(v["message"], f.to_string());
     }
 

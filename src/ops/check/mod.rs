@@ -441,14 +441,14 @@ fn walk_snapshots(
                             stack.push((n.kind.clone(), depth + 1, child()))
                         }
                         NodeKind::File { content, .. } => {
-                            for c in content {
-                                if !index.contains(c) {
-                                    r.push(Finding::BlobMissing {
-                                        snapshot: sid,
-                                        blob: *c,
-                                        path: child(),
-                                    });
-                                }
+                            let mut lost = content.iter().filter(|c| !index.contains(c));
+                            if let Some(first) = lost.next() {
+                                r.push(Finding::BlobMissing {
+                                    snapshot: sid,
+                                    blob: *first,
+                                    missing: 1 + lost.count(),
+                                    path: child(),
+                                });
                             }
                         }
                         _ => {}

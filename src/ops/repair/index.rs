@@ -8,7 +8,7 @@
 //! the last one superseding every old file, and only then are the old files deleted, so a
 //! crash at any point leaves an index that names every pack at least once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rayon::prelude::*;
 
@@ -56,8 +56,12 @@ impl RepairIndexPlan {
 /// What the repair did.
 #[derive(Debug, Default)]
 pub struct RepairIndexReport {
-    /// The plan it executed.
+    /// The plan it executed (its `packs` moved into the new index files).
     pub plan: RepairIndexPlan,
+    /// Packs the new index describes.
+    pub packs: usize,
+    /// Blobs the new index describes.
+    pub blobs: usize,
     /// New index files written.
     pub written: Vec<IndexId>,
     /// Old index files removed.
@@ -66,33 +70,45 @@ pub struct RepairIndexReport {
 
 /// Plans the repair: lists index files and packs, reads every pack's header. Reads only.
 /// Refuses (before anything is written) when an index file was written by a newer cista.
+///
+/// Memory: the new index (what the headers say) is the only large thing held. Old index
+/// files are read once to learn which are readable and which packs they name, and read
+/// again only if some header is unreadable, keeping just those packs' entries.
 pub fn plan(repo: &Repository, _opts: &RepairIndexOptions) -> Result<RepairIndexPlan> {
     let mut p = RepairIndexPlan::default();
     let mut listed = repo.backend().list(FileType::Index)?;
     listed.sort();
-    // What the readable old files say, for packs whose header turns out unreadable.
-    let mut old: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-    for (id, len) in &listed {
-        match repo.load_index_file(id, Some(*len)) {
-            Ok(f) => {
-                for ip in f.packs {
-                    old.entry(ip.id).or_insert(ip.blobs);
-                }
+    let loaded: Vec<(Id, u64, Result<Vec<PackId>>)> = listed
+        .par_iter()
+        .map(|(id, len)| {
+            let r = repo
+                .load_index_file(id, Some(*len))
+                .map(|f| f.packs.into_iter().map(|ip| ip.id).collect());
+            (*id, *len, r)
+        })
+        .collect();
+    let mut readable = Vec::new();
+    let mut named: HashSet<PackId> = HashSet::new();
+    for (id, len, r) in loaded {
+        match r {
+            Ok(packs) => {
+                named.extend(packs);
+                readable.push((id, len));
             }
             Err(Error::Format(e @ FormatError::NewerVersion { .. })) => {
                 return Err(Error::InvalidInput(format!(
                     "index file {id}: {e}; `repair index` never replaces what a newer cista wrote"
                 )));
             }
-            Err(Error::Corrupt { reason, .. }) => p.damaged_files.push((IndexId(*id), reason)),
+            Err(Error::Corrupt { reason, .. }) => p.damaged_files.push((IndexId(id), reason)),
             Err(e) if e.is_not_found() => continue,
             Err(Error::Backend(b)) if b.kind == ErrorKind::Permanent => {
                 p.damaged_files
-                    .push((IndexId(*id), format!("unreadable: {b}")));
+                    .push((IndexId(id), format!("unreadable: {b}")));
             }
             Err(e) => return Err(e),
         }
-        p.old_files.push(IndexId(*id));
+        p.old_files.push(IndexId(id));
     }
     let packs: BTreeMap<PackId, u64> = repo
         .backend()
@@ -100,8 +116,8 @@ pub fn plan(repo: &Repository, _opts: &RepairIndexOptions) -> Result<RepairIndex
         .into_iter()
         .map(|(id, n)| (PackId(id), n))
         .collect();
-    let mut missing: Vec<PackId> = old
-        .keys()
+    let mut missing: Vec<PackId> = named
+        .iter()
         .filter(|k| !packs.contains_key(k))
         .copied()
         .collect();
@@ -117,48 +133,69 @@ pub fn plan(repo: &Repository, _opts: &RepairIndexOptions) -> Result<RepairIndex
             )
         })
         .collect();
-    // An old entry is carried over only if it lies inside the pack: past the end it can
-    // never be read (a truncated pack), and unindexed it is stored again by the next backup.
-    let carry = |old: &mut HashMap<PackId, Vec<PackEntry>>, id: &PackId, len: u64| {
-        old.remove(id)
-            .map(|mut blobs| {
-                blobs.retain(|e| e.end() <= len);
-                blobs
-            })
-            .filter(|b| !b.is_empty())
-    };
+    let mut failed: BTreeMap<PackId, (u64, String)> = BTreeMap::new();
     for (id, len, r) in headers {
         match r {
             Ok(blobs) => p.packs.push(IndexPack { id, blobs }),
             // Deleted since the listing: nothing to index.
             Err(e) if e.is_not_found() => {}
-            Err(e @ (Error::Corrupt { .. } | Error::Format(_))) => {
-                let why = match e {
-                    Error::Corrupt { reason, .. } => reason,
-                    e => e.to_string(),
-                };
-                match carry(&mut old, &id, len) {
-                    Some(blobs) => {
-                        p.packs.push(IndexPack { id, blobs });
-                        p.carried_over.push((id, why));
-                    }
-                    None => p.unindexed.push((id, why)),
-                }
+            Err(Error::Corrupt { reason, .. }) => {
+                failed.insert(id, (len, reason));
+            }
+            Err(Error::Format(e)) => {
+                failed.insert(id, (len, e.to_string()));
             }
             Err(Error::Backend(b)) if b.kind == ErrorKind::Permanent => {
-                let why = format!("unreadable: {b}");
-                match carry(&mut old, &id, len) {
-                    Some(blobs) => {
-                        p.packs.push(IndexPack { id, blobs });
-                        p.carried_over.push((id, why));
-                    }
-                    None => p.unindexed.push((id, why)),
-                }
+                failed.insert(id, (len, format!("unreadable: {b}")));
             }
             Err(e) => return Err(e),
         }
     }
+    let old = if failed.keys().any(|k| named.contains(k)) {
+        old_entries(repo, &readable, &failed)?
+    } else {
+        HashMap::new()
+    };
+    for (id, (len, why)) in failed {
+        // An old entry is carried over only if it lies inside the pack: past the end it can
+        // never be read (a truncated pack), and unindexed it is stored again by the next
+        // backup.
+        let blobs: Vec<PackEntry> = old
+            .get(&id)
+            .map(|v| v.iter().filter(|e| e.end() <= len).copied().collect())
+            .unwrap_or_default();
+        if blobs.is_empty() {
+            p.unindexed.push((id, why));
+        } else {
+            p.packs.push(IndexPack { id, blobs });
+            p.carried_over.push((id, why));
+        }
+    }
     Ok(p)
+}
+
+/// What the readable old index files say about the packs in `wanted`.
+fn old_entries(
+    repo: &Repository,
+    readable: &[(Id, u64)],
+    wanted: &BTreeMap<PackId, (u64, String)>,
+) -> Result<HashMap<PackId, Vec<PackEntry>>> {
+    let mut out: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+    for (id, len) in readable {
+        let file = match repo.load_index_file(id, Some(*len)) {
+            Ok(f) => f,
+            // It was readable a moment ago; if it is not now, the headers stand alone.
+            Err(Error::Corrupt { .. }) => continue,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        for ip in file.packs {
+            if wanted.contains_key(&ip.id) {
+                out.entry(ip.id).or_insert(ip.blobs);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Executes a plan: writes the new index files (the last one superseding every old file),
@@ -171,19 +208,20 @@ pub fn execute(repo: &Repository, plan: RepairIndexPlan) -> Result<RepairIndexRe
 /// several files and crash between them).
 fn execute_batched(
     repo: &Repository,
-    plan: RepairIndexPlan,
+    mut plan: RepairIndexPlan,
     max_blobs: usize,
 ) -> Result<RepairIndexReport> {
+    let (packs, blobs_total) = (plan.packs.len(), plan.blobs());
     let mut batches: Vec<Vec<IndexPack>> = Vec::new();
     let mut blobs = 0;
-    for ip in &plan.packs {
+    for ip in std::mem::take(&mut plan.packs) {
         if batches.is_empty() || (blobs + ip.blobs.len() > max_blobs && blobs > 0) {
             batches.push(Vec::new());
             blobs = 0;
         }
         blobs += ip.blobs.len();
         if let Some(b) = batches.last_mut() {
-            b.push(ip.clone());
+            b.push(ip);
         }
     }
     if batches.is_empty() && !plan.old_files.is_empty() {
@@ -212,6 +250,8 @@ fn execute_batched(
     }
     Ok(RepairIndexReport {
         plan,
+        packs,
+        blobs: blobs_total,
         written,
         removed,
     })
