@@ -13,8 +13,12 @@ mod harness;
 mod backup_flags;
 #[path = "integration/browse.rs"]
 mod browse;
+#[path = "integration/check_fixtures.rs"]
+mod check_fixtures;
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/corruption.rs"]
+mod corruption;
 #[path = "integration/dump.rs"]
 mod dump;
 #[path = "integration/errors.rs"]

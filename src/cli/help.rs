@@ -57,7 +57,17 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "cista restore latest:/srv/app --target /srv/app --overwrite if-changed --delete",
         ],
     ),
-    ("check", &["cista check", "cista check --read-data"]),
+    (
+        "check",
+        &[
+            "cista check",
+            "cista check --read-data",
+            "cista check --read-data-subset 1/30",
+            "cista check --json --read-data-subset 5%",
+        ],
+    ),
+    ("repair", &["cista repair index"]),
+    ("repair index", &["cista repair index"]),
     (
         "key",
         &[

@@ -10,6 +10,7 @@ mod lock_cmds;
 pub mod output;
 mod progress;
 mod prune;
+mod repair;
 mod repo_cmds;
 mod rewrite;
 mod snapshots;
@@ -124,6 +125,9 @@ enum Command {
     Prune(prune::PruneArgs),
     /// Remove stale locks (or all locks with --remove-all).
     Unlock(repo_cmds::UnlockArgs),
+    /// Rebuild damaged repository metadata.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
     /// Print the version of cista and the platform it was built for.
     Version,
     /// Print one repository object, decoded (JSON; a blob's bytes), for inspection.
@@ -133,9 +137,6 @@ enum Command {
     Debug(lock_cmds::DebugCommand),
     /// Remove files from existing snapshots (new snapshots without them).
     Rewrite(rewrite::RewriteArgs),
-    /// Repair a damaged repository.
-    #[command(subcommand)]
-    Repair(rewrite::RepairCommand),
 }
 
 /// Global state a command needs.
@@ -388,12 +389,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Check(a) => repo_cmds::check(&env, a),
         Command::Key(k) => keys::run(&env, k),
         Command::Prune(a) => prune::run(&env, a),
+        Command::Repair(c) => repair::run(&env, c),
         Command::Unlock(a) => repo_cmds::unlock(&env, a),
         Command::Version => version(&env),
         Command::Cat(a) => cat::run(&env, a),
         Command::Debug(d) => lock_cmds::debug(&env, d),
         Command::Rewrite(a) => rewrite::rewrite(&env, a),
-        Command::Repair(c) => rewrite::repair(&env, c),
     }
 }
 

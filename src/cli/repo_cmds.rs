@@ -3,7 +3,7 @@
 use anyhow::Result;
 use cista::format::config::{ChunkerParams, Config};
 use cista::format::key::KdfParams;
-use cista::ops::check::{self, CheckOptions};
+use cista::ops::check::{self, CheckOptions, Finding, ReadSelection, Severity};
 use cista::repo::{InitOptions, Repository};
 use clap::Args;
 use serde_json::json;
@@ -72,44 +72,84 @@ pub fn init(env: &Env, a: InitArgs) -> Result<u8> {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Also read every pack and verify every blob.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "read_data_subset")]
     read_data: bool,
+    /// Read a subset of the packs: N/M (group N of M by pack id, the same every time), P%
+    /// (a random P percent of them) or SIZE (random packs worth about SIZE bytes; suffixes
+    /// k, m, g, t: powers of 1024).
+    #[arg(long, value_name = "SUBSET", value_parser = parse_subset)]
+    read_data_subset: Option<ReadSelection>,
+}
+
+fn parse_subset(s: &str) -> Result<ReadSelection, String> {
+    ReadSelection::parse(s).map_err(|e| e.to_string())
 }
 
 pub fn check(env: &Env, a: CheckArgs) -> Result<u8> {
     let session = env.session(cista::format::lock::LockMode::Shared)?;
+    let selection = if a.read_data {
+        Some(ReadSelection::All)
+    } else {
+        a.read_data_subset
+    };
     let r = check::run(
         session.repo(),
         &CheckOptions {
-            read_data: a.read_data,
+            read_data: selection,
+            seed: None,
         },
     )?;
+    let errors = r.count(Severity::Error);
     if env.json {
         let mut out = output::Out::new();
-        out.line(
-            json!({"message_type": "summary", "ok": r.is_ok(), "errors": r.errors, "warnings": r.warnings,
-                   "snapshots": r.snapshots, "packs": r.packs, "blobs": r.blobs, "packs_read": r.packs_read}),
-        )?;
+        for f in &r.findings {
+            let mut v = f.to_json();
+            if let Some(m) = v.as_object_mut() {
+                m.insert("message_type".into(), "finding".into());
+            }
+            out.line(v)?;
+        }
+        let broken: Vec<String> = r.broken_packs().iter().map(|p| p.to_hex()).collect();
+        out.line(json!({
+            "message_type": "summary",
+            "ok": r.is_ok(),
+            "num_errors": errors,
+            "num_warnings": r.count(Severity::Warning),
+            "broken_packs": broken,
+            "suggest_repair_index": r.findings.iter().any(|f| f.suggests_repair_index()),
+            "suggest_prune": r.findings.iter().any(|f| matches!(f, Finding::PackUnindexed { .. })),
+            "stopped": r.stopped,
+            "snapshots": r.snapshots,
+            "packs": r.packs,
+            "blobs": r.blobs,
+            "packs_read": r.packs_read,
+            "bytes_read": r.bytes_read,
+        }))?;
         out.finish()?;
     } else {
-        for w in &r.warnings {
-            output::warn(format_args!("warning: {w}"));
+        for f in &r.findings {
+            output::warn(format_args!("{}: {f}", f.severity().as_str()));
         }
-        for e in &r.errors {
-            output::warn(format_args!("error: {e}"));
+        if r.stopped {
+            output::warn("error: the check stopped there: upgrade cista to check this repository");
         }
         env.info(format_args!(
             "checked {}, {}, {}{}",
             output::count(r.snapshots as u64, "snapshot", "snapshots"),
             output::count(r.packs as u64, "pack", "packs"),
             output::count(r.blobs as u64, "blob", "blobs"),
-            if a.read_data {
-                format!(
+            match selection {
+                None => String::new(),
+                Some(ReadSelection::All) => format!(
                     ", read {}",
                     output::count(r.packs_read as u64, "pack", "packs")
-                )
-            } else {
-                String::new()
+                ),
+                Some(_) => format!(
+                    ", read {} of {} ({} bytes)",
+                    r.packs_read,
+                    output::count(r.packs as u64, "pack", "packs"),
+                    r.bytes_read
+                ),
             }
         ))?;
     }
@@ -119,7 +159,7 @@ pub fn check(env: &Env, a: CheckArgs) -> Result<u8> {
     } else {
         anyhow::bail!(
             "the repository has {} (listed above)",
-            output::count(r.errors.len() as u64, "error", "errors")
+            output::count(errors as u64, "error", "errors")
         )
     }
 }

@@ -12,7 +12,7 @@ use cista::ops::globs::Globs;
 use cista::ops::rewrite::exclude::{self, RewriteOptions};
 use cista::ops::rewrite::repair::{self, LostKind, RepairOptions};
 use cista::ops::session::Session;
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde_json::json;
 
 use super::browse::FilterArgs;
@@ -44,12 +44,6 @@ pub struct RewriteArgs {
     /// Snapshots to rewrite (id prefixes or `latest`; default: all passing the filters).
     #[arg(value_name = "SNAPSHOT")]
     snapshots: Vec<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum RepairCommand {
-    /// Rewrite snapshots whose data is partly lost, keeping what is readable.
-    Snapshots(RepairSnapshotsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -236,8 +230,7 @@ pub fn rewrite(env: &Env, a: RewriteArgs) -> Result<u8> {
     Ok(code::OK)
 }
 
-pub fn repair(env: &Env, c: RepairCommand) -> Result<u8> {
-    let RepairCommand::Snapshots(a) = c;
+pub fn repair(env: &Env, a: RepairSnapshotsArgs) -> Result<u8> {
     let session = maintenance(env, a.dry_run)?;
     let opts = RepairOptions {
         snapshots: a.snapshots,

@@ -8,6 +8,7 @@ mod dump_zip;
 pub mod find;
 pub mod globs;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod rewrite;
 pub mod session;

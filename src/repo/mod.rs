@@ -355,7 +355,7 @@ impl Repository {
     }
 
     /// A payload-framed plaintext: flag byte, then the body, zstd-compressed when that helps.
-    fn frame_payload(&self, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn frame_payload(&self, body: &[u8]) -> Vec<u8> {
         match compress::compress(body, self.inner.config.compression_level) {
             Some(c) => [&[PAYLOAD_ZSTD][..], &c].concat(),
             None => [&[PAYLOAD_RAW][..], body].concat(),
@@ -544,7 +544,11 @@ impl Repository {
     }
 
     /// [`Repository::load_snapshot`] with the stored size from a listing, if known.
-    fn load_snapshot_listed(&self, id: &SnapshotId, listed: Option<u64>) -> Result<Snapshot> {
+    pub(crate) fn load_snapshot_listed(
+        &self,
+        id: &SnapshotId,
+        listed: Option<u64>,
+    ) -> Result<Snapshot> {
         let bytes =
             self.read_metadata_object(FileType::Snapshot, &id.0, listed, MAX_SNAPSHOT_LEN)?;
         let plain = self.open_object(ObjectKind::Snapshot, &id.0, &bytes)?;

@@ -229,7 +229,8 @@ fn damage_message_says_what_to_do_now() {
     let r = repo.run(&["check"]);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(!r.stderr.contains("docs/CLI.md on repair"), "{}", r.stderr);
-    assert!(r.stderr.contains("check --read-data"), "{}", r.stderr);
+    // check names the damaged snapshot and what to run about it.
+    assert!(r.stderr.contains("cista forget"), "{}", r.stderr);
 }
 
 #[test]

@@ -598,8 +598,8 @@ mod tests {
             repo.list_snapshots().unwrap().is_empty(),
             "no snapshot after a failed backup"
         );
-        let report = check::run(&repo, &CheckOptions { read_data: true }).unwrap();
-        assert!(report.is_ok(), "{:?}", report.errors);
+        let report = check::run(&repo, &CheckOptions::read_all()).unwrap();
+        assert!(report.is_ok(), "{:?}", report.findings);
         let out = backup(&repo, &src).unwrap();
         let total = out.snapshot.summary.total_bytes_processed;
         assert!(
@@ -607,7 +607,7 @@ mod tests {
             "stored packs were reused"
         );
         assert!(
-            check::run(&repo, &CheckOptions { read_data: true })
+            check::run(&repo, &CheckOptions::read_all())
                 .unwrap()
                 .is_ok()
         );
