@@ -8,6 +8,7 @@ mod dump_zip;
 pub mod find;
 pub mod globs;
 pub mod restore;
+pub mod retention;
 
 use std::sync::atomic::AtomicBool;
 
