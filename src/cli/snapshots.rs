@@ -262,6 +262,7 @@ mod tests {
                 parent: None,
                 program_version: "cista test".into(),
                 incomplete: false,
+                original: None,
                 summary: Summary::default(),
             },
         )

@@ -121,6 +121,7 @@ impl From<SnapshotV1> for Snapshot {
             program_version: v.program_version,
             incomplete: v.incomplete,
             summary: v.summary.into(),
+            original: None,
         }
     }
 }
@@ -154,29 +155,43 @@ pub struct Snapshot {
     pub incomplete: bool,
     /// Statistics.
     pub summary: Summary,
+    /// The snapshot this one was rewritten from by `tag` (restic's `original`), kept over
+    /// every later rewrite. Encoded after `summary` only when set (FORMAT §16, "Original"),
+    /// so a snapshot without it keeps the older layout.
+    #[serde(skip)]
+    pub original: Option<SnapshotId>,
 }
 
 impl Snapshot {
-    /// Canonical plaintext.
+    /// Canonical plaintext: the fields in order, then `original`'s 32 bytes if it is set.
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        match &self.original {
+            // bincode writes a tuple as its members back to back, with no framing.
+            Some(o) => encode(&(self, o)),
+            None => encode(self),
+        }
     }
 
-    /// Decodes a snapshot plaintext. The summary is the last field and has fixed width, so a
-    /// snapshot whose summary ends after `errors` (written before `tree_blobs` was appended)
-    /// is exactly 8 bytes short of the current layout: it is read with the older layout and
-    /// its `tree_blobs` is 0. No plaintext decodes under both layouts.
+    /// Decodes a snapshot plaintext. The summary has a fixed width and the fields before it
+    /// decode the same in every layout, so the layouts differ only in what follows: 32 bytes
+    /// of `original`, nothing, or (written before `tree_blobs` was appended) 8 bytes fewer,
+    /// read with `tree_blobs` 0. Trailing or missing bytes fail a layout, so no plaintext
+    /// decodes under two.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        const CAP: usize = MAX_SNAPSHOT_LEN as usize;
         super::check_len("snapshot", bytes.len() as u64, MAX_SNAPSHOT_LEN)?;
-        match decode_capped::<_, { MAX_SNAPSHOT_LEN as usize }>(bytes, "snapshot") {
-            Ok(s) => Ok(s),
-            Err(current) => {
-                decode_capped::<SnapshotV1, { MAX_SNAPSHOT_LEN as usize }>(bytes, "snapshot")
-                    .map(Snapshot::from)
-                    // The current layout's complaint is the one that describes the bytes.
-                    .map_err(|_| current)
-            }
+        let current = match decode_capped::<Snapshot, CAP>(bytes, "snapshot") {
+            Ok(s) => return Ok(s),
+            Err(e) => e,
+        };
+        if let Ok((mut s, o)) = decode_capped::<(Snapshot, SnapshotId), CAP>(bytes, "snapshot") {
+            s.original = Some(o);
+            return Ok(s);
         }
+        decode_capped::<SnapshotV1, CAP>(bytes, "snapshot")
+            .map(Snapshot::from)
+            // The current layout's complaint is the one that describes the bytes.
+            .map_err(|_| current)
     }
 }
 
@@ -201,6 +216,7 @@ mod tests {
             parent: Some(SnapshotId(Id([2; 32]))),
             program_version: "cista 0.1.0".into(),
             incomplete: false,
+            original: None,
             summary: Summary {
                 files_new: 3,
                 ..Summary::default()
@@ -225,6 +241,7 @@ mod tests {
             parent: None,
             program_version: "cista 0.1.0".into(),
             incomplete: false,
+            original: None,
             summary: Summary {
                 data_blobs: 9,
                 tree_blobs: 4,
@@ -236,6 +253,37 @@ mod tests {
         s.summary.tree_blobs = 0;
         assert_eq!(Snapshot::decode(old).unwrap(), s);
         assert!(Snapshot::decode(&bytes[..bytes.len() - 4]).is_err());
+    }
+
+    /// `original` is appended only when set: without it the bytes are the older layout, with
+    /// it exactly 32 more; anything in between is refused.
+    #[test]
+    fn original_is_appended_only_when_set() {
+        let mut s = Snapshot::decode(&crate::format::encode(&Snapshot {
+            time_unix_ns: 1,
+            tz_offset_s: 0,
+            hostname: "h".into(),
+            username: "u".into(),
+            uid: 0,
+            gid: 0,
+            paths: vec![],
+            tags: vec![],
+            tree: BlobId(Id([1; 32])),
+            parent: None,
+            program_version: "cista".into(),
+            incomplete: false,
+            summary: Summary::default(),
+            original: None,
+        }))
+        .unwrap();
+        assert_eq!(s.original, None);
+        let plain = s.encode();
+        s.original = Some(SnapshotId(Id([7; 32])));
+        let with = s.encode();
+        assert_eq!(with.len(), plain.len() + 32);
+        assert_eq!(with[..plain.len()], plain[..]);
+        assert_eq!(Snapshot::decode(&with).unwrap(), s);
+        assert!(Snapshot::decode(&with[..with.len() - 16]).is_err());
     }
 
     proptest! {

@@ -22,6 +22,7 @@ use super::key::KeyFile;
 use super::lock::Lock;
 use super::pack::{BlobType, PackEntry, PackHeader, blob_ad, header_range, pack_header_ad};
 use super::snapshot::{MAX_SNAPSHOT_LEN, Snapshot};
+use crate::id::SnapshotId;
 use super::tree::{NodeKind, Tree};
 use super::{FormatError, HEADER_LEN, ObjectKind, check_header, header, split_payload};
 use crate::compress::{decompress_capped, decompress_exact};
@@ -145,6 +146,12 @@ fn snapshot() {
         Snapshot::decode(&vector!("snapshot_summary14.hex")).unwrap(),
         older
     );
+    // With `original` set, its 32 bytes follow the summary (FORMAT §16, "Original").
+    let mut tagged = sample_snapshot();
+    tagged.original = Some(SnapshotId(id(0x99)));
+    let g = vector!("snapshot_original.hex");
+    assert_eq!(tagged.encode(), g);
+    assert_eq!(Snapshot::decode(&g).unwrap(), tagged);
 }
 
 #[test]

@@ -611,6 +611,7 @@ mod tests {
             parent: None,
             program_version: String::new(),
             incomplete: false,
+            original: None,
             summary: Default::default(),
         };
         let f = |h: &[&str], t: &[&str], p: &[&str]| SnapshotFilter {

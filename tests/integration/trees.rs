@@ -64,6 +64,7 @@ impl Crafter {
             parent: None,
             program_version: "crafted".into(),
             incomplete: false,
+            original: None,
             summary: Default::default(),
         };
         self.repo.save_snapshot(&snap).unwrap();

@@ -272,6 +272,7 @@ pub(super) fn sample_snapshot() -> Snapshot {
         parent: Some(SnapshotId(id(0x77))),
         program_version: "cista 0.1.0".into(),
         incomplete: true,
+        original: None,
         summary: Summary {
             files_new: 1,
             files_changed: 2,
@@ -449,6 +450,12 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         ("snapshot.hex", snap.clone()),
         // The same snapshot as written before `tree_blobs` was appended to the summary.
         ("snapshot_summary14.hex", snap[..snap.len() - 8].to_vec()),
+        // The same snapshot rewritten by `tag`: `original` appended.
+        ("snapshot_original.hex", {
+            let mut s = sample_snapshot();
+            s.original = Some(SnapshotId(id(0x99)));
+            s.encode()
+        }),
         ("lock.hex", lock.clone()),
         (
             "blob_ad.hex",

@@ -160,6 +160,78 @@ pub fn go_back(
     date.checked_sub(hours.checked_mul(3_600_000_000_000)?)
 }
 
+/// Parses a snapshot time as `backup --time` takes it: `YYYY-MM-DD HH:MM:SS` in the machine's
+/// zone `local` (restic's `time.ParseInLocation(..., time.Local)`, including how Go resolves
+/// a wall time that a daylight-saving change skips or repeats), or with an explicit
+/// `±HH:MM` offset appended (a cista extension; restic takes local time only).
+pub fn parse_time(s: &str, local: &TimeZone) -> Result<Moment, String> {
+    let usage = || {
+        format!(
+            "invalid time {s:?}: use \"YYYY-MM-DD HH:MM:SS\" with an optional ±HH:MM offset, e.g. \"2026-12-01 21:30:00+01:00\""
+        )
+    };
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = b.get(from..from + len)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    let sep = |at: usize, c: u8| b.get(at) == Some(&c);
+    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b' ') && sep(13, b':') && sep(16, b':')) {
+        return Err(usage());
+    }
+    let fields = (|| {
+        Some((
+            num(0, 4)?,
+            num(5, 2)?,
+            num(8, 2)?,
+            num(11, 2)?,
+            num(14, 2)?,
+            num(17, 2)?,
+        ))
+    })();
+    let Some((year, month, day, hour, minute, second)) = fields else {
+        return Err(usage());
+    };
+    // Validates the calendar date and clock (no 30 February, no 24:00), as Go's parser does.
+    let narrow = |v: i64| i8::try_from(v).map_err(|_| usage());
+    jiff::civil::DateTime::new(
+        i16::try_from(year).map_err(|_| usage())?,
+        narrow(month)?,
+        narrow(day)?,
+        narrow(hour)?,
+        narrow(minute)?,
+        narrow(second)?,
+        0,
+    )
+    .map_err(|e| format!("invalid time {s:?}: {e}"))?;
+    let offset_s = match &b[19..] {
+        [] => None,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (h, m) = (num(20, 2).ok_or_else(usage)?, num(23, 2).ok_or_else(usage)?);
+            if h > 23 || m > 59 {
+                return Err(format!("invalid time {s:?}: offset out of range"));
+            }
+            let secs = h * 3600 + m * 60;
+            Some(if *sign == b'-' { -secs } else { secs })
+        }
+        _ => return Err(usage()),
+    };
+    let zone = match offset_s {
+        Some(o) => fixed(i32::try_from(o).map_err(|_| usage())?),
+        None => local.clone(),
+    };
+    let unix_ns = go_date(year, month, day, hour, minute, second, 0, &zone)
+        .ok_or_else(|| format!("invalid time {s:?}: outside the years 1678 to 2261"))?;
+    let offset_s = match offset_s {
+        Some(o) => i32::try_from(o).map_err(|_| usage())?,
+        None => zone.to_offset(timestamp(unix_ns)).seconds(),
+    };
+    Ok(Moment { unix_ns, offset_s })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +361,64 @@ mod tests {
             go_date(2026, 7, 1, 12, 0, 0, 5, &z),
             Some(ns("2026-07-01T10:00:00Z") + 5)
         );
+    }
+
+    #[test]
+    fn parse_time_local_and_with_offset() {
+        let z = berlin();
+        let m = parse_time("2026-07-01 12:00:00", &z).unwrap();
+        assert_eq!(
+            m,
+            Moment {
+                unix_ns: ns("2026-07-01T10:00:00Z"),
+                offset_s: 7200
+            }
+        );
+        let m = parse_time("2026-01-01 12:00:00", &z).unwrap();
+        assert_eq!(
+            m,
+            Moment {
+                unix_ns: ns("2026-01-01T11:00:00Z"),
+                offset_s: 3600
+            }
+        );
+        let m = parse_time("2026-01-01 12:00:00-05:30", &z).unwrap();
+        assert_eq!(
+            m,
+            Moment {
+                unix_ns: ns("2026-01-01T17:30:00Z"),
+                offset_s: -19_800
+            }
+        );
+        let m = parse_time("2024-02-29 00:00:00+00:00", &z).unwrap();
+        assert_eq!(m.unix_ns, ns("2024-02-29T00:00:00Z"));
+        // A skipped local time resolves as Go's ParseInLocation: 02:30 -> 03:30 CEST.
+        let m = parse_time("2026-03-29 02:30:00", &z).unwrap();
+        assert_eq!(
+            m,
+            Moment {
+                unix_ns: ns("2026-03-29T01:30:00Z"),
+                offset_s: 7200
+            }
+        );
+        for bad in [
+            "",
+            "2026-01-01",
+            "2026-01-01T12:00:00",
+            "2026-02-30 12:00:00",
+            "2026-01-01 24:00:00",
+            "2026-01-01 12:00:00Z",
+            "2026-01-01 12:00:00+0100",
+            "2026-01-01 12:00:00+24:00",
+            "2026-1-01 12:00:00",
+            "+026-01-01 12:00:00",
+            "1500-01-01 00:00:00",
+            "2026-01-01 12:00:00 ",
+            "２０２６-01-01 12:00:00",
+        ] {
+            let e = parse_time(bad, &z).unwrap_err();
+            assert!(e.starts_with("invalid time"), "{bad}: {e}");
+        }
     }
 
     #[test]
