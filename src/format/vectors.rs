@@ -22,11 +22,11 @@ use super::key::KeyFile;
 use super::lock::Lock;
 use super::pack::{BlobType, PackEntry, PackHeader, blob_ad, header_range, pack_header_ad};
 use super::snapshot::{MAX_SNAPSHOT_LEN, Snapshot};
-use crate::id::SnapshotId;
 use super::tree::{NodeKind, Tree};
 use super::{FormatError, HEADER_LEN, ObjectKind, check_header, header, split_payload};
 use crate::compress::{decompress_capped, decompress_exact};
 use crate::crypto::{self, CryptoError, MASTER_KEY_LEN, kdf};
+use crate::id::SnapshotId;
 use crate::id::{BlobId, Id};
 
 /// The bytes of one committed vector; `.hex` files are decoded, whitespace ignored.

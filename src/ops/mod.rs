@@ -6,9 +6,12 @@ pub mod check;
 pub mod dump;
 mod dump_zip;
 pub mod find;
+pub mod forget;
 pub mod globs;
+pub mod groups;
 pub mod restore;
 pub mod retention;
+pub mod tag;
 
 use std::sync::atomic::AtomicBool;
 
