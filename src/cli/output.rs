@@ -192,6 +192,9 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
     if let Some(p) = &s.parent {
         v["parent"] = json!(p.to_hex());
     }
+    if let Some(o) = &s.original {
+        v["original"] = json!(o.to_hex());
+    }
     if !s.tags.is_empty() {
         v["tags"] = json!(s.tags);
     }
