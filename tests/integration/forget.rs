@@ -275,7 +275,7 @@ fn forget_named_snapshots() {
     let a = backup_at(&repo, &data, "2026-01-01 10:00:00", "h", None);
     let b = backup_at(&repo, &data, "2026-01-02 10:00:00", "h", None);
     forget(&repo, &[&a[..8]]).ok();
-    assert_eq!(snapshot_ids(&repo), [b.clone()]);
+    assert_eq!(snapshot_ids(&repo), std::slice::from_ref(&b));
     // Ids and a policy together are refused.
     let r = forget(&repo, &[&b, "--keep-last", "1"]).expect_code(1);
     assert!(r.stderr.contains("not both"), "{}", r.stderr);
