@@ -126,10 +126,12 @@ pub fn plan_policy(
     if p.is_empty() && !opts.has_filter() {
         return Err(Refusal::ForceNeedsFilter);
     }
+    // With no snapshot selected nothing can be removed, so a fresh repository's first
+    // scheduled forget does not fail for want of tagged snapshots.
     if let Some(l) = p
         .tags
         .iter()
-        .find(|l| !list.iter().any(|(_, s)| l.matches(&s.tags)))
+        .find(|l| !list.is_empty() && !list.iter().any(|(_, s)| l.matches(&s.tags)))
     {
         return Err(Refusal::KeepTagUnmatched {
             tags: keep_tag_arg(l),
@@ -369,6 +371,15 @@ mod tests {
                 tags: "\"Daily\"".into()
             }
         );
+    }
+
+    #[test]
+    fn nothing_selected_is_no_error() {
+        let p = Policy {
+            tags: vec![TagList::parse("x")],
+            ..Policy::default()
+        };
+        assert!(plan(vec![], &opts(p)).unwrap().groups.is_empty());
     }
 
     #[test]
