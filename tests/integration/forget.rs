@@ -453,3 +453,24 @@ fn tag_rewrites_snapshots_with_new_ids() {
     );
     repo.run(&["check"]).ok();
 }
+
+/// forget removes under the exclusive lock, so a running backup's shared lock makes it exit
+/// 11 with nothing removed; a dry run only reads and runs beside it.
+#[test]
+fn forget_and_tag_exit_11_while_a_backup_holds_its_lock() {
+    let repo = Repo::new();
+    let data = src(&repo);
+    backup_at(&repo, &data, "2026-01-01 10:00:00", "h", None);
+    backup_at(&repo, &data, "2026-01-02 10:00:00", "h", None);
+    let lib = repo.open();
+    let held = lib.lock(false).unwrap();
+    let r = forget(&repo, &["--keep-last", "1"]).expect_code(11);
+    assert!(r.stderr.contains("locked"), "{}", r.stderr);
+    forget(&repo, &["--keep-last", "1", "--dry-run"]).ok();
+    let r = repo.run(&["tag", "--add", "x", "latest"]).expect_code(11);
+    assert!(r.stderr.contains("locked"), "{}", r.stderr);
+    drop(held);
+    assert_eq!(snapshot_ids(&repo).len(), 2);
+    forget(&repo, &["--keep-last", "1"]).ok();
+    assert_eq!(snapshot_ids(&repo).len(), 1);
+}
