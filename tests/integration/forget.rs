@@ -28,6 +28,18 @@ fn src(repo: &Repo) -> PathBuf {
 
 /// `backup --time T [--host H] [--tag TAG]` in `TZ`; returns the new snapshot's id.
 fn backup_at(repo: &Repo, src: &Path, time: &str, host: &str, tag: Option<&str>) -> String {
+    backup_in(TZ, repo, src, time, host, tag)
+}
+
+/// [`backup_at`] in the time zone `tz`.
+fn backup_in(
+    tz: &str,
+    repo: &Repo,
+    src: &Path,
+    time: &str,
+    host: &str,
+    tag: Option<&str>,
+) -> String {
     let mut args: Vec<&std::ffi::OsStr> = vec![
         "backup".as_ref(),
         "--json".as_ref(),
@@ -41,7 +53,7 @@ fn backup_at(repo: &Repo, src: &Path, time: &str, host: &str, tag: Option<&str>)
     }
     args.push(src.as_os_str());
     let mut c = repo.cmd(&args);
-    c.env("TZ", TZ);
+    c.env("TZ", tz);
     let r = run_cmd(c, None).ok();
     let last = r.json_lines().pop().unwrap();
     last["snapshot_id"].as_str().unwrap().to_owned()
@@ -108,6 +120,11 @@ fn restic_bin() -> Option<PathBuf> {
 }
 
 fn restic(bin: &Path, repo: &Path, args: &[&str]) -> Run {
+    restic_in(TZ, bin, repo, args)
+}
+
+/// [`restic`] in the time zone `tz`.
+fn restic_in(tz: &str, bin: &Path, repo: &Path, args: &[&str]) -> Run {
     let mut c = hermetic(bin);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("RESTIC_") {
@@ -116,16 +133,18 @@ fn restic(bin: &Path, repo: &Path, args: &[&str]) -> Run {
     }
     c.env("RESTIC_REPOSITORY", repo)
         .env("RESTIC_PASSWORD", "restic-forget")
-        .env("TZ", TZ)
+        .env("TZ", tz)
         .arg("--no-cache")
         .args(args);
     run_cmd(c, None).ok()
 }
 
-/// The snapshots of the differential test: local times in `TZ`, a host, a tag. They cross a
-/// leap day, month ends, the ISO year edge (2025-12-28 is in 2025-W52, the next day in
-/// 2026-W01) and both daylight-saving changes, and the oldest snapshot of each group is alone
-/// in its year. (restic 0.14, the one Debian ships, predates restic 0.18's "keep the oldest
+/// The snapshots of the differential test: local times, a host, a tag. Host `h` backs up in
+/// `TZ`, host `h2` in New York, so `h2`'s snapshots carry offsets the reader's zone does not
+/// have (their days are New York's: 17:30 and 19:30 on 31 March are one day there, two in
+/// Berlin). They cross a leap day, month ends, the ISO year edge (2025-12-28 is in 2025-W52,
+/// the next day in 2026-W01) and both daylight-saving changes, and the oldest snapshot of each
+/// group is alone in its year. (restic 0.14, the one Debian ships, predates restic 0.18's "keep the oldest
 /// snapshot while counts are left" rule; with a lone oldest snapshot both rules agree, so
 /// this compares what the versions share, and the table tests pin the newer rule.)
 const SNAPSHOTS: &[(&str, &str, Option<&str>)] = &[
@@ -144,7 +163,14 @@ const SNAPSHOTS: &[(&str, &str, Option<&str>)] = &[
     ("2026-02-26 12:30:00", "h", None),
     ("2026-03-31 22:00:00", "h", None),
     ("2026-04-01 12:00:00", "h", None),
+    ("2026-03-31 17:30:00", "h2", None),
+    ("2026-03-31 19:30:00", "h2", None),
 ];
+
+/// The zone a host of [`SNAPSHOTS`] backs up in.
+fn zone_of(host: &str) -> &'static str {
+    if host == "h2" { "America/New_York" } else { TZ }
+}
 
 /// Policies whose every group keeps something (restic 0.14 removes a whole group silently;
 /// cista refuses). `--keep-within 1m3d` reaches back from 2026-04-01 12:00 CEST to
@@ -198,23 +224,53 @@ fn forget_decides_as_restic_does() {
     let data = src(&repo);
     let rrepo = repo.scratch("restic-repo");
     restic(&bin, &rrepo, &["init", "--quiet"]);
-    for (time, host, tag) in SNAPSHOTS {
-        backup_at(&repo, &data, time, host, *tag);
-        let mut args = vec!["backup", "--quiet", "--time", time, "--host", host];
-        if let Some(t) = tag {
-            args.extend(["--tag", t]);
+    // Backups take shared locks, and restic sleeps after taking one: run four at a time.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((time, host, tag)) = SNAPSHOTS.get(i / 2) else {
+                        break;
+                    };
+                    let tz = zone_of(host);
+                    if i % 2 == 0 {
+                        backup_in(tz, &repo, &data, time, host, *tag);
+                        continue;
+                    }
+                    let mut args = vec!["backup", "--quiet", "--time", time, "--host", host];
+                    if let Some(t) = tag {
+                        args.extend(["--tag", t]);
+                    }
+                    let d = data.to_str().unwrap();
+                    args.push(d);
+                    restic_in(tz, &bin, &rrepo, &args);
+                }
+            });
         }
-        let d = data.to_str().unwrap();
-        args.push(d);
-        restic(&bin, &rrepo, &args);
-    }
-    for policy in POLICIES {
-        let mut args = vec!["--dry-run", "--json"];
-        args.extend_from_slice(policy);
-        let ours = verdicts(&forget(&repo, &args).ok().json());
-        let mut rargs = vec!["forget", "--dry-run", "--json"];
-        rargs.extend_from_slice(policy);
-        let theirs = verdicts(&restic(&bin, &rrepo, &rargs).json());
+    });
+    let runs: Vec<(Run, Run)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = POLICIES
+            .iter()
+            .map(|policy| {
+                let (repo, bin, rrepo) = (&repo, &bin, &rrepo);
+                scope.spawn(move || {
+                    let mut args = vec!["--dry-run", "--json"];
+                    args.extend_from_slice(policy);
+                    let ours = forget(repo, &args).ok();
+                    // A dry run without the lock (restic takes its exclusive one otherwise).
+                    let mut rargs = vec!["forget", "--no-lock", "--dry-run", "--json"];
+                    rargs.extend_from_slice(policy);
+                    (ours, restic(bin, rrepo, &rargs))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (policy, (ours, theirs)) in POLICIES.iter().zip(runs) {
+        let ours = verdicts(&ours.json());
+        let theirs = verdicts(&theirs.json());
         assert_eq!(ours.len(), 2, "two groups: {ours:?}");
         assert_eq!(ours, theirs, "policy {policy:?}");
         if policy[..2] == ["--keep-within", "1m3d"] {
@@ -229,6 +285,12 @@ fn forget_decides_as_restic_does() {
                 at("2026-02-26T11:30:00Z"),
                 Some(vec!["within 1m3d".to_owned()])
             );
+        }
+        if policy[0] == "--keep-daily" {
+            // New York's days: 17:30 and 19:30 on 31 March are one day there.
+            let h2 = &ours[&("h2".to_owned(), format!("[{:?}]", data.to_str().unwrap()))];
+            let kept = h2.values().filter(|v| v.is_some()).count();
+            assert_eq!(kept, 3, "{h2:?}");
         }
     }
     // Nothing was removed by the dry runs.
