@@ -235,7 +235,7 @@ fn forget_decides_as_restic_does() {
                         break;
                     };
                     let tz = zone_of(host);
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         backup_in(tz, &repo, &data, time, host, *tag);
                         continue;
                     }
