@@ -601,3 +601,85 @@ fn huge_durations_saturate() {
     let r = run(&snaps, &p);
     assert!(r.iter().all(|l| !l.ends_with(": -")), "{r:?}");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn count() -> impl Strategy<Value = Count> {
+        prop_oneof![
+            (0u32..4).prop_map(Count::Limit),
+            Just(Count::Unlimited),
+            Just(Count::Limit(u32::MAX)),
+        ]
+    }
+
+    fn duration() -> impl Strategy<Value = Duration> {
+        (
+            0u32..3,
+            0u32..14,
+            0u32..40,
+            prop_oneof![0u32..50, Just(u32::MAX)],
+        )
+            .prop_map(|(years, months, days, hours)| Duration {
+                years,
+                months,
+                days,
+                hours,
+            })
+    }
+
+    proptest! {
+        /// Any times and offsets a repository may hold (all of i64 and i32), any policy:
+        /// no panic, one verdict per snapshot, newest first, and `--keep-last N` keeps at
+        /// least the newest N.
+        #[test]
+        fn any_input_gives_one_verdict_each(
+            snaps in proptest::collection::vec(
+                (any::<i64>(), prop_oneof![any::<i32>(), -50_400i32..50_400], any::<bool>()),
+                0..20,
+            ),
+            last in count(),
+            daily in count(),
+            weekly in count(),
+            within in duration(),
+            within_monthly in duration(),
+            tag in any::<bool>(),
+            now in any::<i64>(),
+        ) {
+            let tags: Vec<Vec<String>> = snaps
+                .iter()
+                .map(|(_, _, t)| if *t { vec!["t".to_owned()] } else { vec![] })
+                .collect();
+            let list: Vec<Candidate<'_>> = snaps
+                .iter()
+                .zip(&tags)
+                .map(|((ns, off, _), t)| Candidate {
+                    time: Moment { unix_ns: *ns, offset_s: *off },
+                    tags: t,
+                })
+                .collect();
+            let p = Policy {
+                last,
+                daily,
+                weekly,
+                within,
+                within_monthly,
+                tags: if tag { vec![TagList::parse("t")] } else { vec![] },
+                ..Policy::default()
+            };
+            let local = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+            let v = apply(&list, &p, now, &local);
+            prop_assert_eq!(v.len(), list.len());
+            let mut seen: Vec<usize> = v.iter().map(|x| x.index).collect();
+            prop_assert!(v.windows(2).all(|w| list[w[0].index].time.unix_ns >= list[w[1].index].time.unix_ns));
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..list.len()).collect::<Vec<_>>());
+            let n = match last {
+                Count::Limit(n) => (n as usize).min(list.len()),
+                Count::Unlimited => list.len(),
+            };
+            prop_assert!(v[..n].iter().all(|x| x.kept.is_some()));
+        }
+    }
+}
