@@ -78,12 +78,20 @@ fn snapshot_ids(repo: &Repo) -> Vec<String> {
 /// its matches when kept or `None` when removed.
 type Verdicts = BTreeMap<(String, String), BTreeMap<i128, Option<Vec<String>>>>;
 
+/// The [`Verdicts`] key of a group by host and paths.
+fn key(host: &str, path: &Path) -> (String, String) {
+    (
+        host.to_owned(),
+        format!("[{:?}] null", path.to_str().unwrap()),
+    )
+}
+
 fn verdicts(json: &Value) -> Verdicts {
     let mut out = Verdicts::new();
     for g in json.as_array().unwrap() {
         let key = (
             g["host"].as_str().unwrap().to_owned(),
-            g["paths"].to_string(),
+            format!("{} {}", g["paths"], g["tags"]),
         );
         let m = out.entry(key).or_default();
         for s in g["remove"].as_array().into_iter().flatten() {
@@ -215,7 +223,25 @@ const POLICIES: &[&[&str]] = &[
         "--keep-within-yearly",
         "5y",
     ],
+    &[
+        "--group-by",
+        "host,tags",
+        "--keep-last",
+        "1",
+        "--keep-monthly",
+        "3",
+    ],
+    &["--group-by", "", "--keep-daily", "3", "--keep-yearly", "3"],
 ];
+
+/// How many groups a policy of [`POLICIES`] makes.
+fn groups_of(policy: &[&str]) -> usize {
+    match policy {
+        ["--group-by", "", ..] => 1,
+        ["--group-by", _, ..] => 3,
+        _ => 2,
+    }
+}
 
 #[test]
 fn forget_decides_as_restic_does() {
@@ -271,11 +297,11 @@ fn forget_decides_as_restic_does() {
     for (policy, (ours, theirs)) in POLICIES.iter().zip(runs) {
         let ours = verdicts(&ours.json());
         let theirs = verdicts(&theirs.json());
-        assert_eq!(ours.len(), 2, "two groups: {ours:?}");
+        assert_eq!(ours.len(), groups_of(policy), "{policy:?}: {ours:?}");
         assert_eq!(ours, theirs, "policy {policy:?}");
         if policy[..2] == ["--keep-within", "1m3d"] {
             // The daylight-saving case decided as described above.
-            let h = &ours[&("h".to_owned(), format!("[{:?}]", data.to_str().unwrap()))];
+            let h = &ours[&key("h", &data)];
             let at = |s: &str| {
                 let t: jiff::Timestamp = s.parse().unwrap();
                 h[&t.as_nanosecond()].clone()
@@ -288,7 +314,7 @@ fn forget_decides_as_restic_does() {
         }
         if policy[0] == "--keep-daily" {
             // New York's days: 17:30 and 19:30 on 31 March are one day there.
-            let h2 = &ours[&("h2".to_owned(), format!("[{:?}]", data.to_str().unwrap()))];
+            let h2 = &ours[&key("h2", &data)];
             let kept = h2.values().filter(|v| v.is_some()).count();
             assert_eq!(kept, 3, "{h2:?}");
         }
