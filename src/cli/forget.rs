@@ -136,7 +136,7 @@ pub fn run(env: &Env, a: ForgetArgs) -> Result<u8> {
         dry_run: a.dry_run,
     };
     let repo = env.open()?;
-    if opts.ids.is_empty() && !env.json && !env.quiet && !opts.policy.is_empty() {
+    if opts.ids.is_empty() && (opts.force || !opts.policy.is_empty()) {
         env.info(format_args!("Applying Policy: {}", opts.policy))?;
     }
     let outcome = forget::run(
