@@ -86,7 +86,7 @@ pub struct ForgetArgs {
     /// Compact tables.
     #[arg(long, short = 'c')]
     compact: bool,
-    /// Run prune after removing snapshots.
+    /// Run prune after removing snapshots (refused until prune is built).
     #[arg(long)]
     prune: bool,
     /// Remove even when the policy keeps nothing of a group, or (with a --host/--tag/--path
