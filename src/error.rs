@@ -107,6 +107,9 @@ pub enum Error {
     /// Removing the only key would lock everyone out.
     #[error("refusing to remove the last key: add another with `cista key add` first")]
     LastKey,
+    /// `forget` refused its policy (nothing was removed).
+    #[error(transparent)]
+    Forget(#[from] crate::ops::forget::Refusal),
     /// The user's arguments cannot be acted on.
     #[error("{0}")]
     InvalidInput(String),

@@ -25,6 +25,8 @@ mod dump;
 mod errors;
 #[path = "integration/fixture.rs"]
 mod fixture;
+#[path = "integration/forget.rs"]
+mod forget;
 #[path = "integration/incremental.rs"]
 mod incremental;
 #[path = "integration/interrupt.rs"]

@@ -94,6 +94,10 @@ pub struct BackupArgs {
     /// Do not scan the sources for progress totals (no percentage or ETA).
     #[arg(long)]
     no_scan: bool,
+    /// Record this as the snapshot's time: "YYYY-MM-DD HH:MM:SS" in local time, or with a
+    /// ±HH:MM offset appended (default: now).
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
 }
 
 /// `--exclude-larger-than`: a bad size is a usage error (exit 2).
@@ -202,6 +206,13 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
         )?;
         signal_hook::flag::register(sig, env.cancel.clone())?;
     }
+    let time = match &a.time {
+        Some(t) => Some(
+            cista::ops::retention::calendar::parse_time(t, &jiff::tz::TimeZone::system())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
     let repo = env.open()?;
     let parent = match &a.parent {
         Some(spec) => Some(cista::ops::find::snapshot(&repo, spec, &Default::default())?.0),
@@ -233,6 +244,7 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
             no_lock: false,
             ..env.lock.clone()
         },
+        time,
     };
     let mut stdin = std::io::stdin();
     let stdin_reader: Option<&mut (dyn Read + Send)> =

@@ -34,6 +34,22 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "forget",
+        &[
+            "cista forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run",
+            "cista forget --keep-within 30d --keep-yearly 7 --keep-tag release --json",
+            "cista forget 1a2b3c4d",
+        ],
+    ),
+    (
+        "tag",
+        &[
+            "cista tag --add release latest",
+            "cista tag --set nightly --host db1",
+            "cista tag --remove test 1a2b3c4d",
+        ],
+    ),
+    (
         "ls",
         &[
             "cista ls latest",
@@ -131,6 +147,7 @@ EXIT STATUS:
        restore: the rest was restored, but some files could not be;
        repair snapshots: the rest was repaired, but some snapshots' root
        trees cannot be read (they are left as they are)
+       forget, tag: some snapshots could not be removed or rewritten
   10   the repository does not exist
   11   the repository is locked by another process (still, after --retry-lock)
   12   wrong password (an empty one included)
@@ -145,7 +162,8 @@ ENVIRONMENT:
   CISTA_PASSWORD_COMMAND   command printing the password (as --password-command)
   CISTA_PASSWORD           the password itself
   CISTA_NEW_PASSWORD_FILE  file with the new password for `key add` and `key passwd`
-  TZ                       time zone for printed times";
+  TZ                       time zone for printed times, backup --time and forget's
+                           --keep-within* arithmetic";
 
 /// The text after the options for one command.
 fn after_help(examples: &[&str]) -> String {

@@ -4,6 +4,7 @@
 mod backup;
 mod browse;
 mod cat;
+mod forget;
 pub mod help;
 mod keys;
 mod lock_cmds;
@@ -14,6 +15,7 @@ mod repair;
 mod repo_cmds;
 mod rewrite;
 mod snapshots;
+mod tag;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,6 +112,10 @@ enum Command {
     Backup(backup::BackupArgs),
     /// List snapshots.
     Snapshots(snapshots::SnapshotsArgs),
+    /// Remove snapshots: named ones, or those a retention policy does not keep.
+    Forget(forget::ForgetArgs),
+    /// Change the tags of snapshots.
+    Tag(tag::TagArgs),
     /// List the files in a snapshot.
     Ls(browse::LsArgs),
     /// Write one file of a snapshot to standard output.
@@ -383,6 +389,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Init(a) => repo_cmds::init(&env, a),
         Command::Backup(a) => backup::run(&env, a),
         Command::Snapshots(a) => snapshots::run(&env, a),
+        Command::Forget(a) => forget::run(&env, a),
+        Command::Tag(a) => tag::run(&env, a),
         Command::Ls(a) => browse::ls(&env, a),
         Command::Dump(a) => browse::dump(&env, a),
         Command::Restore(a) => browse::restore(&env, a),

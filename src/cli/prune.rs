@@ -9,8 +9,9 @@ use serde_json::json;
 
 use super::{Env, code, output};
 
+/// prune's options other than `--dry-run` (also taken by `forget --prune`).
 #[derive(Debug, Args, Clone)]
-pub struct PruneArgs {
+pub struct PruneFlags {
     /// Tolerate this much unused space after pruning: a percentage of the repository (5%),
     /// a size (500m) or `unlimited`.
     #[arg(long, default_value = "5%", value_parser = MaxUnused::parse)]
@@ -24,6 +25,12 @@ pub struct PruneArgs {
     /// Only repack packs of trees (the metadata every command reads).
     #[arg(long)]
     pub repack_cacheable_only: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub flags: PruneFlags,
     /// Print what would be done, change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -34,14 +41,24 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub fn run(env: &Env, a: PruneArgs) -> Result<u8> {
-    let session = env.session_writing(cista::format::lock::LockMode::Maintenance)?;
-    let report = prune_in(env, &session, &a)?;
+    // A dry run reads only (and must not upgrade the format): a shared lock is enough.
+    let session = if a.dry_run {
+        env.session(cista::format::lock::LockMode::Shared)?
+    } else {
+        env.session_writing(cista::format::lock::LockMode::Maintenance)?
+    };
+    let report = prune_in(env, &session, &a.flags, a.dry_run)?;
     print(env, &report)?;
     Ok(code::OK)
 }
 
 /// Prunes in a session the caller holds (`forget --prune` holds one across both).
-pub fn prune_in(env: &Env, session: &Session, a: &PruneArgs) -> Result<PruneReport> {
+pub fn prune_in(
+    env: &Env,
+    session: &Session,
+    a: &PruneFlags,
+    dry_run: bool,
+) -> Result<PruneReport> {
     let repo = session.repo();
     let opts = PruneOptions {
         plan: PlanOptions {
@@ -51,7 +68,7 @@ pub fn prune_in(env: &Env, session: &Session, a: &PruneArgs) -> Result<PruneRepo
             repack_cacheable_only: a.repack_cacheable_only,
             pack_size: u64::from(repo.config().pack_size),
         },
-        dry_run: a.dry_run,
+        dry_run,
     };
     Ok(prune::run(session, &opts, &env.cancel)?)
 }

@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use cista::format::snapshot::Snapshot;
 use cista::id::SnapshotId;
 use cista::ops::find;
+use cista::ops::groups::{GroupBy, GroupKey};
 use clap::Args;
 use serde_json::{Value, json};
 
@@ -31,55 +32,8 @@ pub struct SnapshotsArgs {
     filter: FilterArgs,
 }
 
-/// Which snapshot fields make a group (restic's `SnapshotGroupByOptions`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GroupBy {
-    host: bool,
-    paths: bool,
-    tags: bool,
-}
-
-impl GroupBy {
-    /// `--latest` counts per host and paths, whatever the grouping (restic's rule).
-    const HOST_PATHS: Self = Self {
-        host: true,
-        paths: true,
-        tags: false,
-    };
-
-    fn any(&self) -> bool {
-        self.host || self.paths || self.tags
-    }
-
-    /// The group key of a snapshot, as restic's `group_key` object.
-    fn key(&self, s: &Snapshot) -> GroupKey {
-        GroupKey {
-            hostname: self.host.then(|| s.hostname.clone()),
-            paths: self.paths.then(|| s.paths.clone()),
-            tags: self.tags.then(|| s.tags.clone()),
-        }
-    }
-}
-
 fn parse_group_by(s: &str) -> Result<GroupBy, String> {
-    let mut g = GroupBy::default();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part {
-            "host" | "hosts" => g.host = true,
-            "path" | "paths" => g.paths = true,
-            "tag" | "tags" => g.tags = true,
-            other => return Err(format!("unknown grouping {other:?}: use host, paths, tags")),
-        }
-    }
-    Ok(g)
-}
-
-/// A group's identity; a field is `None` when not grouped by it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct GroupKey {
-    hostname: Option<String>,
-    paths: Option<Vec<String>>,
-    tags: Option<Vec<String>>,
+    GroupBy::parse(s).map_err(|e| e.to_string())
 }
 
 type Listed = (SnapshotId, Snapshot);
@@ -111,11 +65,7 @@ fn select_latest(list: Vec<Listed>, n: usize) -> Vec<Listed> {
 /// Splits into groups (one group with an empty key when not grouping), keys in order, each
 /// group oldest first.
 fn group(list: Vec<Listed>, by: GroupBy) -> Vec<(GroupKey, Vec<Listed>)> {
-    let mut groups: BTreeMap<GroupKey, Vec<Listed>> = BTreeMap::new();
-    for s in list {
-        groups.entry(by.key(&s.1)).or_default().push(s);
-    }
-    groups.into_iter().collect()
+    by.group(list, |(_, s)| s)
 }
 
 /// Oldest first, then by id, without duplicates.
@@ -263,8 +213,8 @@ mod tests {
                 parent: None,
                 program_version: "cista test".into(),
                 incomplete: false,
-                summary: Summary::default(),
                 original: None,
+                summary: Summary::default(),
                 lost: None,
             },
         )

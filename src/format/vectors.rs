@@ -26,6 +26,7 @@ use super::tree::{NodeKind, Tree};
 use super::{FormatError, HEADER_LEN, ObjectKind, check_header, header, split_payload};
 use crate::compress::{decompress_capped, decompress_exact};
 use crate::crypto::{self, CryptoError, MASTER_KEY_LEN, kdf};
+use crate::id::SnapshotId;
 use crate::id::{BlobId, Id};
 
 /// The bytes of one committed vector; `.hex` files are decoded, whitespace ignored.
@@ -156,6 +157,12 @@ fn snapshot() {
     assert_eq!(sample_snapshot_v3().encode(), v3);
     assert_eq!(Snapshot::decode(&v3).unwrap(), sample_snapshot_v3());
     assert_eq!(&v3[..g.len()], &g[..], "the version 2 bytes come first");
+    // With `original` set, its 32 bytes follow the summary (FORMAT §16, "Original").
+    let mut tagged = sample_snapshot();
+    tagged.original = Some(SnapshotId(id(0x99)));
+    let g = vector!("snapshot_original.hex");
+    assert_eq!(tagged.encode(), g);
+    assert_eq!(Snapshot::decode(&g).unwrap(), tagged);
 }
 
 #[test]

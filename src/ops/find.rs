@@ -24,7 +24,8 @@ pub struct SnapshotFilter {
     /// Any of these hosts (empty: all).
     pub hosts: Vec<String>,
     /// Each entry is a comma-separated set of tags that must all be present; any entry may
-    /// match (empty: all).
+    /// match (empty: all). The entry `''` matches untagged snapshots, as restic's `--tag ''`
+    /// (forget must not widen a selection restic would have kept narrow).
     pub tags: Vec<String>,
     /// Snapshots whose paths include all of these (empty: all).
     pub paths: Vec<String>,
@@ -35,11 +36,10 @@ impl SnapshotFilter {
     pub fn matches(&self, s: &Snapshot) -> bool {
         (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
             && (self.tags.is_empty()
-                || self.tags.iter().any(|set| {
-                    set.split(',')
-                        .filter(|t| !t.is_empty())
-                        .all(|t| s.tags.iter().any(|x| x == t))
-                }))
+                || self
+                    .tags
+                    .iter()
+                    .any(|set| crate::ops::retention::TagList::parse(set).matches(&s.tags)))
             && self.paths.iter().all(|p| s.paths.iter().any(|x| x == p))
     }
 }
@@ -611,8 +611,8 @@ mod tests {
             parent: None,
             program_version: String::new(),
             incomplete: false,
-            summary: Default::default(),
             original: None,
+            summary: Default::default(),
             lost: None,
         };
         let f = |h: &[&str], t: &[&str], p: &[&str]| SnapshotFilter {
@@ -626,5 +626,13 @@ mod tests {
         assert!(!f(&[], &["db,weekly"], &[]).matches(&s));
         assert!(f(&[], &["weekly", "db"], &[]).matches(&s));
         assert!(!f(&[], &[], &["/var"]).matches(&s));
+        // `--tag ''` selects untagged snapshots only (restic's HasTags).
+        assert!(!f(&[], &[""], &[]).matches(&s));
+        let untagged = Snapshot {
+            tags: vec![],
+            ..s.clone()
+        };
+        assert!(f(&[], &[""], &[]).matches(&untagged));
+        assert!(!f(&[], &["db"], &[]).matches(&untagged));
     }
 }

@@ -6,12 +6,16 @@ pub mod check;
 pub mod dump;
 mod dump_zip;
 pub mod find;
+pub mod forget;
 pub mod globs;
+pub mod groups;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod retention;
 pub mod rewrite;
 pub mod session;
+pub mod tag;
 
 use std::sync::atomic::AtomicBool;
 

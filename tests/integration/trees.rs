@@ -64,8 +64,8 @@ impl Crafter {
             parent: None,
             program_version: "crafted".into(),
             incomplete: false,
-            summary: Default::default(),
             original: None,
+            summary: Default::default(),
             lost: None,
         };
         self.repo.save_snapshot(&snap).unwrap();

@@ -302,6 +302,7 @@ pub(super) fn sample_snapshot() -> Snapshot {
         parent: Some(SnapshotId(id(0x77))),
         program_version: "cista 0.1.0".into(),
         incomplete: true,
+        original: None,
         summary: Summary {
             files_new: 1,
             files_changed: 2,
@@ -319,7 +320,6 @@ pub(super) fn sample_snapshot() -> Snapshot {
             errors: 14,
             tree_blobs: 15,
         },
-        original: None,
         lost: None,
     }
 }
@@ -522,6 +522,12 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         // The same snapshot as written before `tree_blobs` was appended to the summary.
         ("snapshot_summary14.hex", snap[..snap.len() - 8].to_vec()),
         ("snapshot_v3.hex", sample_snapshot_v3().encode()),
+        // The same snapshot rewritten by `tag`: `original` appended.
+        ("snapshot_original.hex", {
+            let mut s = sample_snapshot();
+            s.original = Some(SnapshotId(id(0x99)));
+            s.encode()
+        }),
         ("lock.hex", lock.clone()),
         ("lock_v3.hex", lock_v3.clone()),
         (

@@ -94,6 +94,9 @@ pub struct BackupOptions {
     /// How to wait for the shared lock (`--retry-lock`); `no_lock` is refused, since a backup
     /// writes.
     pub lock: LockOptions,
+    /// The snapshot's time and UTC offset (`--time`); default: the start of the run in the
+    /// machine's zone. The summary's start and end stay the real ones, as in restic.
+    pub time: Option<crate::ops::retention::Moment>,
 }
 
 /// What a backup produced.
@@ -405,9 +408,13 @@ pub fn run(
     tags.sort();
     tags.dedup();
     let parent_tree_id = parent.as_ref().map(|(_, s)| s.tree);
+    let (time_unix_ns, tz_offset_s) = match opts.time {
+        Some(m) => (m.unix_ns, m.offset_s),
+        None => (start, local_offset_s()),
+    };
     let snapshot = Snapshot {
-        time_unix_ns: start,
-        tz_offset_s: local_offset_s(),
+        time_unix_ns,
+        tz_offset_s,
         hostname,
         username: super::username(),
         uid: nix::unistd::getuid().as_raw(),
@@ -418,8 +425,8 @@ pub fn run(
         parent: parent.map(|(id, _)| id),
         program_version: format!("cista {}", env!("CARGO_PKG_VERSION")),
         incomplete: summary.errors > 0,
-        summary,
         original: None,
+        summary,
         lost: None,
     };
     // A stop requested while the last data was being stored still means "no snapshot".

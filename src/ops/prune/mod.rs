@@ -83,8 +83,9 @@ fn sessions(lock: &LockGuard) -> Result<(HashSet<LockSession>, bool)> {
 /// ("Retiring and deleting packs"); the step numbers below are that section's.
 pub fn run(session: &Session, opts: &PruneOptions, cancel: &CancelFlag) -> Result<PruneReport> {
     let repo = session.repo();
+    // A dry run only reads, so any lock will do; a real one needs the maintenance lock.
     let lock = match session.guard() {
-        Some(g) if g.mode() == LockMode::Maintenance => g,
+        Some(g) if g.mode() == LockMode::Maintenance || opts.dry_run => g,
         _ => {
             return Err(Error::InvalidInput(
                 "prune needs the maintenance lock (FORMAT §17)".into(),

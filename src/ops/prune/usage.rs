@@ -217,11 +217,7 @@ fn mark_reachable(
             })?;
             for node in &tree.nodes {
                 match &node.kind {
-                    NodeKind::Dir { subtree } => {
-                        if mark(subtree)? {
-                            stack.push(*subtree);
-                        }
-                    }
+                    NodeKind::Dir { subtree } if mark(subtree)? => stack.push(*subtree),
                     NodeKind::DirParts { parts } => {
                         for p in parts {
                             if mark(p)? {
