@@ -39,6 +39,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "cista forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run",
             "cista forget --keep-within 30d --keep-yearly 7 --keep-tag release --json",
             "cista forget 1a2b3c4d",
+            "cista forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune",
         ],
     ),
     (
@@ -82,8 +83,19 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "cista check --json --read-data-subset 5%",
         ],
     ),
-    ("repair", &["cista repair index"]),
+    (
+        "repair",
+        &["cista repair index", "cista repair snapshots --dry-run"],
+    ),
     ("repair index", &["cista repair index"]),
+    (
+        "prune",
+        &[
+            "cista prune --dry-run",
+            "cista prune --max-unused 10%",
+            "cista prune --max-repack-size 2g --repack-small",
+        ],
+    ),
     (
         "key",
         &[
@@ -126,7 +138,6 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "cista rewrite --iexclude-file erase.txt --host db1 && cista prune",
         ],
     ),
-    ("repair", &["cista repair snapshots --dry-run"]),
     (
         "repair snapshots",
         &[

@@ -564,8 +564,9 @@ impl Repository {
         Ok(self.scan_snapshots()?.0)
     }
 
-    /// Every snapshot, oldest first, and the ones that could not be read with why. Storage
-    /// errors other than damage (a failing listing) are still errors.
+    /// Every snapshot, oldest first, and the ones that could not be read with why. A snapshot
+    /// removed between the listing and the read is left out; storage errors other than
+    /// damage (a failing listing) are still errors.
     #[allow(clippy::type_complexity)]
     pub fn scan_snapshots(
         &self,
@@ -583,6 +584,8 @@ impl Repository {
             match r {
                 Ok(s) => ok.push((id, s)),
                 Err(e @ Error::Corrupt { .. }) => damaged.push((id, e)),
+                // Removed since the listing (a forget running beside): it is not there.
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }

@@ -17,7 +17,7 @@ use crate::crypto;
 use crate::error::{Error, Result};
 use crate::format::index::IndexPack;
 use crate::format::pack::{self, BlobType, PackEntry, PackHeader};
-use crate::id::{BlobId, Id, PackId};
+use crate::id::{BlobId, Id, IndexId, PackId};
 use crate::repo::Repository;
 
 /// Finished packs waiting for the uploader. One: a deeper queue bought no speed in the peer
@@ -160,7 +160,7 @@ pub struct Packer {
     data: Mutex<Builder>,
     tree: Mutex<Builder>,
     tx: Option<Sender<FinishedPack>>,
-    uploader: Option<JoinHandle<Result<Vec<IndexPack>>>>,
+    uploader: Option<JoinHandle<Result<Uploaded>>>,
     failed: std::sync::Arc<AtomicBool>,
     /// Bytes of sealed blobs added (what this run adds to storage, before padding).
     pub bytes_added: AtomicU64,
@@ -168,12 +168,16 @@ pub struct Packer {
     pub blobs_added: AtomicU64,
 }
 
+/// What the uploader stored: the packs, and the index files naming them.
+type Uploaded = (Vec<IndexPack>, Vec<IndexId>);
+
 fn upload_loop(
     repo: Repository,
     rx: Receiver<FinishedPack>,
     failed: std::sync::Arc<AtomicBool>,
-) -> Result<Vec<IndexPack>> {
+) -> Result<Uploaded> {
     let mut all = Vec::new();
+    let mut files = Vec::new();
     let mut unindexed = Vec::new();
     let mut first_error = None;
     for p in rx {
@@ -191,7 +195,7 @@ fn upload_loop(
                 blobs: p.entries,
             });
             if unindexed.len() >= PACKS_PER_INDEX {
-                repo.save_index(unindexed.clone())?;
+                files.extend(repo.save_index(unindexed.clone())?);
                 all.append(&mut unindexed);
             }
             Ok(())
@@ -211,10 +215,10 @@ fn upload_loop(
         return Err(e);
     }
     if !unindexed.is_empty() {
-        repo.save_index(unindexed.clone())?;
+        files.extend(repo.save_index(unindexed.clone())?);
         all.append(&mut unindexed);
     }
-    Ok(all)
+    Ok((all, files))
 }
 
 impl Packer {
@@ -295,7 +299,13 @@ impl Packer {
 
     /// Flushes the open packs, waits for every upload, writes the last index file, and
     /// returns every pack stored by this packer.
-    pub fn finish(mut self) -> Result<Vec<IndexPack>> {
+    pub fn finish(self) -> Result<Vec<IndexPack>> {
+        Ok(self.finish_with_index_files()?.0)
+    }
+
+    /// [`Packer::finish`], also returning the index files it wrote (prune tells its own
+    /// writes from those of a backup running beside it).
+    pub fn finish_with_index_files(mut self) -> Result<(Vec<IndexPack>, Vec<IndexId>)> {
         let data = std::mem::take(
             &mut *self
                 .data

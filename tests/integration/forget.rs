@@ -407,8 +407,6 @@ fn forget_refusals_remove_nothing() {
         "{}",
         r.stderr
     );
-    let r = forget(&repo, &["--keep-last", "1", "--prune"]).expect_code(1);
-    assert!(r.stderr.contains("prune is not built yet"), "{}", r.stderr);
     let r = forget(&repo, &["--keep-daily=-1"]).expect_code(2);
     assert!(r.stderr.contains("unlimited"), "{}", r.stderr);
     let r = forget(&repo, &["--keep-within", "1w"]).expect_code(2);
@@ -507,7 +505,7 @@ fn tag_rewrites_snapshots_with_new_ids() {
     assert_eq!(new["time"], "2026-01-01T10:00:00+01:00");
     // `original` exists from repository format 3 on (FORMAT §16).
     let cfg = repo.run(&["cat", "config"]).ok().json();
-    let v3 = cfg["format_version"].as_u64().unwrap_or(0) >= 3;
+    let v3 = cfg["version"].as_u64().unwrap_or(0) >= 3;
     assert_eq!(new.get("original").is_some(), v3, "{new}");
     if v3 {
         assert_eq!(new["original"], a.as_str());

@@ -79,7 +79,11 @@ impl Source {
     fn add(&mut self) {
         let n = 1_000 + (self.rng.next_u64() % 150_000) as usize;
         let dir = ["own", "own/deep", "own/deep/er"][(self.next % 3) as usize];
-        let ext = if self.next.is_multiple_of(4) { "tmp" } else { "dat" };
+        let ext = if self.next.is_multiple_of(4) {
+            "tmp"
+        } else {
+            "dat"
+        };
         let p = self.root.join(format!("{dir}/f{}.{ext}", self.next));
         std::fs::write(p, self.rng.bytes(n)).unwrap();
         self.next += 1;

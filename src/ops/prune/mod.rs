@@ -119,7 +119,7 @@ pub fn run(session: &Session, opts: &PruneOptions, cancel: &CancelFlag) -> Resul
     // 4. Write: repacked blobs into new packs, then the index naming every pack's state,
     //    newly retired packs unarmed; then the old index files go.
     let repack: Vec<PackId> = plan.live_with(LiveAction::Repack).copied().collect();
-    let new_packs = write::repack(repo, &u, &repack, cancel)?;
+    let (new_packs, packer_files) = write::repack(repo, &u, &repack, cancel)?;
     report.packs_written = new_packs.len();
     let now = lock.host().now_unix_ns();
     let unarmed_now = write::Disposition::Obsolete {
@@ -160,7 +160,13 @@ pub fn run(session: &Session, opts: &PruneOptions, cancel: &CancelFlag) -> Resul
     // 5. Arm: every process that could have seen a newly retired pack live wrote its lock
     //    before the files naming it live were deleted, so it is listed now.
     let (after, after_unknown) = sessions(lock)?;
-    let nobody = after.is_empty() && !after_unknown;
+    // Deleting at once is safe only if no process could have seen them live: none is running
+    // now, and none committed anything since the snapshots were listed (a backup that began
+    // after step 1 and ended before this listing left a snapshot or an index file behind).
+    // Else they wait for a later prune, whose usage is measured after these sessions end.
+    let nobody = after.is_empty()
+        && !after_unknown
+        && nothing_committed_since(repo, &u, &[&first[..], &packer_files[..]].concat())?;
     let waiting_for: Vec<LockSession> = after.into_iter().collect();
     let armed_now = write::Disposition::Obsolete {
         marked_unix_ns: now,
@@ -218,6 +224,30 @@ pub fn run(session: &Session, opts: &PruneOptions, cancel: &CancelFlag) -> Resul
     report.packs_waiting = waiting_old + if nobody { 0 } else { to_arm.len() };
     report.waiting_for_sessions = if nobody { 0 } else { waiting_for.len() };
     Ok(report)
+}
+
+/// Whether the snapshots are those `u` listed and the index files only `ours`: nothing was
+/// committed beside this prune since it measured usage.
+fn nothing_committed_since(
+    repo: &Repository,
+    u: &usage::Usage,
+    ours: &[crate::id::IndexId],
+) -> Result<bool> {
+    let snapshots: HashSet<crate::id::SnapshotId> = repo
+        .backend()
+        .list(FileType::Snapshot)?
+        .into_iter()
+        .map(|(id, _)| crate::id::SnapshotId(id))
+        .collect();
+    if snapshots != u.snapshot_ids {
+        return Ok(false);
+    }
+    let ours: HashSet<&crate::id::IndexId> = ours.iter().collect();
+    Ok(repo
+        .backend()
+        .list(FileType::Index)?
+        .iter()
+        .all(|(id, _)| ours.contains(&crate::id::IndexId(*id))))
 }
 
 /// Sets a pack's disposition, whether it comes from the loaded index or is an extra.

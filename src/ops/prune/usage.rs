@@ -13,7 +13,7 @@ use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::format::pack::{BlobType, PackEntry};
 use crate::format::tree::NodeKind;
-use crate::id::{BlobId, IndexId, PackId};
+use crate::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::ops::CancelFlag;
 use crate::repo::index::PackState;
 use crate::repo::{INDEX_FILE_BLOBS, Index, Repository};
@@ -32,6 +32,8 @@ pub struct Orphan {
 pub struct Usage {
     /// Snapshots walked.
     pub snapshots: usize,
+    /// Their ids (to tell whether any was written beside the prune).
+    pub snapshot_ids: HashSet<SnapshotId>,
     /// The index as loaded, with the used bit of the kept copy of every used blob set.
     pub index: Index,
     /// Index files listed before the index was loaded: what the new index supersedes. A
@@ -146,6 +148,7 @@ pub fn measure(repo: &Repository, cancel: &CancelFlag) -> Result<Usage> {
 
     Ok(Usage {
         snapshots: snapshots.len(),
+        snapshot_ids: snapshots.iter().map(|(id, _)| *id).collect(),
         index,
         index_files,
         live,
@@ -190,7 +193,7 @@ fn kind_of(t: BlobType) -> PackKind {
 fn mark_reachable(
     repo: &Repository,
     index: &Index,
-    snapshots: &[(crate::id::SnapshotId, crate::format::snapshot::Snapshot)],
+    snapshots: &[(SnapshotId, crate::format::snapshot::Snapshot)],
     cancel: &CancelFlag,
 ) -> Result<()> {
     // Marks a blob; true when it was not marked before (a tree seen first now).

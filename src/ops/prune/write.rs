@@ -45,7 +45,8 @@ pub struct IndexPlan {
     pub extra: Vec<(PackId, Vec<PackEntry>, Disposition)>,
 }
 
-/// Copies the kept blobs of `packs` into new packs; returns the new packs. Each pack is read
+/// Copies the kept blobs of `packs` into new packs; returns the new packs and the index
+/// files the packer wrote for them. Each pack is read
 /// whole and must match its name; each blob copied must open and match its id, so damage is
 /// never carried into a new pack. A damaged blob that a snapshot needs stops the prune
 /// before the index changes (the packs written so far are indexed by the packer and harmless).
@@ -54,9 +55,9 @@ pub fn repack(
     u: &Usage,
     packs: &[PackId],
     cancel: &CancelFlag,
-) -> Result<Vec<IndexPack>> {
+) -> Result<(Vec<IndexPack>, Vec<IndexId>)> {
     if packs.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let packer = Packer::new(repo)?;
     for chunk in packs.chunks(REPACK_BATCH) {
@@ -69,7 +70,7 @@ pub fn repack(
             copy_used(repo, u, &packer, &pb.id, &pb.entries, &pb.used)?;
         }
     }
-    packer.finish()
+    packer.finish_with_index_files()
 }
 
 fn copy_used(
