@@ -3,7 +3,8 @@
 //!
 //! - Crash: backup, `forget --prune` and `rewrite`, each SIGKILLed at a random moment; after
 //!   every kill `check` passes and every snapshot restores byte-identical to the source state
-//!   it recorded. `CISTA_HARNESS_KILLS` sets the number of kills (default 9).
+//!   it recorded. `CISTA_HARNESS_KILLS` sets the number of kills (default 9); each kill
+//!   lands at a random moment within the operation's measured running time.
 //! - Concurrency: four backup processes in loops against one repository (different hosts,
 //!   sharing content so they reuse each other's blobs) while `forget --prune` runs in a loop;
 //!   no backup waits or fails, and every snapshot that completed restores exactly.
@@ -184,7 +185,7 @@ fn sigkill_at_random_moments_never_loses_a_completed_snapshot() {
     let repo = Repo::new_in(base);
     let src_root = repo.dir.path().join("src");
     let mut src = Source::new(src_root.clone(), 42);
-    let mut rng = Rng::new(kills);
+    let mut rng = Rng::new(kills ^ 0x5eed);
     // Snapshot id -> the source state it holds.
     let mut expected: HashMap<String, Digest> = HashMap::new();
     let known = |repo: &Repo, expected: &mut HashMap<String, Digest>, state: &Digest| {
@@ -207,9 +208,15 @@ fn sigkill_at_random_moments_never_loses_a_completed_snapshot() {
         let state = digest(&src_root);
         known(&repo, &mut expected, &state);
     }
-    let mut outcome = [0u32; 3];
-    for k in 0..kills {
-        let op = k % 3;
+    // Each operation's time when left alone, so kills land anywhere inside it: measured once
+    // here, then kept up to date from the trials that finished before their kill.
+    let mut took = [Duration::from_millis(200); 3];
+    let mut killed = [0u64; 3];
+    let mut trials = 0u64;
+    while killed.iter().sum::<u64>() < kills && trials < kills * 4 + 10 {
+        let k = trials;
+        trials += 1;
+        let op = (k % 3) as usize;
         if op == 0 {
             src.change();
         }
@@ -229,7 +236,13 @@ fn sigkill_at_random_moments_never_loses_a_completed_snapshot() {
         };
         let started = Instant::now();
         let mut child = spawn(&repo, &args);
-        let delay = Duration::from_millis(rng.next_u64() % 700);
+        // The first round of each operation runs to the end, to learn how long it takes.
+        let span = took[op].as_micros().max(1000) as u64;
+        let delay = if k < 3 {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_micros(rng.next_u64() % span)
+        };
         let finished = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break Some(status);
@@ -237,24 +250,27 @@ fn sigkill_at_random_moments_never_loses_a_completed_snapshot() {
             if started.elapsed() >= delay {
                 break None;
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_micros(500));
         };
-        if finished.is_none() {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .unwrap();
-            child.wait().unwrap();
-            outcome[op as usize] += 1;
+        match finished {
+            Some(_) => took[op] = (took[op] + started.elapsed()) / 2,
+            None => {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .unwrap();
+                child.wait().unwrap();
+                killed[op] += 1;
+            }
         }
         let what = format!("trial {k} ({}, killed after {delay:?})", args.join(" "));
         assert_check(&repo, &what);
         known(&repo, &mut expected, &state);
         // Every snapshot there is restores what it recorded (the newest two each trial, all
-        // of them every fifth trial, to keep the reduced run short).
+        // of them every tenth trial, to keep the reduced run short).
         let ids = snapshot_ids(&repo);
-        let sample: Vec<&(String, Option<String>, String)> = if k % 5 == 4 || k + 1 == kills {
+        let sample: Vec<&(String, Option<String>, String)> = if k % 10 == 9 {
             ids.iter().collect()
         } else {
             ids.iter().rev().take(2).collect()
@@ -276,8 +292,15 @@ fn sigkill_at_random_moments_never_loses_a_completed_snapshot() {
         );
     }
     eprintln!(
-        "crash harness: {kills} trials, killed: backup {}, forget --prune {}, rewrite {}",
-        outcome[0], outcome[1], outcome[2]
+        "crash harness: {trials} trials, {} kills (backup {}, forget --prune {}, rewrite {}), check passed and every snapshot restored after each",
+        killed.iter().sum::<u64>(),
+        killed[0],
+        killed[1],
+        killed[2]
+    );
+    assert!(
+        killed.iter().sum::<u64>() >= kills,
+        "only {killed:?} kills in {trials} trials"
     );
 }
 
