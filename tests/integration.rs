@@ -29,6 +29,8 @@ mod interrupt;
 mod keys;
 #[path = "integration/locks.rs"]
 mod locks;
+#[path = "integration/obsolete.rs"]
+mod obsolete;
 #[path = "integration/regressions.rs"]
 mod regressions;
 #[path = "integration/restic_compat.rs"]
