@@ -25,7 +25,13 @@ BIN=target/release/cista
 SYNTH=$(ls -t target/release/deps/synth-* | grep -v '\.d$' | head -1)
 
 mkdir -p "$WORK"
-trap '[ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
+# Removes only what this script writes there (WORK may be a folder of the caller's).
+cleanup() {
+    [ -n "${KEEP:-}" ] && return
+    rm -rf "$WORK"/repo-* "$WORK"/restic-* "$WORK"/tree-* "$WORK/src" "$WORK/time.out" "$WORK/cmd.err"
+    rmdir "$WORK" 2> /dev/null || true
+}
+trap cleanup EXIT
 
 # A small source for the "new backup into it" measurement: 64 files of 64 KiB.
 SRC=$WORK/src

@@ -39,7 +39,9 @@ struct Args {
     password: String,
 }
 
-fn parse() -> Args {
+/// The arguments, or `None` when no repository was named (as when `cargo test --all-targets`
+/// or a plain `cargo bench` runs every bench target without arguments).
+fn parse() -> Option<Args> {
     let mut a = Args {
         repo: PathBuf::new(),
         blobs: 0,
@@ -55,16 +57,15 @@ fn parse() -> Args {
                 a.chunks_per_file = it.next().expect("N").parse().expect("a number")
             }
             "--password" => a.password = it.next().expect("--password PW"),
-            // cargo bench passes --bench; nothing else is expected.
+            // cargo bench passes --bench.
             "--bench" => {}
             other => panic!("unknown argument {other:?}"),
         }
     }
-    assert!(
-        !a.repo.as_os_str().is_empty() && a.blobs > 0,
-        "usage: synth --repo DIR --blobs N [--chunks-per-file K] [--password PW]"
-    );
-    a
+    if a.repo.as_os_str().is_empty() || a.blobs == 0 {
+        return None;
+    }
+    Some(a)
 }
 
 fn content(i: u64) -> Vec<u8> {
@@ -105,7 +106,10 @@ fn store(repo: &Repository, packer: &Packer, t: BlobType, data: &[u8]) -> BlobId
 }
 
 fn main() {
-    let a = parse();
+    let Some(a) = parse() else {
+        println!("usage: synth --repo DIR --blobs N [--chunks-per-file K] [--password PW]");
+        return;
+    };
     let started = Instant::now();
     let backend: Arc<dyn Backend> = Arc::new(OpendalBackend::local(&a.repo).unwrap());
     let opts = InitOptions {
