@@ -37,6 +37,8 @@ mod keys;
 mod lock_sessions;
 #[path = "integration/locks.rs"]
 mod locks;
+#[path = "integration/obsolete.rs"]
+mod obsolete;
 #[path = "integration/prune.rs"]
 mod prune;
 #[path = "integration/prune_harness.rs"]

@@ -7,13 +7,14 @@
 //! uniform keyed hashes, so buckets are even) and a binary search inside the bucket. Pack ids
 //! and states live once in a pack table; packs are numbered in `PackId` order, so which copy
 //! of a duplicated blob is preferred does not depend on the order files were read. The `used`
-//! bits cost 1/8 byte per location. Blobs added after loading (adopted packs) go to a small
+//! bits cost 1/8 byte per location, allocated only when a walk first marks one. Blobs added after loading (adopted packs) go to a small
 //! hash-map overlay. Building is `index/build.rs`; loading from storage is
 //! `repo::index_files`.
 
 mod build;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) use build::IndexBuilder;
@@ -158,10 +159,15 @@ pub struct Index {
     /// `entries[buckets[b]..buckets[b + 1]]` hold the ids starting with `b`; empty when
     /// `entries` is.
     buckets: Vec<u32>,
-    /// One bit per entry of `entries`.
-    used: Vec<AtomicU64>,
+    /// One bit per entry of `entries`, allocated by the first [`Index::mark_used`] (backups
+    /// never mark, so they never pay for it).
+    used: OnceLock<Vec<AtomicU64>>,
+    /// Loaded packs sorted by id (found by binary search), then packs added after loading.
     packs: Vec<PackInfo>,
-    pack_numbers: HashMap<PackId, u32>,
+    /// How many of `packs` were loaded (the sorted prefix).
+    sorted_packs: usize,
+    /// Packs added after loading, by id.
+    added_packs: HashMap<PackId, u32>,
     obsolete: HashMap<u32, ObsoleteInfo>,
     /// Locations added after loading ([`Index::add_pack`]): live, without used bits.
     overlay: HashMap<BlobId, Vec<Entry>>,
@@ -182,7 +188,7 @@ impl Index {
     /// Records a live pack's blobs after loading (an adopted or newly written pack). A pack
     /// already known is not added again; one known as obsolete becomes live (live wins).
     pub fn add_pack(&mut self, pack: &IndexPack) {
-        if let Some(&n) = self.pack_numbers.get(&pack.id) {
+        if let Some(n) = self.pack_number(&pack.id) {
             if let Some(p) = self.packs.get_mut(n as usize) {
                 p.state = PackState::Live;
             }
@@ -212,7 +218,16 @@ impl Index {
             info.bytes += u64::from(e.length);
         }
         self.packs.push(info);
-        self.pack_numbers.insert(pack.id, n);
+        self.added_packs.insert(pack.id, n);
+    }
+
+    /// The pack's number: its place in the table.
+    fn pack_number(&self, id: &PackId) -> Option<u32> {
+        let sorted = self.packs.get(..self.sorted_packs).unwrap_or(&[]);
+        match sorted.binary_search_by(|p| p.id.cmp(id)) {
+            Ok(n) => u32::try_from(n).ok(),
+            Err(_) => self.added_packs.get(id).copied(),
+        }
     }
 
     /// The span of `entries` holding `id`, as (start, end).
@@ -315,7 +330,12 @@ impl Index {
             let main = self.entries.get(start..end).unwrap_or(&[]);
             let pos = main.iter().position(|e| self.entry_is_live(e)).unwrap_or(0);
             let i = start + pos;
-            if let Some(word) = self.used.get(i / 64) {
+            let used = self.used.get_or_init(|| {
+                (0..self.entries.len().div_ceil(64))
+                    .map(|_| AtomicU64::new(0))
+                    .collect()
+            });
+            if let Some(word) = used.get(i / 64) {
                 word.fetch_or(1 << (i % 64), Ordering::Relaxed);
             }
             return true;
@@ -331,13 +351,16 @@ impl Index {
 
     fn bit(&self, i: usize) -> bool {
         self.used
-            .get(i / 64)
+            .get()
+            .and_then(|u| u.get(i / 64))
             .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
     }
 
     /// Clears every used bit (a second walk).
     pub fn clear_used(&self) {
-        self.used.iter().for_each(|w| w.store(0, Ordering::Relaxed));
+        if let Some(u) = self.used.get() {
+            u.iter().for_each(|w| w.store(0, Ordering::Relaxed));
+        }
     }
 
     /// Used and unused blobs and bytes of every pack, in pack-table order.
@@ -382,15 +405,14 @@ impl Index {
 
     /// The pack's table entry.
     pub fn pack(&self, id: &PackId) -> Option<&PackInfo> {
-        self.pack_numbers
-            .get(id)
-            .and_then(|&n| self.packs.get(n as usize))
+        self.pack_number(id)
+            .and_then(|n| self.packs.get(n as usize))
     }
 
     /// Whether a loaded index file names the pack, live or obsolete: a pack that is not
     /// named is an orphan.
     pub fn has_pack(&self, id: &PackId) -> bool {
-        self.pack_numbers.contains_key(id)
+        self.pack_number(id).is_some()
     }
 
     /// Whether the pack is live.
@@ -405,7 +427,7 @@ impl Index {
 
     /// An obsolete pack's record.
     pub fn obsolete_info(&self, id: &PackId) -> Option<&ObsoleteInfo> {
-        self.pack_numbers.get(id).and_then(|n| self.obsolete.get(n))
+        self.pack_number(id).and_then(|n| self.obsolete.get(&n))
     }
 
     /// Every obsolete pack with its record, in pack-table order.
@@ -462,10 +484,7 @@ impl Index {
 
     /// The entries of the given packs (one pass over the index), in pack-table order.
     pub fn entries_of(&self, packs: &HashSet<PackId>) -> Vec<PackBlobs> {
-        let mut numbers: Vec<u32> = packs
-            .iter()
-            .filter_map(|p| self.pack_numbers.get(p).copied())
-            .collect();
+        let mut numbers: Vec<u32> = packs.iter().filter_map(|p| self.pack_number(p)).collect();
         numbers.sort_unstable();
         self.collect_packs(&numbers)
     }

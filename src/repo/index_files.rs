@@ -17,10 +17,11 @@ use rayon::prelude::*;
 use super::index::IndexBuilder;
 use super::{INDEX_FILE_BLOBS, Index, Repository};
 use crate::backend::{ErrorKind, FileType};
+use crate::compress;
 use crate::error::{Error, Result};
-use crate::format::ObjectKind;
 use crate::format::index::{IndexFile, IndexPack, MAX_INDEX_LEN, ObsoletePack};
 use crate::format::pack::{MAX_PACK_LEN, PackHeader};
+use crate::format::{ObjectKind, split_payload};
 use crate::id::{Id, IndexId, PackId};
 
 /// What adopting orphan packs did.
@@ -122,11 +123,22 @@ impl Repository {
     /// Loads one index file. `listed` is its size from a listing, if known (else it is
     /// stat'ed): the stored-size cap is checked before the file is read.
     pub fn load_index_file(&self, id: &Id, listed: Option<u64>) -> Result<IndexFile> {
+        // Each buffer is released as soon as the next exists (the index loads several files
+        // at once, and these copies are most of its transient memory), and an uncompressed
+        // body is decoded in place rather than copied.
         let bytes = self.read_metadata_object(FileType::Index, id, listed, MAX_INDEX_LEN)?;
         let plain = self.open_object(ObjectKind::Index, id, &bytes)?;
-        let body = Self::unframe_payload(&plain, MAX_INDEX_LEN, "index file")
-            .map_err(|e| Error::corrupt("index file", id, e))?;
-        IndexFile::decode(&body).map_err(|e| Error::corrupt("index file", id, e))
+        drop(bytes);
+        let corrupt = |e| Error::corrupt("index file", id, e);
+        let (compressed, body) = split_payload(&plain, "index file").map_err(corrupt)?;
+        if compressed {
+            let body =
+                compress::decompress_capped(body, MAX_INDEX_LEN, "index file").map_err(corrupt)?;
+            drop(plain);
+            IndexFile::decode(&body).map_err(corrupt)
+        } else {
+            IndexFile::decode(body).map_err(corrupt)
+        }
     }
 
     /// Loads every readable index file into one in-memory index, skipping files another

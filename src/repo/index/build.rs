@@ -7,7 +7,7 @@
 //! not copy or double the resident size (measured in docs/DESIGN.md, "Index").
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -224,20 +224,14 @@ impl IndexBuilder {
             .filter(|(old, _)| state[*old as usize] == 1)
             .filter_map(|(old, info)| Some((*renumber.get(old as usize)?, info)))
             .collect();
-        let pack_numbers = packs
-            .iter()
-            .enumerate()
-            .map(|(n, p)| (p.id, n as u32))
-            .collect();
-        let used = (0..entries.len().div_ceil(64))
-            .map(|_| AtomicU64::new(0))
-            .collect();
+        let packs_len = packs.len();
         Index {
             entries,
             buckets,
-            used,
+            used: OnceLock::new(),
             packs,
-            pack_numbers,
+            sorted_packs: packs_len,
+            added_packs: HashMap::new(),
             obsolete,
             overlay: HashMap::new(),
             distinct,
