@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Peak RSS of `cista check`, `cista backup` (a small new backup into the repository) and,
-# once it exists, `cista prune`, on synthetic repositories of 1 million and 5 million blobs
+# `cista prune`, on synthetic repositories of 1 million and 5 million blobs
 # (docs/DESIGN.md, "Index"). The repositories are written by the generator `benches/synth.rs`
 # (real packs, index files, trees and a snapshot; `check` passes on them) under $WORK
 # (default /var/tmp/cista-memory) and removed afterwards.
@@ -65,9 +65,11 @@ for n in $SIZES; do
     read -r kib secs < <(peak "$BIN" backup -q "$SRC")
     RSS[backup-$n]=$kib
     echo "  backup  $n blobs: peak RSS $kib KiB, $secs"
-    # Enable once `cista prune` exists (issue 8):
-    # read -r kib secs < <(peak "$BIN" prune); RSS[prune-$n]=$kib
-    # echo "  prune   $n blobs: peak RSS $kib KiB, $secs"
+    # Every blob is used, so prune walks everything and changes nothing: its peak is the
+    # index, the used bits and the walk.
+    read -r kib secs < <(peak "$BIN" prune)
+    RSS[prune-$n]=$kib
+    echo "  prune   $n blobs: peak RSS $kib KiB, $secs"
     [ -n "${KEEP:-}" ] || rm -rf "$repo"
 done
 
@@ -93,7 +95,17 @@ PY
     restic init -q > /dev/null
     read -r kib secs < <(peak restic backup -q "$tree")
     echo "  restic backup  $n blobs: peak RSS $kib KiB, $secs"
-    rm -rf "$tree"
+    # cista on the same tree, beside restic.
+    export CISTA_REPOSITORY=$WORK/cista-$n
+    crepo=$CISTA_REPOSITORY
+    "$BIN" init -q --kdf-params 1024,1,1 > /dev/null
+    read -r kib secs < <(peak "$BIN" backup -q "$tree")
+    echo "  cista backup   $n blobs: peak RSS $kib KiB, $secs"
+    read -r kib secs < <(peak "$BIN" check)
+    echo "  cista check    $n blobs: peak RSS $kib KiB, $secs"
+    read -r kib secs < <(peak "$BIN" prune --dry-run)
+    echo "  cista prune --dry-run $n blobs: peak RSS $kib KiB, $secs"
+    rm -rf "$tree" "$crepo"
     read -r kib secs < <(peak restic check)
     RSS[restic_check-$n]=$kib
     echo "  restic check   $n blobs: peak RSS $kib KiB, $secs"

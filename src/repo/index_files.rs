@@ -89,6 +89,11 @@ fn poisoned() -> Error {
     Error::InvalidInput("a thread loading the index panicked".into())
 }
 
+/// Most listings of `index/` one load takes while files keep appearing (a prune writing
+/// beside it); past this the load goes on with what it has, which is what any single
+/// listing would have given.
+const MAX_INDEX_LISTINGS: usize = 8;
+
 impl Repository {
     /// Stores index files describing `packs`, split so no file exceeds
     /// [`INDEX_FILE_BLOBS`] blobs (well under the 64 MiB cap); returns their ids.
@@ -157,12 +162,34 @@ impl Repository {
     }
 
     fn load(&self, recover: bool) -> Result<Index> {
-        let listed = self.backend().list(FileType::Index)?;
+        // A listing taken while a prune writes its new index files and deletes the old ones
+        // may name neither (a directory read or an object store's listing is not a snapshot
+        // of the folder): list again after loading until a listing names nothing new, so a
+        // file that replaced others is never missed. A file listed but gone when read is fine
+        // only because a newer file supersedes it (checked below).
         let builder = Mutex::new(IndexBuilder::new());
-        let vanished = self.add_index_files(&builder, &listed)?;
+        let mut seen: HashSet<Id> = HashSet::new();
+        let mut vanished = Vec::new();
+        for _ in 0..MAX_INDEX_LISTINGS {
+            let new: Vec<(Id, u64)> = self
+                .backend()
+                .list(FileType::Index)?
+                .into_iter()
+                .filter(|(id, _)| seen.insert(*id))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            vanished.extend(self.add_index_files(&builder, &new)?);
+        }
         let mut builder = builder.into_inner().map_err(|_| poisoned())?;
-        if !vanished.is_empty() {
-            self.account_for_vanished(&mut builder, &listed, vanished)?;
+        for id in vanished {
+            if !builder.is_superseded(&id) {
+                builder.note_damaged(
+                    id,
+                    "it vanished while the index was loaded and no index file supersedes it".into(),
+                );
+            }
         }
         if builder.overflowed() {
             return Err(Error::InvalidInput(
@@ -208,37 +235,6 @@ impl Repository {
             Ok(())
         })?;
         vanished.into_inner().map_err(|_| poisoned())
-    }
-
-    /// A listed file gone when read is fine only because a prune or repair replaced it: list
-    /// once more, load what is new, and require a loaded file that supersedes each vanished
-    /// one. One that no file supersedes is treated as damaged (its packs may be found again
-    /// from their headers), never silently ignored (FORMAT §14).
-    fn account_for_vanished(
-        &self,
-        builder: &mut IndexBuilder,
-        first: &[(Id, u64)],
-        vanished: Vec<IndexId>,
-    ) -> Result<()> {
-        let seen: HashSet<Id> = first.iter().map(|(id, _)| *id).collect();
-        let new: Vec<(Id, u64)> = self
-            .backend()
-            .list(FileType::Index)?
-            .into_iter()
-            .filter(|(id, _)| !seen.contains(id))
-            .collect();
-        let shared = Mutex::new(std::mem::take(builder));
-        let again = self.add_index_files(&shared, &new)?;
-        *builder = shared.into_inner().map_err(|_| poisoned())?;
-        for id in vanished.into_iter().chain(again) {
-            if !builder.is_superseded(&id) {
-                builder.note_damaged(
-                    id,
-                    "it vanished while the index was loaded and no index file supersedes it".into(),
-                );
-            }
-        }
-        Ok(())
     }
 
     /// Packs in storage that no loaded index file names, live or obsolete, with their

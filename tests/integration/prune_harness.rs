@@ -358,6 +358,15 @@ fn backups_running_beside_a_prune_loop_never_wait_and_never_lose_data() {
                     "--max-unused",
                     "0%",
                 ]);
+                if r.code != Some(0) {
+                    // Keep the repository for a post-mortem.
+                    let keep = std::path::Path::new("/var/tmp/cista-harness-failed");
+                    let _ = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(&repo.path)
+                        .arg(keep)
+                        .status();
+                }
                 assert_eq!(r.code, Some(0), "forget --prune failed: {}", r.stderr);
                 runs += 1;
             }
