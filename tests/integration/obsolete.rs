@@ -99,7 +99,6 @@ fn snapshots_whose_packs_are_pending_deletion_check_clean_and_restore() {
 }
 
 #[test]
-#[ignore = "open defect (notes, issue 8): after every pack is retired and a backup runs, the next `check` lists 3 of the 4 packs (the second check lists 4); under investigation"]
 fn a_backup_stores_again_what_only_a_retired_pack_holds_and_adopts_none() {
     let repo = Repo::new();
     let src = source(&repo);

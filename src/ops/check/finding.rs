@@ -325,7 +325,7 @@ impl fmt::Display for Finding {
             ),
             Self::ObsoletePackDeleted { pack } => write!(
                 f,
-                "pack {pack} was pending deletion and is already deleted: the next prune drops it from the index"
+                "pack {pack} is pending deletion and already deleted: the next prune drops it from the index"
             ),
             Self::PacksRetired { packs, bytes } => write!(
                 f,
