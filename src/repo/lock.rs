@@ -307,16 +307,24 @@ impl LockGuard {
 
     /// The live locks of everyone else: every live lock but the one now standing for this
     /// guard (and, while a refresh swaps them, its predecessor of the same session).
+    ///
+    /// Listed twice: a holder refreshing its lock writes the new object before deleting the
+    /// old one, so a listing that named only the old one (gone by the time it was read) is
+    /// followed by one that names the new; a holder is never missed mid-refresh.
     pub fn other_live_locks(&self) -> Result<Vec<StoredLock>> {
         let h = self.held.lock().map_err(|_| Error::LockLost {
             reason: "its refresher failed".into(),
         })?;
-        Ok(self
-            .repo
-            .live_locks_except(&self.host, Some(&h.current))?
-            .into_iter()
-            .filter(|s| self.session.is_none() || s.lock.session != self.session)
-            .collect())
+        let mut out: Vec<StoredLock> = Vec::new();
+        for _ in 0..2 {
+            for s in self.repo.live_locks_except(&self.host, Some(&h.current))? {
+                let ours = self.session.is_some() && s.lock.session == self.session;
+                if !ours && !out.iter().any(|o| o.id == s.id) {
+                    out.push(s);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Whether this lock can still be trusted: refreshed successfully less than

@@ -65,16 +65,10 @@ pub struct PruneReport {
 
 /// The sessions of the other live locks, and whether one of them is a version-2 lock of
 /// unknown session (an older cista), which holds every deletion back.
-///
-/// Listed twice: a holder refreshing its lock writes the new object before deleting the old
-/// one, so a listing that named only the old one (gone by the time it is read) is followed by
-/// one that names the new.
 fn sessions(lock: &LockGuard) -> Result<(HashSet<LockSession>, bool)> {
     let mut known = HashSet::new();
     let mut unknown = false;
-    let first = lock.other_live_locks()?;
-    let second = lock.other_live_locks()?;
-    for l in first.into_iter().chain(second) {
+    for l in lock.other_live_locks()? {
         match l.lock.session {
             Some(s) => {
                 known.insert(s.id);
