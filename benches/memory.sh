@@ -20,9 +20,10 @@ WORK=${WORK:-/var/tmp/cista-memory}
 SIZES=${SIZES:-"1000000 5000000"}
 export CISTA_PASSWORD=synth
 
-cargo build --release --bins --benches --quiet
-BIN=target/release/cista
-SYNTH=$(ls -t target/release/deps/synth-* | grep -v '\.d$' | head -1)
+cargo build --release --bin cista --bench synth --quiet
+T=${CARGO_TARGET_DIR:-target}
+BIN=$T/release/cista
+SYNTH=$(ls -t "$T"/release/deps/synth-* | grep -v '\.d$' | head -1)
 
 mkdir -p "$WORK"
 # Removes only what this script writes there (WORK may be a folder of the caller's).

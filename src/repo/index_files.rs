@@ -85,6 +85,47 @@ impl IndexWriter<'_> {
     }
 }
 
+/// At most this many index files are read and decoded at once, whatever the number of
+/// cores: each costs up to twice its size in transient memory (the file, decrypted in place,
+/// and its decoded form), so loading holds the index plus at most
+/// `2 × MAX_PARALLEL_LOADS × largest file` beside it (docs/DESIGN.md, "Index").
+const MAX_PARALLEL_LOADS: usize = 4;
+
+/// Runs `f` on every item with `min(cores, MAX_PARALLEL_LOADS)` threads; the first error
+/// stops the others from starting new items and is returned.
+fn in_parallel<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = cores.clamp(1, MAX_PARALLEL_LOADS).min(items.len());
+    if workers <= 1 {
+        return items.iter().try_for_each(f);
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    if let Err(e) = f(item) {
+                        failed.store(true, Ordering::Relaxed);
+                        if let Ok(mut slot) = first_error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner().map_err(|_| poisoned())? {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 fn poisoned() -> Error {
     Error::InvalidInput("a thread loading the index panicked".into())
 }
@@ -129,17 +170,16 @@ impl Repository {
     /// stat'ed): the stored-size cap is checked before the file is read.
     pub fn load_index_file(&self, id: &Id, listed: Option<u64>) -> Result<IndexFile> {
         // Each buffer is released as soon as the next exists (the index loads several files
-        // at once, and these copies are most of its transient memory), and an uncompressed
-        // body is decoded in place rather than copied.
-        let bytes = self.read_metadata_object(FileType::Index, id, listed, MAX_INDEX_LEN)?;
-        let plain = self.open_object(ObjectKind::Index, id, &bytes)?;
-        drop(bytes);
+        // at once, and these copies are most of its transient memory): the file is decrypted
+        // in place, and an uncompressed body is decoded where it lies rather than copied.
+        let mut bytes = self.read_metadata_object(FileType::Index, id, listed, MAX_INDEX_LEN)?;
+        let plain = self.open_object_in_place(ObjectKind::Index, id, &mut bytes)?;
         let corrupt = |e| Error::corrupt("index file", id, e);
-        let (compressed, body) = split_payload(&plain, "index file").map_err(corrupt)?;
+        let (compressed, body) = split_payload(&bytes[plain], "index file").map_err(corrupt)?;
         if compressed {
             let body =
                 compress::decompress_capped(body, MAX_INDEX_LEN, "index file").map_err(corrupt)?;
-            drop(plain);
+            drop(bytes);
             IndexFile::decode(&body).map_err(corrupt)
         } else {
             IndexFile::decode(body).map_err(corrupt)
@@ -207,7 +247,7 @@ impl Repository {
     }
 
     /// Reads the listed index files in parallel, adding each to `builder` as soon as it is
-    /// decoded (so at most one decoded file per thread is in memory beside the index).
+    /// decoded (so at most one decoded file per loading thread is in memory beside the index).
     /// Returns the files that were listed but gone when read.
     fn add_index_files(
         &self,
@@ -215,7 +255,7 @@ impl Repository {
         listed: &[(Id, u64)],
     ) -> Result<Vec<IndexId>> {
         let vanished = Mutex::new(Vec::new());
-        listed.par_iter().try_for_each(|(id, len)| -> Result<()> {
+        let load_one = |(id, len): &(Id, u64)| -> Result<()> {
             let id = IndexId(*id);
             let r = self.load_index_file(&id.0, Some(*len));
             let mut b = builder.lock().map_err(|_| poisoned())?;
@@ -233,7 +273,8 @@ impl Repository {
                 Err(e) => return Err(e),
             }
             Ok(())
-        })?;
+        };
+        in_parallel(listed, load_one)?;
         vanished.into_inner().map_err(|_| poisoned())
     }
 

@@ -36,8 +36,14 @@ const TAIL_GUESS: u64 = 64 << 10;
 /// Header, seal and payload flag around a sealed metadata object's content (FORMAT §8, §20).
 pub const METADATA_OVERHEAD: u64 = 49;
 
-/// Blobs per index file at most (48 bytes each encoded: about 19 MiB).
-pub const INDEX_FILE_BLOBS: usize = 400_000;
+/// Blobs per index file at most (48 bytes each encoded: about 3 MiB). Small files keep the
+/// loader's transient memory small (each loading thread holds one file twice, decrypted and
+/// decoded) at the price of more objects: 77 files for 5 million blobs. restic's are 50,000.
+pub const INDEX_FILE_BLOBS: usize = 65_536;
+
+/// Blobs per batch when the index is walked pack by pack (`Index::pack_batches`): each batch
+/// is one pass over the whole index and one by-pack copy of its entries (about 19 MiB).
+pub const PACK_BATCH_BLOBS: usize = 400_000;
 
 /// Parameters fixed when a repository is created.
 #[derive(Debug, Clone)]
@@ -297,23 +303,28 @@ impl Repository {
 
     /// Checks a stored object's name and header and opens it. `id` is its storage name.
     pub fn open_object(&self, kind: ObjectKind, id: &Id, bytes: &[u8]) -> Result<Vec<u8>> {
-        let what = kind.name();
-        if Id::of_stored(bytes) != *id {
-            return Err(Error::corrupt(
-                what,
-                id,
-                "contents do not match the name (bit rot or tampering)",
-            ));
-        }
-        let body = check_header(bytes, kind).map_err(|e| match e {
-            // Not damage: a newer cista wrote it, and the answer is to upgrade, not delete.
-            e @ fmt::FormatError::NewerVersion { .. } => Error::Format(e),
-            e => Error::corrupt(what, id, e),
-        })?;
+        let body = sealed_body(kind, id, bytes)?;
         self.inner
             .key
             .open(&header(kind), body)
-            .map_err(|e| Error::corrupt(what, id, e))
+            .map_err(|e| Error::corrupt(kind.name(), id, e))
+    }
+
+    /// [`Repository::open_object`] decrypting in place: returns `bytes` and where the
+    /// plaintext lies in it, so a large object (an index file) is never held twice.
+    pub(crate) fn open_object_in_place(
+        &self,
+        kind: ObjectKind,
+        id: &Id,
+        bytes: &mut [u8],
+    ) -> Result<std::ops::Range<usize>> {
+        let start = bytes.len() - sealed_body(kind, id, bytes)?.len();
+        let plain = self
+            .inner
+            .key
+            .open_in_place(&header(kind), &mut bytes[start..])
+            .map_err(|e| Error::corrupt(kind.name(), id, e))?;
+        Ok(start + plain.start..start + plain.end)
     }
 
     /// Reads a sealed metadata object whole after checking its stored size (from a listing
@@ -624,6 +635,24 @@ impl Repository {
             &crate::host::username(),
         )
     }
+}
+
+/// The sealed part of a stored metadata object, once its name matches its bytes and its
+/// header is this kind's.
+fn sealed_body<'a>(kind: ObjectKind, id: &Id, bytes: &'a [u8]) -> Result<&'a [u8]> {
+    let what = kind.name();
+    if Id::of_stored(bytes) != *id {
+        return Err(Error::corrupt(
+            what,
+            id,
+            "contents do not match the name (bit rot or tampering)",
+        ));
+    }
+    check_header(bytes, kind).map_err(|e| match e {
+        // Not damage: a newer cista wrote it, and the answer is to upgrade, not delete.
+        e @ fmt::FormatError::NewerVersion { .. } => Error::Format(e),
+        e => Error::corrupt(what, id, e),
+    })
 }
 
 #[cfg(test)]

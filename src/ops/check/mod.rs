@@ -222,7 +222,7 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         // A batch of whole packs at a time: the entries grouped by pack are never all in
         // memory beside the index itself.
         let mut found: Vec<(PackId, Vec<Finding>)> = Vec::new();
-        for batch in index.pack_batches(crate::repo::INDEX_FILE_BLOBS) {
+        for batch in index.pack_batches(crate::repo::PACK_BATCH_BLOBS) {
             let part: Vec<(PackId, Vec<Finding>)> = batch
                 .par_iter()
                 .filter_map(|p| wanted.get(&p.id).map(|len| (p, *len)))

@@ -16,7 +16,7 @@ use crate::format::tree::NodeKind;
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::ops::CancelFlag;
 use crate::repo::index::PackState;
-use crate::repo::{INDEX_FILE_BLOBS, Index, Repository};
+use crate::repo::{Index, PACK_BATCH_BLOBS, Repository};
 
 /// A pack in storage that no index file names, with its header's entries.
 #[derive(Debug, Clone)]
@@ -163,7 +163,7 @@ pub fn measure(repo: &Repository, cancel: &CancelFlag) -> Result<Usage> {
 /// What kind of blobs each pack holds, in one batched pass over the index.
 fn pack_kinds(index: &Index) -> HashMap<PackId, PackKind> {
     let mut out = HashMap::new();
-    for batch in index.pack_batches(INDEX_FILE_BLOBS) {
+    for batch in index.pack_batches(PACK_BATCH_BLOBS) {
         for p in batch {
             let mut kind = None;
             for e in &p.entries {

@@ -12,7 +12,7 @@ use crate::format::pack::{MAX_PACK_LEN, PackEntry};
 use crate::id::{Id, IndexId, PackId};
 use crate::ops::CancelFlag;
 use crate::repo::packer::{Packer, SealedBlob};
-use crate::repo::{INDEX_FILE_BLOBS, Repository};
+use crate::repo::{PACK_BATCH_BLOBS, Repository};
 
 /// Packs whose entries are gathered in one pass over the index while repacking.
 const REPACK_BATCH: usize = 32;
@@ -146,7 +146,7 @@ pub fn write_index(
             Disposition::Drop => Ok(()),
         }
     };
-    for batch in u.index.pack_batches(INDEX_FILE_BLOBS) {
+    for batch in u.index.pack_batches(PACK_BATCH_BLOBS) {
         for pb in batch {
             let d = match plan.packs.get(&pb.id) {
                 Some(d) => d.clone(),
