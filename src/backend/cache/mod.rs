@@ -250,8 +250,8 @@ impl CacheBackend {
             return None;
         }
         let bytes = self.inner.read_range(FileType::Pack, id, 0, size).ok()?;
-        let kept = Id::of_stored(&bytes) == *id
-            && self.store.put(FileType::Pack, id, &[&bytes]).is_ok();
+        let kept =
+            Id::of_stored(&bytes) == *id && self.store.put(FileType::Pack, id, &[&bytes]).is_ok();
         if kept {
             bump(&self.counters.stored);
             locked(&self.verified).insert(*id);

@@ -358,7 +358,10 @@ mod tests {
         assert_eq!(repo.ids(FileType::Snapshot), vec![id]);
         assert_eq!(repo.hash(FileType::Snapshot, &id).unwrap(), id);
         // Nothing left in tmp/ after publishing.
-        assert_eq!(std::fs::read_dir(repo.dir().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(repo.dir().join("tmp")).unwrap().count(),
+            0
+        );
         // Never cached: config and locks.
         assert!(repo.path(FileType::Lock, &id).is_none());
         assert!(repo.put(FileType::Config, &id, &[b"x"]).is_err());
@@ -374,7 +377,8 @@ mod tests {
         let root = CacheRoot::open(tmp.path()).unwrap();
         let repo = root.repo(&"01".repeat(32)).unwrap();
         let id = Id::of_stored(b"0123456789");
-        repo.put(FileType::Pack, &id, &[b"01234", b"56789"]).unwrap();
+        repo.put(FileType::Pack, &id, &[b"01234", b"56789"])
+            .unwrap();
         assert_eq!(repo.read_range(FileType::Pack, &id, 3, 4).unwrap(), b"3456");
         assert!(repo.read_range(FileType::Pack, &id, 8, 3).is_err());
         assert!(repo.read_range(FileType::Pack, &id, u64::MAX, 2).is_err());

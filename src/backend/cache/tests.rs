@@ -157,21 +157,35 @@ fn config_locks_and_data_packs_are_not_cached() {
 fn tree_packs_are_fetched_whole_once_and_ranges_served_from_the_copy() {
     let rig = Rig::new();
     let (p, pbytes) = object("tree pack");
-    rig.storage.write(FileType::Pack, &p, pbytes.clone()).unwrap();
+    rig.storage
+        .write(FileType::Pack, &p, pbytes.clone())
+        .unwrap();
     let c = rig.cache();
     c.hint(PackHint::TreePacks(&[p]));
-    assert_eq!(c.read_range(FileType::Pack, &p, 3, 7).unwrap(), &pbytes[3..10]);
-    assert_eq!(c.read_range(FileType::Pack, &p, 20, 5).unwrap(), &pbytes[20..25]);
+    assert_eq!(
+        c.read_range(FileType::Pack, &p, 3, 7).unwrap(),
+        &pbytes[3..10]
+    );
+    assert_eq!(
+        c.read_range(FileType::Pack, &p, 20, 5).unwrap(),
+        &pbytes[20..25]
+    );
     // One stat and one whole read.
     assert_eq!(rig.reads(FileType::Pack), 1);
     assert_eq!(rig.counted.stats().calls(Op::Size, FileType::Pack), 1);
     // A range past the end is storage's error, as without a cache.
-    assert!(c.read_range(FileType::Pack, &p, pbytes.len() as u64, 1).is_err());
+    assert!(
+        c.read_range(FileType::Pack, &p, pbytes.len() as u64, 1)
+            .is_err()
+    );
     // The next process: nothing from storage.
     let before = rig.counted.stats().requests();
     let c = rig.cache();
     c.hint(PackHint::TreePacks(&[p]));
-    assert_eq!(c.read_range(FileType::Pack, &p, 0, 8).unwrap(), &pbytes[..8]);
+    assert_eq!(
+        c.read_range(FileType::Pack, &p, 0, 8).unwrap(),
+        &pbytes[..8]
+    );
     assert_eq!(c.read(FileType::Pack, &p).unwrap(), pbytes);
     assert_eq!(rig.counted.stats().requests(), before);
     // An index without the pack (pruned): the copy goes.
@@ -184,14 +198,19 @@ fn tree_packs_are_fetched_whole_once_and_ranges_served_from_the_copy() {
 fn a_corrupt_tree_pack_copy_is_dropped_and_fetched_again() {
     let rig = Rig::new();
     let (p, pbytes) = object("tree pack");
-    rig.storage.write(FileType::Pack, &p, pbytes.clone()).unwrap();
+    rig.storage
+        .write(FileType::Pack, &p, pbytes.clone())
+        .unwrap();
     let c = rig.cache();
     c.hint(PackHint::TreePacks(&[p]));
     c.read_range(FileType::Pack, &p, 0, 1).unwrap();
     flip_a_byte(&c.store().path(FileType::Pack, &p).unwrap());
     let c = rig.cache();
     c.hint(PackHint::TreePacks(&[p]));
-    assert_eq!(c.read_range(FileType::Pack, &p, 8, 4).unwrap(), &pbytes[8..12]);
+    assert_eq!(
+        c.read_range(FileType::Pack, &p, 8, 4).unwrap(),
+        &pbytes[8..12]
+    );
     assert_eq!(c.stats().dropped_corrupt, 1);
     assert_eq!(rig.reads(FileType::Pack), 2);
     assert_eq!(c.store().hash(FileType::Pack, &p).unwrap(), p);
@@ -202,14 +221,22 @@ fn a_damaged_tree_pack_in_storage_is_read_by_range_and_not_kept() {
     let rig = Rig::new();
     let (p, mut pbytes) = object("tree pack");
     pbytes[30] ^= 1; // stored bytes no longer match the name
-    rig.storage.write(FileType::Pack, &p, pbytes.clone()).unwrap();
+    rig.storage
+        .write(FileType::Pack, &p, pbytes.clone())
+        .unwrap();
     let c = rig.cache();
     c.hint(PackHint::TreePacks(&[p]));
     // What storage holds, as without a cache (the blob's authentication decides).
-    assert_eq!(c.read_range(FileType::Pack, &p, 28, 4).unwrap(), &pbytes[28..32]);
+    assert_eq!(
+        c.read_range(FileType::Pack, &p, 28, 4).unwrap(),
+        &pbytes[28..32]
+    );
     assert!(c.store().ids(FileType::Pack).is_empty());
     // Not fetched whole again: plain ranged reads from now on.
-    assert_eq!(c.read_range(FileType::Pack, &p, 0, 4).unwrap(), &pbytes[..4]);
+    assert_eq!(
+        c.read_range(FileType::Pack, &p, 0, 4).unwrap(),
+        &pbytes[..4]
+    );
     assert_eq!(rig.counted.stats().calls(Op::Read, FileType::Pack), 0);
     assert_eq!(rig.counted.stats().calls(Op::ReadRange, FileType::Pack), 2);
 }
@@ -226,7 +253,10 @@ fn tree_packs_written_through_the_cache_are_kept() {
     c.write_parts(FileType::Pack, &t, halves(&tbytes)).unwrap();
     c.write_parts(FileType::Pack, &d, halves(&dbytes)).unwrap();
     assert_eq!(c.store().ids(FileType::Pack), vec![t]);
-    assert_eq!(c.read_range(FileType::Pack, &t, 2, 9).unwrap(), &tbytes[2..11]);
+    assert_eq!(
+        c.read_range(FileType::Pack, &t, 2, 9).unwrap(),
+        &tbytes[2..11]
+    );
     assert_eq!(rig.reads(FileType::Pack), 0);
     assert_eq!(rig.storage.read(FileType::Pack, &t).unwrap(), tbytes);
     // A listing of data/ that no longer names it (deleted elsewhere) removes the copy.
@@ -251,7 +281,9 @@ fn a_failed_write_keeps_no_copy_and_leaves_no_temporary_file() {
     assert_eq!(e.kind, ErrorKind::AlreadyExists);
     assert_eq!(c.store().ids(FileType::Snapshot), vec![a]);
     assert_eq!(
-        std::fs::read_dir(c.store().dir().join("tmp")).unwrap().count(),
+        std::fs::read_dir(c.store().dir().join("tmp"))
+            .unwrap()
+            .count(),
         0
     );
 }
