@@ -145,17 +145,24 @@ impl CacheBackend {
 
     fn drop_corrupt(&self, t: FileType, id: &Id) {
         self.store.remove(t, id);
+        locked(&self.verified).remove(id);
         bump(&self.counters.dropped_corrupt);
     }
 
-    /// Removes the copies of type `t` that `present` does not name.
-    fn drop_absent(&self, t: FileType, present: &dyn Fn(&Id) -> bool) {
-        for id in self.store.ids(t) {
-            if !present(&id) {
-                self.store.remove(t, &id);
-                locked(&self.verified).remove(&id);
-                bump(&self.counters.dropped_stale);
-            }
+    /// Removes the copies of type `t` that `present` does not name. Built from the copies
+    /// (few) rather than from `present` (a listing of every pack may be long).
+    fn drop_absent<'a>(&self, t: FileType, present: impl Iterator<Item = &'a Id>) {
+        let mut gone: HashSet<Id> = self.store.ids(t).into_iter().collect();
+        if gone.is_empty() {
+            return;
+        }
+        for id in present {
+            gone.remove(id);
+        }
+        for id in gone {
+            self.store.remove(t, &id);
+            locked(&self.verified).remove(&id);
+            bump(&self.counters.dropped_stale);
         }
     }
 
@@ -321,13 +328,11 @@ impl Backend for CacheBackend {
 
     fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>, BackendError> {
         let listed = self.inner.list(t)?;
+        if is_metadata(t) || t == FileType::Pack {
+            self.drop_absent(t, listed.iter().map(|(id, _)| id));
+        }
         if is_metadata(t) {
-            let map: HashMap<Id, u64> = listed.iter().copied().collect();
-            self.drop_absent(t, &|id| map.contains_key(id));
-            locked(&self.known).insert(t, map);
-        } else if t == FileType::Pack {
-            let set: HashSet<Id> = listed.iter().map(|(id, _)| *id).collect();
-            self.drop_absent(t, &|id| set.contains(id));
+            locked(&self.known).insert(t, listed.iter().copied().collect());
         }
         Ok(listed)
     }
@@ -336,15 +341,18 @@ impl Backend for CacheBackend {
         if is_metadata(t) {
             return self.read_metadata(t, id);
         }
+        // A whole tree pack (a prune's repacking): the copy, checked as it is read.
         if t == FileType::Pack
             && self.is_tree_pack(id)
-            && self.usable_pack(id)
             && let Some(len) = self.store.len(t, id)
-            && let Some(bytes) = self.store.get(t, id, len)
-            && Id::of_stored(&bytes) == *id
         {
-            bump(&self.counters.hits);
-            return Ok(bytes);
+            match self.store.get(t, id, len) {
+                Some(bytes) if Id::of_stored(&bytes) == *id => {
+                    bump(&self.counters.hits);
+                    return Ok(bytes);
+                }
+                _ => self.drop_corrupt(t, id),
+            }
         }
         self.inner.read(t, id)
     }
@@ -409,8 +417,8 @@ impl Backend for CacheBackend {
     fn hint(&self, hint: PackHint<'_>) {
         match hint {
             PackHint::TreePacks(ids) => {
+                self.drop_absent(FileType::Pack, ids.iter());
                 let set: HashSet<Id> = ids.iter().copied().collect();
-                self.drop_absent(FileType::Pack, &|id| set.contains(id));
                 *self
                     .tree_packs
                     .write()

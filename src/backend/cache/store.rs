@@ -58,6 +58,7 @@ impl CacheRoot {
         if !tag.exists() {
             write_complete(&path.join("tmp"), &tag, &[CACHEDIR_TAG])?;
         }
+        crate::backend::local::remove_stale_temp_files(&path.join("tmp"));
         Ok(Self {
             path: path.to_owned(),
         })
