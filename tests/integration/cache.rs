@@ -428,3 +428,32 @@ fn processes_sharing_a_cache_agree() {
         0
     );
 }
+
+#[test]
+fn a_cache_that_cannot_be_written_only_costs_downloads() {
+    let rig = Rig::new();
+    let src = rig.source();
+    rig.backup(&src);
+    let (want, _) = rig.uncached(&["ls", "--json", "latest", "--recursive"]);
+    // A folder squatting on a snapshot's copy: the copy can be neither read nor replaced.
+    let snap = rig.cached_files("snapshots").pop().unwrap();
+    std::fs::remove_file(&snap).unwrap();
+    std::fs::create_dir(&snap).unwrap();
+    // Tree packs cannot be kept: their folder is a file (permissions would not stop root).
+    let data = rig.repo_cache().join("data");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::write(&data, b"not a folder").unwrap();
+    let r = run_cmd(rig.cmd(&["ls", "--json", "latest", "--recursive"]), None).ok();
+    assert_eq!(r.stdout, want.stdout);
+    assert!(r.stderr.contains("warning: cache disabled"), "{}", r.stderr);
+    // With the folder back but the squatter still there: the snapshot is read from storage
+    // each time, the trees are cached again, and the answer is the same.
+    std::fs::remove_file(&data).unwrap();
+    for _ in 0..2 {
+        let (r, counts) = rig.run(&["ls", "--json", "latest", "--recursive"]);
+        assert_eq!(r.stdout, want.stdout);
+        assert_eq!(counts.reads("snapshot"), 1, "{counts:?}");
+    }
+    let (_, counts) = rig.run(&["ls", "--json", "latest", "--recursive"]);
+    assert_eq!(counts.reads("pack"), 0, "{counts:?}");
+}
