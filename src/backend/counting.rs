@@ -322,4 +322,10 @@ mod tests {
             "requests=0 bytes_read=0 bytes_written=0"
         );
     }
+
+    #[test]
+    fn conformance_through_the_counter() {
+        let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        crate::backend::conformance::run_all(&CountingBackend::new(mem));
+    }
 }

@@ -284,21 +284,23 @@ impl CacheBackend {
             return upload(parts);
         }
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        let staged = {
-            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            let mut h = blake3::Hasher::new();
-            slices.iter().for_each(|s| {
-                h.update(s);
-            });
-            (Id(*h.finalize().as_bytes()) == *id)
-                .then(|| self.store.stage(t, id, &slices).ok())
-                .flatten()
-        };
+        let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let mut h = blake3::Hasher::new();
+        for s in &slices {
+            h.update(s);
+        }
+        // Bytes not named by their hash are never kept (not a cista object).
+        let named = Id(*h.finalize().as_bytes()) == *id;
+        let staged = named
+            .then(|| self.store.stage(t, id, &slices).ok())
+            .flatten();
+        drop(slices);
         let r = upload(parts);
+        // "Already exists" is success for a named object: storage holds these very bytes.
+        // For anything else it says nothing about what storage holds.
         let landed = match &r {
             Ok(()) => true,
-            // Named by its bytes: what is stored is what we staged.
-            Err(e) => e.kind == ErrorKind::AlreadyExists,
+            Err(e) => named && e.kind == ErrorKind::AlreadyExists,
         };
         if landed {
             if is_metadata(t) {

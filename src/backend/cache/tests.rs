@@ -287,3 +287,14 @@ fn a_failed_write_keeps_no_copy_and_leaves_no_temporary_file() {
         0
     );
 }
+
+/// The trait's contract holds through the cache (the suite's objects are not named by their
+/// bytes, so they pass through; the tests above cover what is kept).
+#[test]
+fn conformance_through_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = CacheRoot::open(dir.path()).unwrap();
+    let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+    let c = CacheBackend::new(mem, root.repo(REPO).unwrap());
+    crate::backend::conformance::run_all(&c);
+}
