@@ -262,8 +262,20 @@ fn stale_copies_are_never_served_and_are_dropped() {
     rig.backup(&src);
     rig.run(&["ls", "latest"]);
     assert_eq!(rig.cached_files("snapshots").len(), 2);
+    let packs_before = rig.cached_files("data");
     // Another machine forgets the first snapshot and prunes its data and trees.
     rig.uncached(&["forget", "--keep-last", "1", "--prune"]);
+    let pruned: Vec<_> = packs_before
+        .iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap();
+            !rig.repo
+                .files_in("data")
+                .iter()
+                .any(|f| f.file_name() == Some(name))
+        })
+        .collect();
+    assert!(!pruned.is_empty(), "the prune rewrote a cached tree pack");
     let (r, counts) = rig.run(&["snapshots", "--json"]);
     assert_eq!(
         r.json().as_array().unwrap().len(),
@@ -456,4 +468,27 @@ fn a_cache_that_cannot_be_written_only_costs_downloads() {
     }
     let (_, counts) = rig.run(&["ls", "--json", "latest", "--recursive"]);
     assert_eq!(counts.reads("pack"), 0, "{counts:?}");
+}
+
+#[test]
+fn a_new_repository_at_a_cached_location_gets_its_own_cache() {
+    let rig = Rig::new();
+    let src = rig.source();
+    rig.backup(&src);
+    let first = rig.repo_cache();
+    rig.run(&["snapshots"]);
+    // The folder is emptied and a new repository made there: the recorded id is wrong now.
+    std::fs::remove_dir_all(&rig.repo.path).unwrap();
+    rig.repo
+        .run(&["init", "--kdf-params", super::harness::CHEAP_KDF])
+        .ok();
+    let (r, counts) = rig.run(&["snapshots", "--json"]);
+    assert_eq!(r.json(), serde_json::json!([]), "none of the old snapshots");
+    let second = rig.repo_cache();
+    assert_ne!(first, second);
+    assert!(second.is_dir() && first.is_dir());
+    assert_eq!(counts.reads("snapshot"), 0);
+    // From now on the new repository's own folder is found at once: no key read.
+    let (_, counts) = rig.run(&["snapshots", "--json"]);
+    assert_eq!(counts.metadata_reads(), 0, "{counts:?}");
 }
