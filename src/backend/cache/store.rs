@@ -80,7 +80,8 @@ impl CacheRoot {
         for sub in ["keys", "index", "snapshots", "data", "tmp"] {
             create_dir_all(&dir.join(sub))?;
         }
-        std::fs::File::open(&dir)?.set_modified(SystemTime::now())?;
+        // Best effort: a cache that cannot be aged is still a cache.
+        let _ = std::fs::File::open(&dir).and_then(|f| f.set_modified(SystemTime::now()));
         crate::backend::local::remove_stale_temp_files(&dir.join("tmp"));
         Ok(RepoCache { dir })
     }
