@@ -13,6 +13,8 @@ mod harness;
 mod backup_flags;
 #[path = "integration/browse.rs"]
 mod browse;
+#[path = "integration/cache.rs"]
+mod cache;
 #[path = "integration/check_fixtures.rs"]
 mod check_fixtures;
 #[path = "integration/cli.rs"]

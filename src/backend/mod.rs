@@ -5,10 +5,13 @@
 //! folders through OpenDAL's fs service, and an in-memory store for unit tests). Cross-cutting
 //! behaviour wraps the trait rather than flagging it. Local files are written by [`local`]
 //! (private modes, no-replace publish, no temporary file left behind): [`retry`] for transient failures,
-//! [`fault`] for injecting failures in tests.
+//! [`fault`] for injecting failures in tests, [`counting`] for request counts, [`cache`] for
+//! a local copy of the metadata of a remote repository.
 
+pub mod cache;
 #[cfg(test)]
 mod conformance;
+pub mod counting;
 pub mod fault;
 pub mod local;
 pub mod opendal;
@@ -98,6 +101,16 @@ pub struct BackendError {
     pub message: String,
 }
 
+/// What a caller knows about packs that a caching wrapper can use ([`Backend::hint`]).
+#[derive(Debug, Clone, Copy)]
+pub enum PackHint<'a> {
+    /// Every pack of the index just loaded whose blobs are all trees (FORMAT §13 keeps tree
+    /// blobs in packs of their own): worth keeping whole, and any other pack kept may go.
+    TreePacks(&'a [Id]),
+    /// A pack of tree blobs only, about to be written.
+    NewTreePack(&'a Id),
+}
+
 /// A file in a local repository's `tmp/`: a write in progress, or one a crash interrupted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TempFile {
@@ -159,5 +172,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Files in `tmp/` (local repositories only; object stores have none), for `check`.
     fn temp_files(&self) -> Result<Vec<TempFile>, BackendError> {
         Ok(Vec::new())
+    }
+    /// Advisory: tells a caching wrapper ([`cache`]) which packs hold trees only. Storage
+    /// ignores it; it changes no result. A default method, because only the cache needs it
+    /// and only the repository (which has decrypted the index) knows.
+    fn hint(&self, hint: PackHint<'_>) {
+        let _ = hint;
     }
 }

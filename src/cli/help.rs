@@ -173,6 +173,8 @@ ENVIRONMENT:
   CISTA_PASSWORD_COMMAND   command printing the password (as --password-command)
   CISTA_PASSWORD           the password itself
   CISTA_NEW_PASSWORD_FILE  file with the new password for `key add` and `key passwd`
+  CISTA_CACHE_DIR          folder of the metadata cache (as --cache-dir)
+  CISTA_DEBUG_BACKEND_STATS=1  print storage request counts on stderr at exit
   TZ                       time zone for printed times, backup --time and forget's
                            --keep-within* arithmetic";
 

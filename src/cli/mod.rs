@@ -15,6 +15,7 @@ mod repair;
 mod repo_cmds;
 mod rewrite;
 mod snapshots;
+mod storage;
 mod tag;
 
 use std::path::PathBuf;
@@ -22,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, anyhow, bail};
-use cista::backend::opendal::OpendalBackend;
 use cista::format::key::KdfParams;
 use cista::format::lock::LockMode;
 use cista::ops::CancelFlag;
@@ -100,6 +100,16 @@ pub struct Cli {
     /// always lock).
     #[arg(long, global = true, help_heading = GLOBAL)]
     no_lock: bool,
+    /// Keep the local metadata cache of remote repositories in this folder (default
+    /// $XDG_CACHE_HOME/cista, else ~/.cache/cista).
+    #[arg(long, env = "CISTA_CACHE_DIR", global = true, help_heading = GLOBAL, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Use no local metadata cache (and create none).
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    no_cache: bool,
+    /// Remove the caches of other repositories not used for 30 days.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    cleanup_cache: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -154,16 +164,19 @@ pub struct Env {
     quiet: bool,
     cancel: CancelFlag,
     lock: LockOptions,
+    storage: storage::Storage,
 }
 
 impl Env {
-    fn backend(&self) -> Result<Arc<OpendalBackend>> {
-        let loc = self
-            .repo_location
+    fn location(&self) -> Result<&str> {
+        self.repo_location
             .as_deref()
-            .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set CISTA_REPOSITORY"))?;
-        let path = loc.strip_prefix("local:").unwrap_or(loc);
-        Ok(Arc::new(OpendalBackend::local(path)?))
+            .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set CISTA_REPOSITORY"))
+    }
+
+    /// The repository's storage, counted, without the cache (`init` and the config check).
+    fn backend(&self) -> Result<Arc<cista::backend::counting::CountingBackend>> {
+        self.storage.backend(self.location()?)
     }
 
     /// Opens the repository, reading the passphrase from the configured source.
@@ -191,7 +204,8 @@ impl Env {
             }
             .into());
         }
-        Ok(Repository::open(backend, pw.as_bytes())?)
+        self.storage
+            .open_repository(self.location()?, backend, pw.as_bytes())
     }
 
     /// Opens the repository and takes a `mode` lock with the global `--retry-lock` and
@@ -373,6 +387,17 @@ pub fn run(cli: Cli) -> Result<u8> {
     // Passphrases and master keys must never land in a core dump (best effort).
     cista::repo::keys::protect_process_memory();
     let cancel: CancelFlag = Arc::new(AtomicBool::new(false));
+    // `check` and `repair` judge and fix storage itself: a cached copy must not stand in for it
+    // (restic's check does not use the cache either).
+    let must_see_storage = matches!(cli.command, Command::Check(_) | Command::Repair(_));
+    let cache = storage::CacheOptions {
+        dir: cli.cache_dir,
+        disabled: cli.no_cache || must_see_storage,
+        cleanup: cli.cleanup_cache,
+        local: std::env::var_os("CISTA_CACHE_LOCAL").is_some_and(|v| v == "1"),
+        quiet: cli.quiet,
+    };
+    let print_stats = std::env::var_os("CISTA_DEBUG_BACKEND_STATS").is_some_and(|v| v == "1");
     let env = Env {
         repo_location: cli.repo,
         password_file: cli.password_file,
@@ -384,8 +409,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             retry: cli.retry_lock.unwrap_or_default(),
             no_lock: cli.no_lock,
         },
+        storage: storage::Storage::new(cache),
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Init(a) => repo_cmds::init(&env, a),
         Command::Backup(a) => backup::run(&env, a),
         Command::Snapshots(a) => snapshots::run(&env, a),
@@ -403,7 +429,11 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Cat(a) => cat::run(&env, a),
         Command::Debug(d) => lock_cmds::debug(&env, d),
         Command::Rewrite(a) => rewrite::rewrite(&env, a),
+    };
+    if print_stats {
+        env.storage.print_stats();
     }
+    result
 }
 
 /// `version`: like restic's "restic 0.17.0 compiled with go1.22 on linux/amd64"; the JSON form

@@ -53,6 +53,9 @@ pub struct PackInfo {
     pub blobs: u32,
     /// Sum of its entries' sealed lengths.
     pub bytes: u64,
+    /// Whether every entry is a tree blob (a tree pack, FORMAT §13: what a metadata cache
+    /// keeps whole). Fits in the struct's padding: the pack table does not grow.
+    pub trees_only: bool,
 }
 
 /// What an obsolete pack's record says besides its blobs (FORMAT §14, `ObsoletePack`).
@@ -208,6 +211,7 @@ impl Index {
             state: PackState::Live,
             blobs: 0,
             bytes: 0,
+            trees_only: !pack.blobs.is_empty(),
         };
         for e in &pack.blobs {
             if self.main_range(&e.id).is_empty() && !self.overlay.contains_key(&e.id) {
@@ -216,6 +220,7 @@ impl Index {
             self.overlay.entry(e.id).or_default().push(Entry::new(n, e));
             info.blobs += 1;
             info.bytes += u64::from(e.length);
+            info.trees_only &= e.blob_type == BlobType::Tree;
         }
         self.packs.push(info);
         self.added_packs.insert(pack.id, n);
@@ -456,6 +461,15 @@ impl Index {
     /// Every pack known, live and obsolete, in pack-table order.
     pub fn packs(&self) -> &[PackInfo] {
         &self.packs
+    }
+
+    /// The packs holding tree blobs only (live and obsolete).
+    pub fn tree_packs(&self) -> Vec<PackId> {
+        self.packs
+            .iter()
+            .filter(|p| p.trees_only)
+            .map(|p| p.id)
+            .collect()
     }
 
     /// Every pack's entries, grouped in batches of whole packs holding at most `max_blobs`

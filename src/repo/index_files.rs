@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::index::IndexBuilder;
 use super::{INDEX_FILE_BLOBS, Index, Repository};
-use crate::backend::{ErrorKind, FileType};
+use crate::backend::{ErrorKind, FileType, PackHint};
 use crate::compress;
 use crate::error::{Error, Result};
 use crate::format::index::{IndexFile, IndexPack, MAX_INDEX_LEN, ObsoletePack};
@@ -243,7 +243,11 @@ impl Repository {
                 recovered.push(p.id);
             }
         }
-        Ok(builder.build(recovered))
+        let index = builder.build(recovered);
+        // A metadata cache keeps these whole and drops the tree packs a prune removed.
+        let trees: Vec<Id> = index.tree_packs().into_iter().map(|p| p.0).collect();
+        self.backend().hint(PackHint::TreePacks(&trees));
+        Ok(index)
     }
 
     /// Reads the listed index files in parallel, adding each to `builder` as soon as it is

@@ -256,6 +256,18 @@ impl Repository {
         &*self.inner.backend
     }
 
+    /// This open repository over another stack of the same storage: the CLI adds the
+    /// metadata cache ([`crate::backend::cache`]) once the config has named the repository,
+    /// without opening a key again.
+    pub fn with_backend(&self, backend: Arc<dyn Backend>) -> Self {
+        Self::assemble(
+            backend,
+            self.inner.key.clone(),
+            self.inner.key_id,
+            self.inner.config.clone(),
+        )
+    }
+
     /// The storage, shareable.
     pub fn backend_arc(&self) -> Arc<dyn Backend> {
         self.inner.backend.clone()

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use crate::backend::{ErrorKind, FileType};
+use crate::backend::{ErrorKind, FileType, PackHint};
 use crate::crypto;
 use crate::error::{Error, Result};
 use crate::format::index::IndexPack;
@@ -183,6 +183,10 @@ fn upload_loop(
     for p in rx {
         if first_error.is_some() {
             continue; // keep draining so producers never block on a dead uploader
+        }
+        if p.entries.iter().all(|e| e.blob_type == BlobType::Tree) {
+            // A metadata cache keeps the tree packs a backup writes as they are written.
+            repo.backend().hint(PackHint::NewTreePack(&p.id.0));
         }
         let res = match repo.backend().write_parts(FileType::Pack, &p.id.0, p.parts) {
             Ok(()) => Ok(()),

@@ -197,6 +197,8 @@ impl IndexBuilder {
                 },
                 blobs: 0,
                 bytes: 0,
+                // Cleared below by any data blob; a pack with no entries is not a tree pack.
+                trees_only: true,
             })
             .collect();
         let mut buckets = Vec::new();
@@ -213,11 +215,15 @@ impl IndexBuilder {
                 if let Some(p) = packs.get_mut(e.pack_number() as usize) {
                     p.blobs += 1;
                     p.bytes += u64::from(e.length);
+                    p.trees_only &= e.pack & TREE_BIT != 0;
                 }
             }
             for b in 1..=BUCKETS {
                 buckets[b] += buckets[b - 1];
             }
+        }
+        for p in packs.iter_mut().filter(|p| p.blobs == 0) {
+            p.trees_only = false;
         }
         let obsolete = records
             .into_iter()

@@ -283,3 +283,39 @@ fn packs_added_after_loading_are_live_and_found() {
     e.add_pack(&a);
     assert!(e.contains(&bid(id_of(1))));
 }
+
+#[test]
+fn a_pack_table_row_stays_48_bytes() {
+    // `trees_only` lives in the padding: the metadata cache's flag costs no memory.
+    assert_eq!(std::mem::size_of::<PackInfo>(), 48);
+}
+
+#[test]
+fn tree_packs_are_those_holding_trees_only() {
+    // `entry` makes a blob a tree when the last byte of its id is odd.
+    let tree = |n: u8| {
+        let mut b = [n; 32];
+        b[31] = 1;
+        b
+    };
+    let data = |n: u8| {
+        let mut b = [n; 32];
+        b[31] = 0;
+        b
+    };
+    let trees = pack(1, &[tree(1), tree(2)]);
+    let mixed = pack(2, &[tree(3), data(4)]);
+    let datas = pack(3, &[data(5)]);
+    let retired = pack(4, &[tree(6)]);
+    let mut f = file(vec![trees.clone(), mixed, datas]);
+    f.obsolete.push(obsolete(&retired, false, &[]));
+    let mut index = build(vec![f]);
+    assert_eq!(index.tree_packs(), vec![trees.id, retired.id]);
+    // Added after loading (a backup's own packs): the same rule.
+    index.add_pack(&pack(5, &[tree(7)]));
+    index.add_pack(&pack(6, &[data(8), tree(9)]));
+    assert_eq!(
+        index.tree_packs(),
+        vec![trees.id, retired.id, PackId(Id([5; 32]))]
+    );
+}

@@ -1,0 +1,242 @@
+//! Opening a repository's storage for a command: the wrapper stack (metadata cache over a
+//! request counter over storage), where the cache lives, `--cleanup-cache`, and the request
+//! counts printed at exit (`CISTA_DEBUG_BACKEND_STATS=1`, docs/CLI.md "Diagnostics").
+//!
+//! The cache folder is named by the repository id, which only the decrypted config tells, so
+//! a repository is opened first over the cache folder an earlier run recorded for the same
+//! location (a hint: every copy is checked against its name anyway), and moved to the right
+//! folder if the id differs.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::Result;
+use cista::backend::cache::{CacheBackend, CacheRoot};
+use cista::backend::counting::CountingBackend;
+use cista::backend::opendal::OpendalBackend;
+use cista::backend::{Backend, FileType};
+use cista::repo::Repository;
+
+/// The storage of a location as main has it today.
+// MERGE: replace with backend::open(&Location::parse(s)?, &opts)
+fn open_location(s: &str) -> Result<Arc<dyn Backend>> {
+    let path = s.strip_prefix("local:").unwrap_or(s);
+    Ok(Arc::new(OpendalBackend::local(path)?))
+}
+
+/// Whether a location is a local folder (no cache unless `CISTA_CACHE_LOCAL=1`).
+// MERGE: replace with Location::parse(s)?.is_local()
+fn is_local(_s: &str) -> bool {
+    true
+}
+
+/// The cache settings of one run.
+#[derive(Debug, Clone, Default)]
+pub struct CacheOptions {
+    /// `--cache-dir` / `CISTA_CACHE_DIR`.
+    pub dir: Option<PathBuf>,
+    /// `--no-cache`, or a command that must see storage itself (`check`, `repair`).
+    pub disabled: bool,
+    /// `--cleanup-cache`.
+    pub cleanup: bool,
+    /// `CISTA_CACHE_LOCAL=1` (hidden, for tests): cache local repositories too.
+    pub local: bool,
+    /// `--quiet`: no notice about old caches.
+    pub quiet: bool,
+}
+
+#[derive(Debug)]
+struct Opened {
+    location: String,
+    counting: Arc<CountingBackend>,
+    /// The cache in use, with the repository id it is for.
+    cache: Option<(String, Arc<CacheBackend>)>,
+}
+
+/// The storage a run opened; see the module header.
+#[derive(Debug)]
+pub struct Storage {
+    opts: CacheOptions,
+    opened: Mutex<Vec<Opened>>,
+    warned: AtomicBool,
+    housekept: AtomicBool,
+}
+
+impl Storage {
+    /// No storage opened yet.
+    pub fn new(opts: CacheOptions) -> Self {
+        Self {
+            opts,
+            opened: Mutex::default(),
+            warned: AtomicBool::new(false),
+            housekept: AtomicBool::new(false),
+        }
+    }
+
+    fn opened(&self) -> std::sync::MutexGuard<'_, Vec<Opened>> {
+        self.opened.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Storage at `location`, counted; the same stack again when opened twice.
+    pub fn backend(&self, location: &str) -> Result<Arc<CountingBackend>> {
+        if let Some(o) = self.opened().iter().find(|o| o.location == location) {
+            return Ok(o.counting.clone());
+        }
+        let counting = Arc::new(CountingBackend::new(open_location(location)?));
+        self.opened().push(Opened {
+            location: location.to_owned(),
+            counting: counting.clone(),
+            cache: None,
+        });
+        Ok(counting)
+    }
+
+    /// Opens the repository at `location` over `remote` (from [`Storage::backend`]), with the
+    /// metadata cache when it applies.
+    pub fn open_repository(
+        &self,
+        location: &str,
+        remote: Arc<CountingBackend>,
+        passphrase: &[u8],
+    ) -> Result<Repository> {
+        let remote: Arc<dyn Backend> = remote;
+        let Some(root) = self.cache_root(location) else {
+            return Ok(Repository::open(remote, passphrase)?);
+        };
+        // The folder this location's repository had last time, so its key files come from
+        // the cache too.
+        let earlier = self.cache_of(location).or_else(|| {
+            let id = root.hinted_repo(location)?;
+            let store = root.repo(&id).ok()?;
+            Some((id, Arc::new(CacheBackend::new(remote.clone(), store))))
+        });
+        let first: Arc<dyn Backend> = match &earlier {
+            Some((_, c)) => c.clone(),
+            None => remote.clone(),
+        };
+        let repo = Repository::open(first, passphrase)?;
+        let id = repo.id_hex();
+        let cache = match earlier {
+            Some((hinted, c)) if hinted == id => c,
+            _ => {
+                let _ = root.remember_location(location, &id);
+                match root.repo(&id) {
+                    Ok(store) => {
+                        let c = Arc::new(CacheBackend::new(remote.clone(), store));
+                        // The key file was read before the cache could be found: fetch it
+                        // once more into the cache, so the next run reads no key at all.
+                        let _ = c.read(FileType::Key, &repo.key_id().0);
+                        c
+                    }
+                    Err(e) => {
+                        self.warn(format_args!(
+                            "cache disabled: cannot create a folder in {}: {e}",
+                            root.path().display()
+                        ));
+                        return Ok(repo.with_backend(remote));
+                    }
+                }
+            }
+        };
+        if let Some(o) = self.opened().iter_mut().find(|o| o.location == location) {
+            o.cache = Some((id.clone(), cache.clone()));
+        }
+        self.housekeeping(&root, &id);
+        Ok(repo.with_backend(cache))
+    }
+
+    fn cache_of(&self, location: &str) -> Option<(String, Arc<CacheBackend>)> {
+        self.opened()
+            .iter()
+            .find(|o| o.location == location)
+            .and_then(|o| o.cache.clone())
+    }
+
+    /// The cache root for `location`, or `None` when no cache is used (a warning says why
+    /// when one was wanted but cannot be had).
+    fn cache_root(&self, location: &str) -> Option<CacheRoot> {
+        if self.opts.disabled || (is_local(location) && !self.opts.local) {
+            return None;
+        }
+        let Some(path) = self.root_path() else {
+            self.warn(format_args!(
+                "cache disabled: no folder for it (HOME is not set): give --cache-dir"
+            ));
+            return None;
+        };
+        match CacheRoot::open(&path) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.warn(format_args!(
+                    "cache disabled: cannot use {}: {e}",
+                    path.display()
+                ));
+                None
+            }
+        }
+    }
+
+    /// `--cache-dir`, else `$XDG_CACHE_HOME/cista`, else `~/.cache/cista`.
+    fn root_path(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.opts.dir {
+            return Some(d.clone());
+        }
+        let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+        if let Some(x) = std::env::var_os("XDG_CACHE_HOME").and_then(absolute) {
+            return Some(x.join("cista"));
+        }
+        std::env::var_os("HOME")
+            .and_then(absolute)
+            .map(|h| h.join(".cache").join("cista"))
+    }
+
+    /// `--cleanup-cache`, or a notice that old caches exist (once a run).
+    fn housekeeping(&self, root: &CacheRoot, id: &str) {
+        if self.housekept.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if self.opts.cleanup {
+            match root.remove_old_repos(Some(id)) {
+                Ok(removed) if !removed.is_empty() && !self.opts.quiet => eprintln!(
+                    "removed {} old cache directories from {}",
+                    removed.len(),
+                    root.path().display()
+                ),
+                Ok(_) => {}
+                Err(e) => self.warn(format_args!("removing old caches: {e}")),
+            }
+        } else if !self.opts.quiet {
+            let old = root.old_repos(Some(id));
+            if !old.is_empty() {
+                eprintln!(
+                    "found {} old cache directories in {}, run with --cleanup-cache to remove them",
+                    old.len(),
+                    root.path().display()
+                );
+            }
+        }
+    }
+
+    fn warn(&self, msg: std::fmt::Arguments<'_>) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            eprintln!("warning: {msg}");
+        }
+    }
+
+    /// One stderr line per location opened: its request counts and what the cache did.
+    pub fn print_stats(&self) {
+        for o in self.opened().iter() {
+            let cache = match &o.cache {
+                Some((_, c)) => format!(" {}", c.stats()),
+                None => String::new(),
+            };
+            // The backend's own description: it never shows a secret.
+            eprintln!(
+                "backend stats {}: {}{cache}",
+                o.counting.location(),
+                o.counting.stats()
+            );
+        }
+    }
+}
