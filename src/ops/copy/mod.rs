@@ -139,8 +139,22 @@ pub fn run(
             ..opts.lock.clone()
         };
         let host = Host::this_process();
-        let s = Session::open(source, LockMode::Shared, &lock, &host, progress, Some(cancel))?;
-        let t = Session::open(target, LockMode::Shared, &lock, &host, progress, Some(cancel))?;
+        let s = Session::open(
+            source,
+            LockMode::Shared,
+            &lock,
+            &host,
+            progress,
+            Some(cancel),
+        )?;
+        let t = Session::open(
+            target,
+            LockMode::Shared,
+            &lock,
+            &host,
+            progress,
+            Some(cancel),
+        )?;
         (s, t)
     };
     let shared = source.shares_content_keys(target);
@@ -236,9 +250,13 @@ impl Copier<'_> {
                 }
                 Ok(snap.tree)
             }
-            Engine::Rechunk(r) => {
-                r.copy_tree(&snap.tree, packer, self.counters, self.progress, self.cancel)
-            }
+            Engine::Rechunk(r) => r.copy_tree(
+                &snap.tree,
+                packer,
+                self.counters,
+                self.progress,
+                self.cancel,
+            ),
         }
     }
 
@@ -320,4 +338,3 @@ impl Copier<'_> {
         Ok(done)
     }
 }
-

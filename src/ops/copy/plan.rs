@@ -154,7 +154,10 @@ mod tests {
         let t = target_snapshot(sid(1), &src, src.tree);
         assert_eq!(t.original, Some(sid(1)));
         assert_eq!(t.parent, None);
-        assert_eq!((t.time_unix_ns, &t.hostname, &t.paths, &t.tags), (10, &src.hostname, &src.paths, &src.tags));
+        assert_eq!(
+            (t.time_unix_ns, &t.hostname, &t.paths, &t.tags),
+            (10, &src.hostname, &src.paths, &src.tags)
+        );
         assert_eq!(t.summary, src.summary);
     }
 
@@ -168,13 +171,21 @@ mod tests {
         rewritten.original = Some(sid(1));
         rewritten.summary.total_files_processed += 1;
         for shared in [false, true] {
-            let p = plan(vec![(sid(2), rewritten.clone())], &[(sid(50), copied.clone())], shared);
+            let p = plan(
+                vec![(sid(2), rewritten.clone())],
+                &[(sid(50), copied.clone())],
+                shared,
+            );
             assert_eq!(p[0].action, Action::Copy, "shared {shared}");
         }
         // Same summary, other tree: only shared keys can tell.
         let mut same_counts = rewritten.clone();
         same_counts.summary = first.summary.clone();
-        let p = plan(vec![(sid(2), same_counts.clone())], &[(sid(50), copied.clone())], true);
+        let p = plan(
+            vec![(sid(2), same_counts.clone())],
+            &[(sid(50), copied.clone())],
+            true,
+        );
         assert_eq!(p[0].action, Action::Copy);
         let p = plan(vec![(sid(2), same_counts)], &[(sid(50), copied)], false);
         assert_eq!(p[0].action, Action::Skip { copy: sid(50) });
@@ -186,11 +197,21 @@ mod tests {
         let mut other = snap(10, 1);
         other.hostname = "elsewhere".into();
         assert_eq!(
-            plan(vec![(sid(1), src.clone())], &[(sid(60), other.clone())], true)[0].action,
+            plan(
+                vec![(sid(1), src.clone())],
+                &[(sid(60), other.clone())],
+                true
+            )[0]
+            .action,
             Action::Skip { copy: sid(60) }
         );
         assert_eq!(
-            plan(vec![(sid(1), src.clone())], &[(sid(60), other.clone())], false)[0].action,
+            plan(
+                vec![(sid(1), src.clone())],
+                &[(sid(60), other.clone())],
+                false
+            )[0]
+            .action,
             Action::Copy
         );
         let later = snap(11, 1);
@@ -203,7 +224,11 @@ mod tests {
     #[test]
     fn a_snapshot_named_twice_is_planned_once_and_a_changed_tag_is_not_a_copy() {
         let src = snap(10, 1);
-        let p = plan(vec![(sid(1), src.clone()), (sid(1), src.clone())], &[], false);
+        let p = plan(
+            vec![(sid(1), src.clone()), (sid(1), src.clone())],
+            &[],
+            false,
+        );
         assert_eq!(p.len(), 1);
         let mut copied = target_snapshot(sid(1), &src, src.tree);
         copied.tags.push("zzz".into());

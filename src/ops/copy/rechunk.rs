@@ -239,10 +239,9 @@ impl<'a> Rechunker<'a> {
                     Ok(false)
                 }
                 // Only the walk past damage reports damage; this one fails instead.
-                Visit::Damaged(path, e) => Err(Error::InvalidInput(format!(
-                    "{}: {e}",
-                    path.display()
-                ))),
+                Visit::Damaged(path, e) => {
+                    Err(Error::InvalidInput(format!("{}: {e}", path.display())))
+                }
             }
         };
         find::walk_events(

@@ -121,7 +121,11 @@ impl<'a> Mover<'a> {
     /// Counts what moving `locations` would cost, moving nothing (`--dry-run`).
     pub fn count(&self, locations: &[BlobLocation], c: &Counters) {
         for l in locations {
-            c.add_blob(l.entry.blob_type, u64::from(l.entry.raw_len), u64::from(l.entry.length));
+            c.add_blob(
+                l.entry.blob_type,
+                u64::from(l.entry.raw_len),
+                u64::from(l.entry.length),
+            );
         }
         let groups = ranges::group(locations.to_vec());
         c.read_requests
@@ -190,10 +194,10 @@ impl<'a> Mover<'a> {
         c: &Counters,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let mut bytes = self
-            .source
-            .backend()
-            .read_range(FileType::Pack, &g.pack.0, g.offset, g.len)?;
+        let mut bytes =
+            self.source
+                .backend()
+                .read_range(FileType::Pack, &g.pack.0, g.offset, g.len)?;
         c.read_requests.fetch_add(1, Ordering::Relaxed);
         c.bytes_read.fetch_add(g.len, Ordering::Relaxed);
         progress.bytes(g.len);
@@ -241,7 +245,10 @@ impl<'a> Mover<'a> {
                 continue;
             };
             c.read_requests.fetch_add(1, Ordering::Relaxed);
-            if let Ok(s) = self.source.reseal_blob_for(self.target, &other.entry, &mut b) {
+            if let Ok(s) = self
+                .source
+                .reseal_blob_for(self.target, &other.entry, &mut b)
+            {
                 return Ok(s);
             }
         }
