@@ -17,6 +17,8 @@ mod browse;
 mod check_fixtures;
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/copy.rs"]
+mod copy;
 #[path = "integration/corruption.rs"]
 mod corruption;
 #[path = "integration/dump.rs"]
