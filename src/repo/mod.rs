@@ -768,6 +768,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_blob_resealed_for_a_repository_sharing_keys_opens_there_only() {
+        let src = &repo();
+        let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let dst = &Repository::init_sharing_keys(mem, b"pw2", &cheap_options(), src).unwrap();
+        let other = &repo();
+        assert!(src.shares_content_keys(dst) && dst.shares_content_keys(src));
+        assert!(!src.shares_content_keys(other));
+        assert_ne!(src.id_hex(), dst.id_hex());
+        for data in [b"tiny".to_vec(), b"compressible ".repeat(500)] {
+            let id = src.blob_id(&data);
+            assert_eq!(dst.blob_id(&data), id);
+            let mut sealed = src.seal_blob(BlobType::Data, &id, &data).unwrap();
+            let entry = PackEntry {
+                blob_type: BlobType::Data,
+                id,
+                offset: 8,
+                length: sealed.len() as u32,
+                raw_len: data.len() as u32,
+            };
+            let resealed = src
+                .reseal_blob_for(dst, &entry, &mut sealed.clone())
+                .unwrap();
+            // Same framed payload, so the same length: compression is kept, not redone.
+            assert_eq!(resealed.len(), sealed.len());
+            assert_eq!(dst.open_blob(&entry, &resealed).unwrap(), data);
+            assert!(src.open_blob(&entry, &resealed).is_err());
+            // A blob under the wrong id, or damaged, is refused rather than copied.
+            let wrong = PackEntry {
+                id: src.blob_id(b"other"),
+                ..entry
+            };
+            assert!(
+                src.reseal_blob_for(dst, &wrong, &mut sealed.clone())
+                    .is_err()
+            );
+            sealed[30] ^= 1;
+            assert!(matches!(
+                src.reseal_blob_for(dst, &entry, &mut sealed),
+                Err(Error::Corrupt { .. })
+            ));
+        }
+    }
+
+    #[test]
     fn sealed_object_kind_is_bound() {
         let r = &repo();
         let bytes = r.seal_object(ObjectKind::Lock, b"x").unwrap();

@@ -111,7 +111,11 @@ fn shared_keys_copy_moves_only_what_the_target_lacks_night_after_night() {
     assert_eq!(num(&s, "data_blobs"), num(&night1, "data_blobs"));
     assert_eq!(num(&s, "tree_blobs"), num(&night1, "tree_blobs"));
     assert_eq!(num(&s, "bytes_sealed"), num(&night1, "data_added_packed"));
-    assert_eq!(num(&s, "bytes_read"), num(&s, "bytes_sealed"), "neighbours are read together, no gap");
+    assert_eq!(
+        num(&s, "bytes_read"),
+        num(&s, "bytes_sealed"),
+        "neighbours are read together, no gap"
+    );
     assert_eq!(num(&s, "files_rechunked"), 0);
     assert!(num(&s, "read_requests") < num(&s, "data_blobs") / 4, "{s}");
     target.run(&["check", "--read-data"]).ok();
@@ -128,18 +132,27 @@ fn shared_keys_copy_moves_only_what_the_target_lacks_night_after_night() {
     let (lines, s) = copied(&src, &target, &[]);
     assert_eq!(lines[0]["message_type"], "skipped");
     assert_eq!(lines[0]["target_snapshot_id"], dst_snap["id"]);
-    assert_eq!(num(&s, "data_blobs") + num(&s, "tree_blobs") + num(&s, "bytes_read"), 0);
+    assert_eq!(
+        num(&s, "data_blobs") + num(&s, "tree_blobs") + num(&s, "bytes_read"),
+        0
+    );
 
     // The next night moves that night's new blobs, no more.
     next_night(&dir);
     let night2 = src.backup(&[&dir]);
     let (lines, s) = copied(&src, &target, &[]);
-    let kinds: Vec<&str> = lines.iter().map(|l| l["message_type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message_type"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["skipped", "copied"]);
     assert_eq!(num(&s, "data_blobs"), num(&night2, "data_blobs"));
     assert_eq!(num(&s, "tree_blobs"), num(&night2, "tree_blobs"));
     assert_eq!(num(&s, "bytes_sealed"), num(&night2, "data_added_packed"));
-    assert!(num(&s, "bytes_sealed") < num(&night1, "data_added_packed") / 10, "{s}");
+    assert!(
+        num(&s, "bytes_sealed") < num(&night1, "data_added_packed") / 10,
+        "{s}"
+    );
     target.run(&["check", "--read-data"]).ok();
     restores_identically(&target, &dir);
 }
@@ -150,12 +163,17 @@ fn without_shared_keys_content_is_rechunked_and_still_incremental() {
     let dir = src.scratch("src");
     fixture::build_full(&dir, 5);
     fixture::build_random(&dir.join("bulk"), 2, 2 << 20, 400_000);
-    src.backup(&[&dir]);
+    let night1 = src.backup(&[&dir]);
     let target = target_of(&src, false);
 
     let (_, first) = copied(&src, &target, &[]);
     assert_eq!(first["shared_keys"], false);
     assert!(num(&first, "files_rechunked") > 0);
+    // A file's chunks are read together, not one request each.
+    assert!(
+        num(&first, "read_requests") * 4 < num(&night1, "data_blobs"),
+        "{first} for {night1}"
+    );
     target.run(&["check", "--read-data"]).ok();
     restores_identically(&target, &dir);
     // Another chunker: another tree, but the same snapshot as far as the skip rule goes.
@@ -193,11 +211,23 @@ fn dry_run_reports_what_would_move_and_writes_nothing() {
         assert_eq!(dry["dry_run"], true);
         assert_eq!(num(&dry, "snapshots_to_copy"), 1);
         assert_eq!(num(&dry, "snapshots_copied"), 0);
-        assert_eq!(tree_listing(&src.path), before_src, "the source was written to");
-        assert_eq!(tree_listing(&target.path), before_dst, "the target was written to");
+        assert_eq!(
+            tree_listing(&src.path),
+            before_src,
+            "the source was written to"
+        );
+        assert_eq!(
+            tree_listing(&target.path),
+            before_dst,
+            "the target was written to"
+        );
         let (_, real) = copied(&src, &target, &[]);
         for field in ["data_blobs", "tree_blobs", "bytes_raw", "bytes_sealed"] {
-            assert_eq!(num(&dry, field), num(&real, field), "{field}, shared {shared}");
+            assert_eq!(
+                num(&dry, field),
+                num(&real, field),
+                "{field}, shared {shared}"
+            );
         }
     }
 }
@@ -207,20 +237,38 @@ fn filters_and_ids_choose_the_snapshots() {
     let src = Repo::new();
     let dir = src.scratch("src");
     fixture::build_random(&dir, 4, 200_000, 50_000);
-    src.run(&["backup".as_ref(), "--host".as_ref(), "db1".as_ref(), dir.as_os_str()]).ok();
-    src.run(&["backup".as_ref(), "--host".as_ref(), "web".as_ref(), "--tag".as_ref(), "x".as_ref(), dir.as_os_str()]).ok();
+    src.run(&[
+        "backup".as_ref(),
+        "--host".as_ref(),
+        "db1".as_ref(),
+        dir.as_os_str(),
+    ])
+    .ok();
+    src.run(&[
+        "backup".as_ref(),
+        "--host".as_ref(),
+        "web".as_ref(),
+        "--tag".as_ref(),
+        "x".as_ref(),
+        dir.as_os_str(),
+    ])
+    .ok();
     let target = target_of(&src, true);
     let (lines, _) = copied(&src, &target, &["--host", "web"]);
     assert_eq!(lines.len(), 1);
     assert_eq!(target.snapshots(&[])[0]["hostname"], "web");
-    let db1 = src.snapshots(&["--host", "db1"])[0]["id"].as_str().unwrap().to_owned();
+    let db1 = src.snapshots(&["--host", "db1"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (lines, _) = copied(&src, &target, &[&db1[..8]]);
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["source_snapshot_id"], db1.as_str());
     assert_eq!(target.snapshots(&[]).len(), 2);
     // The text form names what it did.
     let mut c = src.cmd(&["copy", "--to"]);
-    c.arg(&target.path).env("CISTA_TO_PASSWORD", &target.password);
+    c.arg(&target.path)
+        .env("CISTA_TO_PASSWORD", &target.password);
     let out = run_cmd(c, None).ok().stdout_str();
     assert!(out.contains("was already copied to snapshot"), "{out}");
     assert!(out.contains("copied 0 snapshots, 2 skipped"), "{out}");
@@ -239,8 +287,16 @@ fn target_errors_have_their_exit_codes_and_name_the_target_settings() {
         password: "not it".into(),
     };
     let r = copy(&src, &wrong, &[]).expect_code(12);
-    assert!(r.stderr.contains("target repository") && r.stderr.contains("CISTA_TO_PASSWORD"), "{}", r.stderr);
-    assert!(!r.stderr.contains(TARGET_PASSWORD) && !r.stderr.contains("not it"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("target repository") && r.stderr.contains("CISTA_TO_PASSWORD"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains(TARGET_PASSWORD) && !r.stderr.contains("not it"),
+        "{}",
+        r.stderr
+    );
     let missing = Repo {
         dir: tempfile::tempdir().unwrap(),
         path: target.scratch("nothing-here"),
@@ -254,7 +310,12 @@ fn target_errors_have_their_exit_codes_and_name_the_target_settings() {
     c.env("CISTA_REPOSITORY", target.scratch("third"))
         .env("CISTA_PASSWORD", "x")
         .env("CISTA_FROM_PASSWORD", "not it")
-        .args(["init", "--kdf-params", CHEAP_KDF, "--copy-chunker-params-from"])
+        .args([
+            "init",
+            "--kdf-params",
+            CHEAP_KDF,
+            "--copy-chunker-params-from",
+        ])
         .arg(&src.path);
     let r = run_cmd(c, None).expect_code(12);
     assert!(r.stderr.contains("CISTA_FROM_PASSWORD"), "{}", r.stderr);
@@ -283,7 +344,12 @@ fn blob_bytes_in_packs(target: &Repo) -> u64 {
 
 #[test]
 fn a_killed_copy_resumes_without_moving_a_stored_pack_again() {
-    let src = Repo::with_init_args(&["--chunk-sizes", "65536,262144,1048576", "--pack-size-mib", "1"]);
+    let src = Repo::with_init_args(&[
+        "--chunk-sizes",
+        "65536,262144,1048576",
+        "--pack-size-mib",
+        "1",
+    ]);
     let dir = src.scratch("src");
     fixture::build_random(&dir, 6, 48 << 20, 1 << 20);
     src.backup(&[&dir]);
@@ -296,13 +362,22 @@ fn a_killed_copy_resumes_without_moving_a_stored_pack_again() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("copy ended ({status}) before 4 packs were seen; copy more data");
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "no packs appeared");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no packs appeared"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
-    assert!(target.snapshots(&[]).is_empty(), "a snapshot before its data");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert!(
+        target.snapshots(&[]).is_empty(),
+        "a snapshot before its data"
+    );
     target.run(&["check"]).ok();
 
     let stored = blob_bytes_in_packs(&target);

@@ -5,8 +5,8 @@
 //! Still incremental: a chunk the target has is not stored again, so a file copied before
 //! costs its reading and chunking, never its upload.
 //!
-//! Memory: one file's pending bytes (at most the target's largest chunk plus one source
-//! blob), one part of encoded entries per open directory, the walk's own bound, and a memo of
+//! Memory: one file's window of source blobs ([`WINDOW`], or one blob when larger) and its
+//! pending bytes (at most the target's largest chunk plus the window), one part of encoded entries per open directory, the walk's own bound, and a memo of
 //! directories already rewritten in this run (cleared past [`MEMO_DIRS`] entries), so a
 //! directory unchanged between two copied snapshots is rewritten once.
 
@@ -14,7 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use super::Counters;
+use super::{Counters, ranges};
+use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::format::pack::BlobType;
 use crate::format::tree::{Node, NodeKind, PartWriter};
@@ -22,10 +23,12 @@ use crate::id::BlobId;
 use crate::ops::find::{self, Visit};
 use crate::ops::{CancelFlag, Progress};
 use crate::repo::packer::{Packer, SealedBlob};
-use crate::repo::{Index, Repository};
+use crate::repo::{BlobLocation, Index, Repository};
 
 /// Directories remembered as already rewritten, at most.
 pub const MEMO_DIRS: usize = 100_000;
+/// Source bytes of one file read at once, about: bounds the blobs one file holds open.
+pub const WINDOW: u64 = 8 << 20;
 
 /// The two repositories, what this run stored, and the directory memo.
 pub(crate) struct Rechunker<'a> {
@@ -91,7 +94,9 @@ impl<'a> Rechunker<'a> {
         Ok(id)
     }
 
-    /// A file's content cut and named for the target.
+    /// A file's content cut and named for the target. The source chunks are read a window
+    /// of about [`WINDOW`] bytes at a time, neighbours of one pack in one ranged read
+    /// ([`super::ranges`]), so a file costs a few requests, not one per chunk.
     fn rechunk_file(
         &mut self,
         content: &[BlobId],
@@ -101,26 +106,91 @@ impl<'a> Rechunker<'a> {
     ) -> Result<Vec<BlobId>> {
         let mut pending: Vec<u8> = Vec::new();
         let mut out = Vec::new();
-        for (i, id) in content.iter().enumerate() {
-            let data = self.source.read_blob(self.src_index, id)?;
-            c.read_requests.fetch_add(1, Ordering::Relaxed);
-            c.bytes_read.fetch_add(data.len() as u64, Ordering::Relaxed);
-            progress.bytes(data.len() as u64);
-            pending.extend_from_slice(&data);
-            drop(data);
-            let eof = i + 1 == content.len();
-            let mut pos = 0;
-            while let Some(n) = self.target.chunker().next_cut(&pending[pos..], eof) {
-                let chunk_end = pos + n;
-                let chunk = pending
-                    .get(pos..chunk_end)
-                    .ok_or_else(|| Error::InvalidInput("chunker cut past its input".into()))?;
-                out.push(self.store(BlobType::Data, chunk, packer, c)?);
-                pos = chunk_end;
+        let mut i = 0;
+        while i < content.len() {
+            let mut locations = Vec::new();
+            let mut raw = 0u64;
+            let mut j = i;
+            while j < content.len() && (j == i || raw < WINDOW) {
+                let l = self.src_index.get(&content[j]).ok_or_else(|| {
+                    Error::corrupt("blob", content[j], "not in any index of the source")
+                })?;
+                raw += u64::from(l.entry.raw_len);
+                locations.push(l);
+                j += 1;
             }
-            pending.drain(..pos);
+            let mut uses: HashMap<BlobId, usize> = HashMap::new();
+            for id in &content[i..j] {
+                *uses.entry(*id).or_default() += 1;
+            }
+            let mut blobs = self.read_window(locations, c, progress)?;
+            for (k, id) in content[i..j].iter().enumerate() {
+                // A chunk repeated in the window (runs of zeros) is cloned until its last use.
+                let last_use = uses.get_mut(id).is_some_and(|n| {
+                    *n -= 1;
+                    *n == 0
+                });
+                let data = match (last_use, blobs.get(id)) {
+                    (true, Some(_)) => blobs.remove(id).unwrap_or_default(),
+                    (false, Some(d)) => d.clone(),
+                    (_, None) => {
+                        return Err(Error::corrupt("blob", id, "not read from the source"));
+                    }
+                };
+                pending.extend_from_slice(&data);
+                drop(data);
+                let eof = i + k + 1 == content.len();
+                let mut pos = 0;
+                while let Some(n) = self.target.chunker().next_cut(&pending[pos..], eof) {
+                    let chunk_end = pos + n;
+                    let chunk = pending
+                        .get(pos..chunk_end)
+                        .ok_or_else(|| Error::InvalidInput("chunker cut past its input".into()))?;
+                    out.push(self.store(BlobType::Data, chunk, packer, c)?);
+                    pos = chunk_end;
+                }
+                pending.drain(..pos);
+            }
+            i = j;
         }
         c.files_rechunked.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Reads, opens and verifies the blobs at `locations` (coalesced reads); a blob whose
+    /// copy there is damaged is read from any other copy the source holds.
+    fn read_window(
+        &self,
+        locations: Vec<BlobLocation>,
+        c: &Counters,
+        progress: &dyn Progress,
+    ) -> Result<HashMap<BlobId, Vec<u8>>> {
+        let mut out = HashMap::new();
+        for g in ranges::group(locations) {
+            let bytes =
+                self.source
+                    .backend()
+                    .read_range(FileType::Pack, &g.pack.0, g.offset, g.len)?;
+            c.read_requests.fetch_add(1, Ordering::Relaxed);
+            c.bytes_read.fetch_add(g.len, Ordering::Relaxed);
+            progress.bytes(g.len);
+            for e in &g.entries {
+                let start = (u64::from(e.offset) - g.offset) as usize;
+                let opened = match bytes.get(start..start + e.length as usize) {
+                    Some(b) => self.source.open_blob(e, b),
+                    None => Err(Error::corrupt("pack", g.pack, "a read came back short")),
+                };
+                let data = match opened {
+                    Ok(d) => d,
+                    Err(Error::Corrupt { .. }) => {
+                        c.read_requests.fetch_add(1, Ordering::Relaxed);
+                        self.source.read_blob(self.src_index, &e.id)?
+                    }
+                    Err(e) => return Err(e),
+                };
+                out.insert(e.id, data);
+            }
+        }
         Ok(out)
     }
 
