@@ -394,3 +394,25 @@ fn a_killed_copy_resumes_without_moving_a_stored_pack_again() {
     target.run(&["check", "--read-data"]).ok();
     restores_identically(&target, &dir);
 }
+
+/// Copy takes a shared lock on each side: an exclusive holder of either stops it (exit 11)
+/// before anything is written; a maintenance holder (a prune) does not.
+#[test]
+fn copy_locks_both_repositories_shared() {
+    use super::lock_sessions::Holder;
+    let src = Repo::new();
+    let dir = src.scratch("src");
+    fixture::build_random(&dir, 8, 50_000, 25_000);
+    src.backup(&[&dir]);
+    let target = target_of(&src, true);
+    for (side, repo) in [("source", &src), ("target", &target)] {
+        let holder = Holder::start(repo, "exclusive", &[]);
+        let r = copy(&src, &target, &[]).expect_code(11);
+        assert!(r.stderr.contains("locked"), "{side}: {}", r.stderr);
+        drop(holder);
+        assert!(target.snapshots(&[]).is_empty(), "{side}");
+    }
+    let _prune = Holder::start(&target, "maintenance", &[]);
+    let (_, s) = copied(&src, &target, &[]);
+    assert_eq!(num(&s, "snapshots_copied"), 1);
+}
