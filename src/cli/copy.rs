@@ -125,6 +125,7 @@ fn print(env: &Env, o: &CopyOutcome, dry_run: bool) -> Result<()> {
             "bytes_sealed": s.bytes_sealed,
             "bytes_read": s.bytes_read,
             "read_requests": s.read_requests,
+            "tree_requests": s.tree_requests,
             "files_rechunked": s.files_rechunked,
             "packs_written": s.packs_written,
             "packs_adopted": s.packs_adopted,

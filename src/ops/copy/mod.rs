@@ -77,6 +77,9 @@ pub struct CopyStats {
     pub bytes_read: u64,
     /// Read requests for those bytes.
     pub read_requests: u64,
+    /// Read requests for the trees walked (with shared keys; without, the rewrite walk reads
+    /// each tree on its own and they are not counted).
+    pub tree_requests: u64,
     /// Files whose content was re-chunked (without shared keys).
     pub files_rechunked: u64,
     /// Packs written to the target.
@@ -93,6 +96,7 @@ pub(crate) struct Counters {
     bytes_sealed: AtomicU64,
     bytes_read: AtomicU64,
     read_requests: AtomicU64,
+    tree_requests: AtomicU64,
     files_rechunked: AtomicU64,
     packs_written: AtomicU64,
     packs_adopted: AtomicU64,
@@ -243,7 +247,7 @@ impl Copier<'_> {
     ) -> Result<crate::id::BlobId> {
         match engine {
             Engine::Shared(m) => {
-                let missing = m.missing_below(&snap.tree, self.cancel)?;
+                let missing = m.missing_below(&snap.tree, self.counters, self.cancel)?;
                 match packer {
                     Some(p) => m.transfer(missing, p, self.counters, self.progress, self.cancel)?,
                     None => m.count(&missing, self.counters),

@@ -28,6 +28,9 @@ use crate::repo::{BlobLocation, Index, Repository};
 /// Ranged reads of the source in flight at once: enough to hide an object store's latency,
 /// few enough to bound memory.
 pub const READERS: usize = 4;
+/// Sealed tree bytes read and decoded at once while walking (one level of the tree at a
+/// time, in batches of about this size).
+pub const TREE_BATCH: u64 = 16 << 20;
 
 /// The two repositories and their indexes, and what this run has scheduled already.
 pub(crate) struct Mover<'a> {
@@ -69,50 +72,105 @@ impl<'a> Mover<'a> {
             .ok_or_else(|| Error::corrupt("blob", id, "not in any index of the source"))
     }
 
-    /// Walks every tree below `root` that this run has not walked yet (iteratively: each
-    /// tree is read once, so a hostile tree costs at most the trees stored) and returns the
+    /// Walks every tree below `root` that this run has not walked yet and returns the
     /// source locations of the blobs the target lacks. Every tree is walked even when the
     /// target holds it: a tree in the target does not prove that its blobs are there (an
     /// interrupted copy or backup indexes tree packs before some data packs).
+    ///
+    /// Level by level, each level's trees read in batches of at most [`TREE_BATCH`] bytes
+    /// with neighbours coalesced ([`super::ranges`]): tree blobs live in tree-only packs, so
+    /// a snapshot's trees cost a few requests, not one each. Each tree is read once per run,
+    /// so a hostile tree costs at most the trees stored; nothing recurses.
     pub fn missing_below(
         &mut self,
         root: &BlobId,
+        c: &Counters,
         cancel: &CancelFlag,
     ) -> Result<Vec<BlobLocation>> {
         let mut out = Vec::new();
-        let mut stack = Vec::new();
+        let mut level = Vec::new();
         if self.visited.insert(*root) {
-            if self.claim(root) {
-                out.push(self.location(root)?);
-            }
-            stack.push(*root);
+            level.push(self.location(root)?);
         }
-        while let Some(id) = stack.pop() {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(Error::Interrupted);
-            }
-            let tree = self.source.read_tree(self.src_index, &id)?;
-            for node in &tree.nodes {
-                match &node.kind {
-                    NodeKind::File { content, .. } => {
-                        for c in content {
-                            if self.claim(c) {
-                                out.push(self.location(c)?);
-                            }
-                        }
-                    }
-                    NodeKind::Dir { .. } | NodeKind::DirParts { .. } => {
-                        for sub in node.kind.dir_parts().unwrap_or(&[]) {
-                            if self.visited.insert(*sub) {
-                                if self.claim(sub) {
-                                    out.push(self.location(sub)?);
-                                }
-                                stack.push(*sub);
-                            }
-                        }
-                    }
-                    NodeKind::Symlink { .. } | NodeKind::Fifo => {}
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            let mut rest = level.as_slice();
+            while !rest.is_empty() {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
                 }
+                let mut n = 0;
+                let mut bytes = 0u64;
+                while n < rest.len() && (n == 0 || bytes < TREE_BATCH) {
+                    bytes += u64::from(rest[n].entry.length);
+                    n += 1;
+                }
+                let (batch, tail) = rest.split_at(n);
+                rest = tail;
+                for (loc, tree) in self.read_trees(batch, c)? {
+                    if self.claim(&loc.entry.id) {
+                        out.push(loc);
+                    }
+                    for node in &tree.nodes {
+                        match &node.kind {
+                            NodeKind::File { content, .. } => {
+                                for id in content {
+                                    if self.claim(id) {
+                                        out.push(self.location(id)?);
+                                    }
+                                }
+                            }
+                            NodeKind::Dir { .. } | NodeKind::DirParts { .. } => {
+                                for sub in node.kind.dir_parts().unwrap_or(&[]) {
+                                    if self.visited.insert(*sub) {
+                                        next.push(self.location(sub)?);
+                                    }
+                                }
+                            }
+                            NodeKind::Symlink { .. } | NodeKind::Fifo => {}
+                        }
+                    }
+                }
+            }
+            level = next;
+        }
+        Ok(out)
+    }
+
+    /// Reads, verifies and decodes the trees at `locations` with coalesced reads; a tree
+    /// whose copy there is damaged is read from any other copy the source holds.
+    fn read_trees(
+        &self,
+        locations: &[BlobLocation],
+        c: &Counters,
+    ) -> Result<Vec<(BlobLocation, crate::format::tree::Tree)>> {
+        let mut out = Vec::with_capacity(locations.len());
+        for g in ranges::group(locations.to_vec()) {
+            let bytes =
+                self.source
+                    .backend()
+                    .read_range(FileType::Pack, &g.pack.0, g.offset, g.len)?;
+            c.tree_requests.fetch_add(1, Ordering::Relaxed);
+            for e in &g.entries {
+                let start = (u64::from(e.offset) - g.offset) as usize;
+                let opened = match bytes.get(start..start + e.length as usize) {
+                    Some(b) => self.source.open_blob(e, b),
+                    None => Err(Error::corrupt("pack", g.pack, "a read came back short")),
+                };
+                let plain = match opened {
+                    Ok(p) => p,
+                    Err(Error::Corrupt { .. }) => self.source.read_blob(self.src_index, &e.id)?,
+                    Err(err) => return Err(err),
+                };
+                let tree = crate::format::tree::Tree::decode(&plain)
+                    .map_err(|err| Error::corrupt("tree", e.id, err))?;
+                out.push((
+                    BlobLocation {
+                        pack: g.pack,
+                        entry: *e,
+                    },
+                    tree,
+                ));
             }
         }
         Ok(out)
@@ -276,6 +334,7 @@ impl Counters {
             bytes_sealed: l(&self.bytes_sealed),
             bytes_read: l(&self.bytes_read),
             read_requests: l(&self.read_requests),
+            tree_requests: l(&self.tree_requests),
             files_rechunked: l(&self.files_rechunked),
             packs_written: l(&self.packs_written),
             packs_adopted: l(&self.packs_adopted),
