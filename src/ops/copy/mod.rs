@@ -342,3 +342,6 @@ impl Copier<'_> {
         Ok(done)
     }
 }
+
+#[cfg(test)]
+mod tests;
