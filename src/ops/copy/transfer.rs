@@ -269,7 +269,7 @@ impl<'a> Mover<'a> {
             let sealed = match sealed {
                 Ok(s) => s,
                 // A damaged copy: any other copy the source holds will do.
-                Err(first @ Error::Corrupt { .. }) => self.from_other_copy(g, e, first, c)?,
+                Err(first @ Error::Corrupt { .. }) => self.reseal_other_copy(g, e, first, c)?,
                 Err(e) => return Err(e),
             };
             packer.add(SealedBlob {
@@ -283,7 +283,7 @@ impl<'a> Mover<'a> {
         Ok(())
     }
 
-    fn from_other_copy(
+    fn reseal_other_copy(
         &self,
         g: &ReadGroup,
         e: &crate::format::pack::PackEntry,
