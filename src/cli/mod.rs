@@ -332,14 +332,17 @@ fn read_passphrase_from(
         if let Ok(pw) = std::env::var(from.env_var) {
             return Ok((Zeroizing::new(pw), PasswordSource::Env(from.env_var)));
         }
-        Ok((prompt_passphrase(prompt, confirm)?, PasswordSource::Prompt))
+        Ok((
+            prompt_passphrase(prompt, confirm, from.env_var)?,
+            PasswordSource::Prompt,
+        ))
     }
 }
 
 impl Env {
     /// Reads a passphrase at the terminal (twice with `confirm`); refuses an empty one.
     fn prompt(&self, prompt: &str, confirm: bool) -> Result<Zeroizing<String>> {
-        prompt_passphrase(prompt, confirm)
+        prompt_passphrase(prompt, confirm, "CISTA_PASSWORD")
     }
 
     /// Prints a line unless quiet or JSON output was asked for.
@@ -354,11 +357,12 @@ impl Env {
 }
 
 /// Reads a passphrase at the terminal (twice with `confirm`); refuses an empty one.
-fn prompt_passphrase(prompt: &str, confirm: bool) -> Result<Zeroizing<String>> {
+/// `var` names the settings that would have given it (`CISTA_PASSWORD`, `CISTA_TO_PASSWORD`).
+fn prompt_passphrase(prompt: &str, confirm: bool, var: &str) -> Result<Zeroizing<String>> {
     {
         let read = |p: &str| -> Result<Zeroizing<String>> {
             rpassword::prompt_password(p).map(Zeroizing::new).map_err(|_| {
-                anyhow!("no password given: set CISTA_PASSWORD_FILE, CISTA_PASSWORD_COMMAND or CISTA_PASSWORD, or run on a terminal")
+                anyhow!("no password given: set {var}_FILE, {var}_COMMAND or {var}, or run on a terminal")
             })
         };
         let pw = read(prompt)?;
