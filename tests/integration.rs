@@ -19,6 +19,8 @@ mod cache;
 mod check_fixtures;
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/copy.rs"]
+mod copy;
 #[path = "integration/corruption.rs"]
 mod corruption;
 #[path = "integration/dump.rs"]

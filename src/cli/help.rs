@@ -139,6 +139,14 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "copy",
+        &[
+            "CISTA_TO_PASSWORD_FILE=/etc/cista/offsite cista copy --to /mnt/offsite/backup",
+            "cista copy --to /mnt/offsite/backup --host db1 --dry-run",
+            "cista copy --to /mnt/offsite/backup --json latest",
+        ],
+    ),
+    (
         "repair snapshots",
         &[
             "cista repair snapshots --dry-run",
@@ -175,6 +183,10 @@ ENVIRONMENT:
   CISTA_NEW_PASSWORD_FILE  file with the new password for `key add` and `key passwd`
   CISTA_CACHE_DIR          folder of the metadata cache (as --cache-dir)
   CISTA_DEBUG_BACKEND_STATS=1  print storage request counts on stderr at exit
+  CISTA_TO_REPOSITORY, CISTA_TO_PASSWORD_FILE, CISTA_TO_PASSWORD_COMMAND,
+  CISTA_TO_PASSWORD        copy's target repository and its password
+  CISTA_FROM_REPOSITORY, CISTA_FROM_PASSWORD_FILE, CISTA_FROM_PASSWORD_COMMAND,
+  CISTA_FROM_PASSWORD      init --copy-chunker-params-from's repository and its password
   TZ                       time zone for printed times, backup --time and forget's
                            --keep-within* arithmetic";
 

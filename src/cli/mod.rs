@@ -4,6 +4,7 @@
 mod backup;
 mod browse;
 mod cat;
+mod copy;
 mod forget;
 pub mod help;
 mod keys;
@@ -153,6 +154,8 @@ enum Command {
     Debug(lock_cmds::DebugCommand),
     /// Remove files from existing snapshots (new snapshots without them).
     Rewrite(rewrite::RewriteArgs),
+    /// Copy snapshots into another repository (only what it lacks).
+    Copy(copy::CopyArgs),
 }
 
 /// Global state a command needs.
@@ -181,31 +184,16 @@ impl Env {
 
     /// Opens the repository, reading the passphrase from the configured source.
     fn open(&self) -> Result<Repository> {
-        let backend = self.backend()?;
-        // Say "no repository" before asking for a passphrase.
-        if let Err(e) = cista::backend::Backend::size(
-            &*backend,
-            cista::backend::FileType::Config,
-            &Default::default(),
-        ) && e.kind == cista::backend::ErrorKind::NotFound
-        {
-            return Err(cista::Error::RepoNotFound {
-                location: cista::backend::Backend::location(&*backend),
-            }
-            .into());
+        open_with(&self.storage, self.location()?, &self.password_from(), "repository")
+    }
+
+    /// Where this repository's passphrase comes from.
+    fn password_from(&self) -> PasswordFrom<'_> {
+        PasswordFrom {
+            file: self.password_file.as_deref(),
+            command: self.password_command.as_deref(),
+            env_var: "CISTA_PASSWORD",
         }
-        let (pw, source) = self.read_passphrase("enter password for repository: ", false)?;
-        if pw.is_empty() {
-            // No repository has an empty passphrase (every way of setting one refuses it), so
-            // this can only be a mistake in the caller's setup: say where it came from.
-            return Err(EmptyPassword {
-                from: source,
-                opening: true,
-            }
-            .into());
-        }
-        self.storage
-            .open_repository(self.location()?, backend, pw.as_bytes())
     }
 
     /// Opens the repository and takes a `mode` lock with the global `--retry-lock` and
@@ -259,15 +247,93 @@ impl Env {
         prompt: &str,
         confirm: bool,
     ) -> Result<(Zeroizing<String>, PasswordSource)> {
-        if let Some(f) = &self.password_file {
+        read_passphrase_from(&self.password_from(), prompt, confirm)
+    }
+}
+
+/// Where one repository's passphrase may come from: the global flags, or the `--to-*` /
+/// `--from-*` ones of a command that opens a second repository (copy, init).
+pub(crate) struct PasswordFrom<'a> {
+    /// A password file (first line).
+    pub file: Option<&'a std::path::Path>,
+    /// A shell command printing it.
+    pub command: Option<&'a str>,
+    /// The variable holding it (`CISTA_PASSWORD`, `CISTA_TO_PASSWORD`, ...).
+    pub env_var: &'static str,
+}
+
+/// Opens the repository on `backend` with a passphrase from `from`; `which` names it in
+/// errors ("repository", "target repository"). Says "no repository" before asking for a
+/// passphrase.
+pub(crate) fn open_with(
+    storage: &storage::Storage,
+    location: &str,
+    from: &PasswordFrom<'_>,
+    which: &str,
+) -> Result<Repository> {
+    let backend = storage.backend(location)?;
+    if let Err(e) = backend.size(cista::backend::FileType::Config, &Default::default())
+        && e.kind == cista::backend::ErrorKind::NotFound
+    {
+        if from.env_var != "CISTA_PASSWORD" {
+            return Err(OtherRepo::NotFound {
+                which: which.to_owned(),
+                location: backend.location(),
+            }
+            .into());
+        }
+        return Err(cista::Error::RepoNotFound {
+            location: backend.location(),
+        }
+        .into());
+    }
+    let (pw, source) = read_passphrase_from(from, &format!("enter password for {which}: "), false)?;
+    if pw.is_empty() {
+        // No repository has an empty passphrase (every way of setting one refuses it), so
+        // this can only be a mistake in the caller's setup: say where it came from.
+        return Err(EmptyPassword {
+            from: source,
+            opening: true,
+        }
+        .into());
+    }
+    match storage.open_repository(location, backend, pw.as_bytes()) {
+        // The library's message names the main repository's variables: name the right ones.
+        Err(e)
+            if from.env_var != "CISTA_PASSWORD"
+                && matches!(
+                    e.downcast_ref::<cista::Error>(),
+                    Some(cista::Error::WrongPassword)
+                ) =>
+        {
+            Err(OtherRepo::WrongPassword {
+                which: which.to_owned(),
+                from: source,
+                var: from.env_var,
+            }
+            .into())
+        }
+        r => r,
+    }
+}
+
+/// The passphrase from `from`'s file, command, variable, or a prompt, with the name of the
+/// source it came from (for error messages).
+fn read_passphrase_from(
+    from: &PasswordFrom<'_>,
+    prompt: &str,
+    confirm: bool,
+) -> Result<(Zeroizing<String>, PasswordSource)> {
+    {
+        if let Some(f) = from.file {
             let text = Zeroizing::new(
                 std::fs::read_to_string(f)
                     .with_context(|| format!("reading password file {}", f.display()))?,
             );
             let pw = Zeroizing::new(text.lines().next().unwrap_or_default().to_owned());
-            return Ok((pw, PasswordSource::File(f.clone())));
+            return Ok((pw, PasswordSource::File(f.to_path_buf())));
         }
-        if let Some(cmd) = &self.password_command {
+        if let Some(cmd) = from.command {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(cmd)
@@ -284,17 +350,40 @@ impl Env {
             let pw = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
             return Ok((pw, PasswordSource::Command));
         }
-        if let Ok(pw) = std::env::var("CISTA_PASSWORD") {
-            return Ok((Zeroizing::new(pw), PasswordSource::Env));
+        if let Ok(pw) = std::env::var(from.env_var) {
+            return Ok((Zeroizing::new(pw), PasswordSource::Env(from.env_var)));
         }
-        Ok((self.prompt(prompt, confirm)?, PasswordSource::Prompt))
+        Ok((
+            prompt_passphrase(prompt, confirm, from.env_var)?,
+            PasswordSource::Prompt,
+        ))
     }
+}
 
+impl Env {
     /// Reads a passphrase at the terminal (twice with `confirm`); refuses an empty one.
     fn prompt(&self, prompt: &str, confirm: bool) -> Result<Zeroizing<String>> {
+        prompt_passphrase(prompt, confirm, "CISTA_PASSWORD")
+    }
+
+    /// Prints a line unless quiet or JSON output was asked for.
+    fn info(&self, msg: impl std::fmt::Display) -> std::io::Result<()> {
+        if !self.quiet && !self.json {
+            let mut out = output::Out::new();
+            out.line(msg)?;
+            out.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a passphrase at the terminal (twice with `confirm`); refuses an empty one.
+/// `var` names the settings that would have given it (`CISTA_PASSWORD`, `CISTA_TO_PASSWORD`).
+fn prompt_passphrase(prompt: &str, confirm: bool, var: &str) -> Result<Zeroizing<String>> {
+    {
         let read = |p: &str| -> Result<Zeroizing<String>> {
             rpassword::prompt_password(p).map(Zeroizing::new).map_err(|_| {
-                anyhow!("no password given: set CISTA_PASSWORD_FILE, CISTA_PASSWORD_COMMAND or CISTA_PASSWORD, or run on a terminal")
+                anyhow!("no password given: set {var}_FILE, {var}_COMMAND or {var}, or run on a terminal")
             })
         };
         let pw = read(prompt)?;
@@ -313,16 +402,6 @@ impl Env {
         }
         Ok(pw)
     }
-
-    /// Prints a line unless quiet or JSON output was asked for.
-    fn info(&self, msg: impl std::fmt::Display) -> std::io::Result<()> {
-        if !self.quiet && !self.json {
-            let mut out = output::Out::new();
-            out.line(msg)?;
-            out.finish()?;
-        }
-        Ok(())
-    }
 }
 
 /// Where a passphrase came from, so an error can name the setting to fix.
@@ -332,8 +411,8 @@ pub enum PasswordSource {
     File(PathBuf),
     /// `--password-command` / `CISTA_PASSWORD_COMMAND`.
     Command,
-    /// `CISTA_PASSWORD`.
-    Env,
+    /// `CISTA_PASSWORD` (or the variable named).
+    Env(&'static str),
     /// `--new-password-file` / `CISTA_NEW_PASSWORD_FILE`.
     NewFile(PathBuf),
     /// The terminal.
@@ -345,7 +424,7 @@ impl std::fmt::Display for PasswordSource {
         match self {
             Self::File(p) => write!(f, "the password file {}", p.display()),
             Self::Command => f.write_str("the password command"),
-            Self::Env => f.write_str("CISTA_PASSWORD"),
+            Self::Env(var) => f.write_str(var),
             Self::NewFile(p) => write!(f, "the new password file {}", p.display()),
             Self::Prompt => f.write_str("the prompt"),
         }
@@ -365,6 +444,25 @@ pub struct EmptyPassword {
     pub from: PasswordSource,
     /// Opening an existing repository (else creating a key).
     pub opening: bool,
+}
+
+/// The second repository of `copy` (`--to`) or `init --copy-chunker-params-from` is
+/// missing or refuses its password: the library's errors name the main repository's
+/// settings, these name the right ones (exit codes 10 and 12, as for the main repository).
+#[derive(Debug, thiserror::Error)]
+pub enum OtherRepo {
+    /// No repository at the location.
+    #[error("no {which} at {location}: check the location, or create it with `cista init`")]
+    NotFound { which: String, location: String },
+    /// No key opens with the passphrase.
+    #[error(
+        "wrong password for the {which}: the one from {from} opens no key; check {var}_FILE, {var}_COMMAND or {var}"
+    )]
+    WrongPassword {
+        which: String,
+        from: PasswordSource,
+        var: &'static str,
+    },
 }
 
 /// Parses `M,T,P` (KiB, passes, lanes) for `--kdf-params`.
@@ -429,6 +527,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Cat(a) => cat::run(&env, a),
         Command::Debug(d) => lock_cmds::debug(&env, d),
         Command::Rewrite(a) => rewrite::rewrite(&env, a),
+        Command::Copy(a) => copy::run(&env, a),
     };
     if print_stats {
         env.storage.print_stats();
@@ -462,6 +561,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             code::WRONG_PASSWORD
         }
         Some(cista::Error::Interrupted) => code::INTERRUPTED,
+        _ if let Some(o) = err.downcast_ref::<OtherRepo>() => match o {
+            OtherRepo::NotFound { .. } => code::NO_REPO,
+            OtherRepo::WrongPassword { .. } => code::WRONG_PASSWORD,
+        },
         _ if err
             .downcast_ref::<EmptyPassword>()
             .is_some_and(|e| e.opening) =>

@@ -13,8 +13,19 @@ use super::{Env, code, output, parse_kdf};
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Chunk sizes in bytes as MIN,AVG,MAX (even numbers; default 131072,524288,2097152).
-    #[arg(long, value_parser = parse_chunker)]
+    #[arg(long, value_parser = parse_chunker, conflicts_with = "copy_chunker_params_from")]
     chunk_sizes: Option<ChunkerParams>,
+    /// Share this repository's chunker parameters, chunker key and id key (not its
+    /// encryption key), so `copy` between the two moves blobs without re-chunking
+    /// (`CISTA_FROM_REPOSITORY`).
+    #[arg(long, value_name = "REPO", env = "CISTA_FROM_REPOSITORY")]
+    copy_chunker_params_from: Option<String>,
+    /// Read that repository's passphrase from this file (first line).
+    #[arg(long, env = "CISTA_FROM_PASSWORD_FILE", hide_env_values = true)]
+    from_password_file: Option<std::path::PathBuf>,
+    /// Run this shell command and use its output as that repository's passphrase.
+    #[arg(long, env = "CISTA_FROM_PASSWORD_COMMAND", hide_env_values = true)]
+    from_password_command: Option<String>,
     /// Pack target size in MiB.
     #[arg(long, default_value_t = Config::DEFAULT_PACK_SIZE >> 20)]
     pack_size_mib: u32,
@@ -42,6 +53,16 @@ fn parse_chunker(s: &str) -> Result<ChunkerParams, String> {
 
 pub fn init(env: &Env, a: InitArgs) -> Result<u8> {
     let backend = env.backend()?;
+    // The source first: a wrong source passphrase must not cost the new one's prompt.
+    let from = match &a.copy_chunker_params_from {
+        Some(loc) => Some(super::copy::open_from(
+            env,
+            loc,
+            a.from_password_file.as_deref(),
+            a.from_password_command.as_deref(),
+        )?),
+        None => None,
+    };
     let pw = env.new_passphrase("enter password for new repository: ")?;
     let opts = InitOptions {
         chunker: a.chunk_sizes.unwrap_or(ChunkerParams::DEFAULT),
@@ -52,7 +73,10 @@ pub fn init(env: &Env, a: InitArgs) -> Result<u8> {
     if !cista::format::config::PACK_SIZE_RANGE.contains(&opts.pack_size) {
         anyhow::bail!("--pack-size-mib must be between 1 and 512");
     }
-    let repo = Repository::init(backend.clone(), pw.as_bytes(), &opts)?;
+    let repo = match &from {
+        Some(f) => Repository::init_sharing_keys(backend.clone(), pw.as_bytes(), &opts, f)?,
+        None => Repository::init(backend.clone(), pw.as_bytes(), &opts)?,
+    };
     if env.json {
         let mut out = output::Out::new();
         out.line(

@@ -67,7 +67,7 @@ pub struct RepairSnapshotsArgs {
 
 /// Ctrl-C / SIGTERM stop the run at a safe point (nothing half-saved, the lock released);
 /// a second signal exits at once, as for `backup`.
-fn stop_on_signals(env: &Env) -> Result<()> {
+pub(super) fn stop_on_signals(env: &Env) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(
             sig,

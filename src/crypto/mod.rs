@@ -60,6 +60,22 @@ impl MasterKey {
         Ok(Self::from_bytes(&bytes))
     }
 
+    /// A key set with a fresh random encryption key and this set's id and chunker keys, for a
+    /// repository that must cut and name content exactly as this one does
+    /// (`init --copy-chunker-params-from`, docs/FORMAT.md §9): blobs copied into it keep their
+    /// ids, so trees copy unchanged, while nothing sealed in one opens in the other.
+    pub fn with_new_encryption_key(&self) -> Result<Self, CryptoError> {
+        let mut k = self.clone();
+        random_bytes(&mut k.enc)?;
+        Ok(k)
+    }
+
+    /// Whether `other` computes the same blob ids and chunk boundaries (same id and chunker
+    /// keys). Only ever compares two keys this process already holds, so timing leaks nothing.
+    pub fn shares_content_keys(&self, other: &MasterKey) -> bool {
+        self.id == other.id && self.chunker == other.chunker
+    }
+
     /// `enc || id || chunker`, for wrapping into a key file.
     pub fn to_bytes(&self) -> Zeroizing<[u8; MASTER_KEY_LEN]> {
         let mut out = Zeroizing::new([0u8; MASTER_KEY_LEN]);

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod copy;
 pub mod dump;
 mod dump_zip;
 pub mod find;

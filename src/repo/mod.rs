@@ -105,6 +105,34 @@ impl Repository {
     /// Creates a repository: folders, a fresh master key wrapped under `passphrase`, then the
     /// config last (its presence is what makes the folder a repository).
     pub fn init(backend: Arc<dyn Backend>, passphrase: &[u8], opts: &InitOptions) -> Result<Self> {
+        let key = MasterKey::generate()?;
+        Self::init_with_key(backend, passphrase, opts, key)
+    }
+
+    /// [`Repository::init`] for a repository that shares `from`'s chunker parameters, id key
+    /// and chunker key, with its own encryption key and repository id
+    /// (`init --copy-chunker-params-from`, docs/FORMAT.md §9, §10): `copy` between the two
+    /// then moves blobs under their ids without re-chunking. `opts.chunker` is ignored.
+    pub fn init_sharing_keys(
+        backend: Arc<dyn Backend>,
+        passphrase: &[u8],
+        opts: &InitOptions,
+        from: &Repository,
+    ) -> Result<Self> {
+        let key = from.master_key().with_new_encryption_key()?;
+        let opts = InitOptions {
+            chunker: from.config().chunker,
+            ..opts.clone()
+        };
+        Self::init_with_key(backend, passphrase, &opts, key)
+    }
+
+    fn init_with_key(
+        backend: Arc<dyn Backend>,
+        passphrase: &[u8],
+        opts: &InitOptions,
+        key: MasterKey,
+    ) -> Result<Self> {
         let location = backend.location();
         match backend.size(FileType::Config, &Id::default()) {
             Ok(_) => return Err(Error::RepoExists { location }),
@@ -130,7 +158,6 @@ impl Repository {
                 e.into()
             }
         })?;
-        let key = MasterKey::generate()?;
         let key_id = keys::add_key(
             &*backend,
             &key,
@@ -298,6 +325,14 @@ impl Repository {
         &self.inner.chunker
     }
 
+    /// Whether `other` cuts and names content exactly as this repository does: the same
+    /// chunker parameters, id key and chunker key (`init --copy-chunker-params-from`). Then a
+    /// blob has the same id in both and trees can be copied unchanged.
+    pub fn shares_content_keys(&self, other: &Repository) -> bool {
+        self.config().chunker == other.config().chunker
+            && self.inner.key.shares_content_keys(&other.inner.key)
+    }
+
     /// Keyed id of a blob plaintext.
     pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
         self.inner.key.blob_id(plaintext)
@@ -450,6 +485,48 @@ impl Repository {
             ));
         }
         Ok(data)
+    }
+
+    /// Re-seals one of this repository's sealed blobs for `target`, which must share its
+    /// content keys ([`Repository::shares_content_keys`]) so the blob keeps its id and
+    /// associated data. The blob is opened and verified here (authentication, length, id),
+    /// then the same payload-framed plaintext, compressed or raw as it was stored, is sealed
+    /// with the target's encryption key: `copy` moves a blob without recompressing it.
+    pub fn reseal_blob_for(
+        &self,
+        target: &Repository,
+        entry: &pack::PackEntry,
+        sealed: &mut [u8],
+    ) -> Result<Vec<u8>> {
+        let what = "blob";
+        if entry.raw_len > MAX_BLOB_LEN {
+            return Err(Error::corrupt(what, entry.id, "larger than the blob cap"));
+        }
+        let ad = pack::blob_ad(entry.blob_type, &entry.id);
+        let plain = self
+            .inner
+            .key
+            .open_in_place(&ad, sealed)
+            .map_err(|e| Error::corrupt(what, entry.id, e))?;
+        let framed = &sealed[plain];
+        let (compressed, body) =
+            split_payload(framed, what).map_err(|e| Error::corrupt(what, entry.id, e))?;
+        let raw_len = entry.raw_len as usize;
+        let matches = if compressed {
+            let data = compress::decompress_exact(body, raw_len, what)
+                .map_err(|e| Error::corrupt(what, entry.id, e))?;
+            data.len() == raw_len && self.blob_id(&data) == entry.id
+        } else {
+            body.len() == raw_len && self.blob_id(body) == entry.id
+        };
+        if !matches {
+            return Err(Error::corrupt(
+                what,
+                entry.id,
+                "contents do not match the id",
+            ));
+        }
+        Ok(target.inner.key.seal(&ad, framed)?)
     }
 
     /// Reads, opens and verifies one blob: from its preferred location ([`Index::get`]: a
@@ -729,6 +806,50 @@ pub(crate) mod tests {
             ..entry
         };
         assert!(r.open_blob(&wrong_len, &sealed).is_err());
+    }
+
+    #[test]
+    fn a_blob_resealed_for_a_repository_sharing_keys_opens_there_only() {
+        let src = &repo();
+        let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let dst = &Repository::init_sharing_keys(mem, b"pw2", &cheap_options(), src).unwrap();
+        let other = &repo();
+        assert!(src.shares_content_keys(dst) && dst.shares_content_keys(src));
+        assert!(!src.shares_content_keys(other));
+        assert_ne!(src.id_hex(), dst.id_hex());
+        for data in [b"tiny".to_vec(), b"compressible ".repeat(500)] {
+            let id = src.blob_id(&data);
+            assert_eq!(dst.blob_id(&data), id);
+            let mut sealed = src.seal_blob(BlobType::Data, &id, &data).unwrap();
+            let entry = PackEntry {
+                blob_type: BlobType::Data,
+                id,
+                offset: 8,
+                length: sealed.len() as u32,
+                raw_len: data.len() as u32,
+            };
+            let resealed = src
+                .reseal_blob_for(dst, &entry, &mut sealed.clone())
+                .unwrap();
+            // Same framed payload, so the same length: compression is kept, not redone.
+            assert_eq!(resealed.len(), sealed.len());
+            assert_eq!(dst.open_blob(&entry, &resealed).unwrap(), data);
+            assert!(src.open_blob(&entry, &resealed).is_err());
+            // A blob under the wrong id, or damaged, is refused rather than copied.
+            let wrong = PackEntry {
+                id: src.blob_id(b"other"),
+                ..entry
+            };
+            assert!(
+                src.reseal_blob_for(dst, &wrong, &mut sealed.clone())
+                    .is_err()
+            );
+            sealed[30] ^= 1;
+            assert!(matches!(
+                src.reseal_blob_for(dst, &entry, &mut sealed),
+                Err(Error::Corrupt { .. })
+            ));
+        }
     }
 
     #[test]

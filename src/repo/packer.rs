@@ -175,6 +175,7 @@ fn upload_loop(
     repo: Repository,
     rx: Receiver<FinishedPack>,
     failed: std::sync::Arc<AtomicBool>,
+    packs_per_index: usize,
 ) -> Result<Uploaded> {
     let mut all = Vec::new();
     let mut files = Vec::new();
@@ -198,7 +199,7 @@ fn upload_loop(
                 id: p.id,
                 blobs: p.entries,
             });
-            if unindexed.len() >= PACKS_PER_INDEX {
+            if unindexed.len() >= packs_per_index {
                 files.extend(repo.save_index(unindexed.clone())?);
                 all.append(&mut unindexed);
             }
@@ -228,13 +229,21 @@ fn upload_loop(
 impl Packer {
     /// Starts the uploader thread.
     pub fn new(repo: &Repository) -> Result<Self> {
+        Self::with_index_every(repo, PACKS_PER_INDEX)
+    }
+
+    /// [`Packer::new`] writing an index file after every `packs` packs (at least one): `copy`
+    /// indexes more often than a backup, because after an interruption an unindexed pack
+    /// costs a remote target a whole download to adopt, not a local read.
+    pub fn with_index_every(repo: &Repository, packs: usize) -> Result<Self> {
+        let packs_per_index = packs.max(1);
         let (tx, rx) = bounded(UPLOAD_QUEUE);
         let failed = std::sync::Arc::new(AtomicBool::new(false));
         let uploader = {
             let (repo, failed) = (repo.clone(), failed.clone());
             std::thread::Builder::new()
                 .name("cista-upload".into())
-                .spawn(move || upload_loop(repo, rx, failed))
+                .spawn(move || upload_loop(repo, rx, failed, packs_per_index))
                 .map_err(|e| Error::io("upload thread", e))?
         };
         Ok(Self {
