@@ -452,7 +452,9 @@ impl Repository {
     fn read_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
         let id = &loc.entry.id;
         let e = loc.entry;
-        if e.raw_len > MAX_BLOB_LEN {
+        // Both lengths before reading: the sealed length decides the allocation, and no
+        // valid blob seals to more than its raw content plus the flag and the seal.
+        if e.raw_len > MAX_BLOB_LEN || e.length > MAX_BLOB_LEN + pack::SEAL_OVERHEAD + 1 {
             return Err(Error::corrupt("blob", id, "larger than the blob cap"));
         }
         let sealed = self.backend().read_range(
