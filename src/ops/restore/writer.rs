@@ -130,6 +130,7 @@ impl FileWriter {
     }
 
     /// Whether writes bypass the page cache.
+    #[cfg(test)]
     pub fn is_direct(&self) -> bool {
         self.direct.load(Ordering::Acquire)
     }
