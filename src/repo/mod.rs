@@ -429,6 +429,48 @@ impl Repository {
         Ok(data)
     }
 
+    /// [`Repository::open_blob`] without allocating: opens `sealed` in place (its bytes are
+    /// plaintext, or garbage, afterwards) and leaves the verified content in `out`, whose
+    /// allocation is reused from call to call (the restore and check read paths keep one per
+    /// worker).
+    pub fn open_blob_into(
+        &self,
+        entry: &pack::PackEntry,
+        sealed: &mut [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let what = "blob";
+        let plain = self
+            .inner
+            .key
+            .open_in_place(&pack::blob_ad(entry.blob_type, &entry.id), sealed)
+            .map_err(|e| Error::corrupt(what, entry.id, e))?;
+        let (compressed, body) =
+            split_payload(&sealed[plain], what).map_err(|e| Error::corrupt(what, entry.id, e))?;
+        if compressed {
+            compress::decompress_exact_into(body, entry.raw_len as usize, out, what)
+                .map_err(|e| Error::corrupt(what, entry.id, e))?;
+        } else {
+            out.clear();
+            out.extend_from_slice(body);
+        }
+        if out.len() != entry.raw_len as usize {
+            return Err(Error::corrupt(
+                what,
+                entry.id,
+                "length differs from the index",
+            ));
+        }
+        if self.blob_id(out) != entry.id {
+            return Err(Error::corrupt(
+                what,
+                entry.id,
+                "contents do not match the id",
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads, opens and verifies one blob: from its preferred location ([`Index::get`]: a
     /// live pack if one holds it), and when that fails (a damaged copy, or an obsolete pack a
     /// prune has deleted), from each other location in turn. The first failure is returned

@@ -88,6 +88,7 @@ pub fn read_pack(
         },
     };
     let mut hasher = blake3::Hasher::new();
+    let mut plain = Vec::new();
     let mut blob_damage = Vec::new();
     let mut pos = 0u64;
     let mut next = 0usize;
@@ -106,6 +107,7 @@ pub fn read_pack(
                 });
             }
         };
+        let mut bytes = bytes;
         hasher.update(&bytes);
         while let Some(e) = entries.get(next)
             && e.end() <= end
@@ -113,10 +115,14 @@ pub fn read_pack(
             // The header reader checked the entries; stay panic-free all the same.
             let sealed = u64::from(e.offset)
                 .checked_sub(pos)
-                .and_then(|at| bytes.get(at as usize..at as usize + e.length as usize));
+                .and_then(|at| bytes.get_mut(at as usize..at as usize + e.length as usize));
+            // Opened in place: the piece was hashed already.
             let reason = match sealed {
                 None => Some("it lies outside the pack".to_owned()),
-                Some(sealed) => repo.open_blob(e, sealed).err().map(|err| reason_of(&err)),
+                Some(sealed) => repo
+                    .open_blob_into(e, sealed, &mut plain)
+                    .err()
+                    .map(|err| reason_of(&err)),
             };
             if let Some(reason) = reason {
                 blob_damage.push(Finding::BlobDamaged {

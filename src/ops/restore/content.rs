@@ -151,13 +151,14 @@ pub fn write_files(
 impl Shared<'_> {
     /// A worker: takes requests until there are none and no files are left to plan.
     fn work(&self) {
+        let mut plain = Vec::new();
         loop {
             let next = match self.queue.lock() {
                 Ok(mut q) => q.pop_front(),
                 Err(_) => return,
             };
             match next {
-                Some((batch, req)) => self.run_request(&batch, &req),
+                Some((batch, req)) => self.run_request(&batch, &req, &mut plain),
                 None => {
                     if !self.plan_next() {
                         return;
@@ -259,8 +260,9 @@ impl Shared<'_> {
         Ok(())
     }
 
-    /// Reads one request and writes its blobs.
-    fn run_request(&self, batch: &Batch, req: &Request) {
+    /// Reads one request and writes its blobs; `plain` is the worker's reusable buffer for
+    /// a blob's content.
+    fn run_request(&self, batch: &Batch, req: &Request, plain: &mut Vec<u8>) {
         let mut sealed = self
             .repo
             .backend()
@@ -270,17 +272,28 @@ impl Shared<'_> {
         for part in &req.parts {
             let id = part.entry.id;
             // A failed read or a damaged copy: read it alone, from any pack that holds it.
-            let data = match self.open_part(req, &mut sealed, part) {
-                Some(d) => Ok(d),
-                None => self.repo.read_blob(self.index, &id),
-            };
+            let alone;
+            let data: std::result::Result<&[u8], String> =
+                if self.open_part(req, sealed.as_deref_mut(), part, plain) {
+                    Ok(plain)
+                } else {
+                    alone = self.repo.read_blob(self.index, &id);
+                    alone.as_deref().map_err(reason_of)
+                };
             for t in &part.targets {
                 let Some(slot) = batch.slots.get(t.file as usize) else {
                     continue;
                 };
-                match &data {
+                match data {
                     Ok(d) => self.write(slot, d, t.offset),
-                    Err(err) => self.fail(slot, verify_error(&slot.path, &id, err)),
+                    Err(ref reason) => self.fail(
+                        slot,
+                        Error::RestoreVerify {
+                            path: slot.path.clone(),
+                            chunk: id.to_string(),
+                            reason: reason.clone(),
+                        },
+                    ),
                 }
                 if slot.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
                     self.finish(batch, t.file as usize);
@@ -289,22 +302,27 @@ impl Shared<'_> {
         }
     }
 
-    /// Opens and verifies one blob of a request from the bytes read; `None` if they were not
-    /// had or the blob fails. A request of one blob is decrypted in its own buffer.
+    /// Opens and verifies one blob of a request from the bytes read, in place, into
+    /// `plain`; false if they were not had or the blob fails.
     fn open_part(
         &self,
         req: &Request,
-        sealed: &mut Option<Vec<u8>>,
+        sealed: Option<&mut [u8]>,
         part: &Part,
-    ) -> Option<Vec<u8>> {
+        plain: &mut Vec<u8>,
+    ) -> bool {
         let e = part.entry;
-        let at = usize::try_from(u64::from(e.offset).checked_sub(req.offset)?).ok()?;
-        let len = e.length as usize;
-        if req.parts.len() == 1 && at == 0 && sealed.as_ref().is_some_and(|b| b.len() == len) {
-            return self.repo.open_blob_owned(&e, sealed.take()?).ok();
-        }
-        let bytes = sealed.as_ref()?.get(at..at.checked_add(len)?)?;
-        self.repo.open_blob(&e, bytes).ok()
+        let Some(at) = u64::from(e.offset)
+            .checked_sub(req.offset)
+            .and_then(|a| usize::try_from(a).ok())
+        else {
+            return false;
+        };
+        let Some(bytes) = sealed.and_then(|b| b.get_mut(at..at.checked_add(e.length as usize)?))
+        else {
+            return false;
+        };
+        self.repo.open_blob_into(&e, bytes, plain).is_ok()
     }
 
     /// Writes one chunk into its file, creating the file at its first write.
@@ -389,16 +407,11 @@ impl Shared<'_> {
     }
 }
 
-/// The error a file gets for a chunk that could not be had.
-fn verify_error(path: &Path, id: &BlobId, e: &Error) -> Error {
-    Error::RestoreVerify {
-        path: path.to_path_buf(),
-        chunk: id.to_string(),
-        // The chunk is named already: keep only why it failed.
-        reason: match e {
-            Error::Corrupt { reason, .. } => reason.clone(),
-            other => other.to_string(),
-        },
+/// Why a chunk could not be had, for a file's error that names the chunk already.
+fn reason_of(e: &Error) -> String {
+    match e {
+        Error::Corrupt { reason, .. } => reason.clone(),
+        other => other.to_string(),
     }
 }
 
