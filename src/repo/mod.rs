@@ -430,45 +430,47 @@ impl Repository {
     }
 
     /// [`Repository::open_blob`] without allocating: opens `sealed` in place (its bytes are
-    /// plaintext, or garbage, afterwards) and leaves the verified content in `out`, whose
-    /// allocation is reused from call to call (the restore and check read paths keep one per
-    /// worker).
-    pub fn open_blob_into(
+    /// plaintext, or garbage, afterwards) and returns the verified content: inside `sealed`
+    /// for a raw payload (incompressible data is never copied), else decompressed into
+    /// `out`, whose allocation is reused from call to call (the restore and check read paths
+    /// keep one per worker).
+    pub fn open_blob_into<'a>(
         &self,
         entry: &pack::PackEntry,
-        sealed: &mut [u8],
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
+        sealed: &'a mut [u8],
+        out: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
         let what = "blob";
         let plain = self
             .inner
             .key
             .open_in_place(&pack::blob_ad(entry.blob_type, &entry.id), sealed)
             .map_err(|e| Error::corrupt(what, entry.id, e))?;
+        let sealed: &'a [u8] = sealed;
         let (compressed, body) =
             split_payload(&sealed[plain], what).map_err(|e| Error::corrupt(what, entry.id, e))?;
-        if compressed {
+        let data: &'a [u8] = if compressed {
             compress::decompress_exact_into(body, entry.raw_len as usize, out, what)
                 .map_err(|e| Error::corrupt(what, entry.id, e))?;
+            out
         } else {
-            out.clear();
-            out.extend_from_slice(body);
-        }
-        if out.len() != entry.raw_len as usize {
+            body
+        };
+        if data.len() != entry.raw_len as usize {
             return Err(Error::corrupt(
                 what,
                 entry.id,
                 "length differs from the index",
             ));
         }
-        if self.blob_id(out) != entry.id {
+        if self.blob_id(data) != entry.id {
             return Err(Error::corrupt(
                 what,
                 entry.id,
                 "contents do not match the id",
             ));
         }
-        Ok(())
+        Ok(data)
     }
 
     /// Reads, opens and verifies one blob: from its preferred location ([`Index::get`]: a

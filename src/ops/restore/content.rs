@@ -274,11 +274,12 @@ impl Shared<'_> {
             // A failed read or a damaged copy: read it alone, from any pack that holds it.
             let alone;
             let data: std::result::Result<&[u8], String> =
-                if self.open_part(req, sealed.as_deref_mut(), part, plain) {
-                    Ok(plain)
-                } else {
-                    alone = self.repo.read_blob(self.index, &id);
-                    alone.as_deref().map_err(reason_of)
+                match self.open_part(req, sealed.as_deref_mut(), part, plain) {
+                    Some(d) => Ok(d),
+                    None => {
+                        alone = self.repo.read_blob(self.index, &id);
+                        alone.as_deref().map_err(reason_of)
+                    }
                 };
             for t in &part.targets {
                 let Some(slot) = batch.slots.get(t.file as usize) else {
@@ -302,27 +303,19 @@ impl Shared<'_> {
         }
     }
 
-    /// Opens and verifies one blob of a request from the bytes read, in place, into
-    /// `plain`; false if they were not had or the blob fails.
-    fn open_part(
+    /// Opens and verifies one blob of a request in place in the bytes read (a compressed one
+    /// into `plain`); `None` if they were not had or the blob fails.
+    fn open_part<'b>(
         &self,
         req: &Request,
-        sealed: Option<&mut [u8]>,
+        sealed: Option<&'b mut [u8]>,
         part: &Part,
-        plain: &mut Vec<u8>,
-    ) -> bool {
+        plain: &'b mut Vec<u8>,
+    ) -> Option<&'b [u8]> {
         let e = part.entry;
-        let Some(at) = u64::from(e.offset)
-            .checked_sub(req.offset)
-            .and_then(|a| usize::try_from(a).ok())
-        else {
-            return false;
-        };
-        let Some(bytes) = sealed.and_then(|b| b.get_mut(at..at.checked_add(e.length as usize)?))
-        else {
-            return false;
-        };
-        self.repo.open_blob_into(&e, bytes, plain).is_ok()
+        let at = usize::try_from(u64::from(e.offset).checked_sub(req.offset)?).ok()?;
+        let bytes = sealed?.get_mut(at..at.checked_add(e.length as usize)?)?;
+        self.repo.open_blob_into(&e, bytes, plain).ok()
     }
 
     /// Writes one chunk into its file, creating the file at its first write.
