@@ -93,6 +93,48 @@ pub fn with_compressed<R>(data: &[u8], level: i32, f: impl FnOnce(Option<&[u8]>)
     })
 }
 
+thread_local! {
+    /// Per-thread zstd decompression context: a restore opens every chunk, and a fresh
+    /// context per chunk is an allocation (and its page faults) per chunk.
+    static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// [`decompress_exact`] into `out` (cleared first), reusing its allocation and the thread's
+/// context. The frame can write at most `out`'s capacity, which is grown to `expected` and
+/// never past what an earlier call allowed, and anything but exactly `expected` bytes fails.
+pub fn decompress_exact_into(
+    frame: &[u8],
+    expected: usize,
+    out: &mut Vec<u8>,
+    what: &'static str,
+) -> Result<(), FormatError> {
+    out.clear();
+    out.reserve(expected);
+    let bad = |e: std::io::Error| FormatError::malformed(what, format!("bad zstd frame: {e}"));
+    let n = DCTX.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            if slot.is_none() {
+                *slot = Some(zstd::bulk::Decompressor::new().map_err(bad)?);
+            }
+            match slot.as_mut() {
+                Some(d) => d.decompress_to_buffer(frame, out).map_err(bad),
+                None => Err(FormatError::malformed(what, "no zstd context")),
+            }
+        }
+        // Re-entered on this thread: an uncached context.
+        Err(_) => zstd::bulk::Decompressor::new()
+            .and_then(|mut d| d.decompress_to_buffer(frame, out))
+            .map_err(bad),
+    })?;
+    if n != expected || out.len() != expected {
+        return Err(FormatError::malformed(
+            what,
+            "decompressed length differs from the index",
+        ));
+    }
+    Ok(())
+}
+
 /// Decompresses one zstd frame that must expand to exactly `expected` bytes (at most `max`).
 pub fn decompress_exact(
     frame: &[u8],

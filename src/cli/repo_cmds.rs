@@ -120,7 +120,7 @@ pub fn check(env: &Env, a: CheckArgs) -> Result<u8> {
         session.repo(),
         &CheckOptions {
             read_data: selection,
-            seed: None,
+            ..CheckOptions::default()
         },
     )?;
     let errors = r.count(Severity::Error);

@@ -529,6 +529,50 @@ impl Repository {
         Ok(target.inner.key.seal(&ad, framed)?)
     }
 
+    /// [`Repository::open_blob`] without allocating: opens `sealed` in place (its bytes are
+    /// plaintext, or garbage, afterwards) and returns the verified content: inside `sealed`
+    /// for a raw payload (incompressible data is never copied), else decompressed into
+    /// `out`, whose allocation is reused from call to call (the restore and check read paths
+    /// keep one per worker).
+    pub fn open_blob_into<'a>(
+        &self,
+        entry: &pack::PackEntry,
+        sealed: &'a mut [u8],
+        out: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
+        let what = "blob";
+        let plain = self
+            .inner
+            .key
+            .open_in_place(&pack::blob_ad(entry.blob_type, &entry.id), sealed)
+            .map_err(|e| Error::corrupt(what, entry.id, e))?;
+        let sealed: &'a [u8] = sealed;
+        let (compressed, body) =
+            split_payload(&sealed[plain], what).map_err(|e| Error::corrupt(what, entry.id, e))?;
+        let data: &'a [u8] = if compressed {
+            compress::decompress_exact_into(body, entry.raw_len as usize, out, what)
+                .map_err(|e| Error::corrupt(what, entry.id, e))?;
+            out
+        } else {
+            body
+        };
+        if data.len() != entry.raw_len as usize {
+            return Err(Error::corrupt(
+                what,
+                entry.id,
+                "length differs from the index",
+            ));
+        }
+        if self.blob_id(data) != entry.id {
+            return Err(Error::corrupt(
+                what,
+                entry.id,
+                "contents do not match the id",
+            ));
+        }
+        Ok(data)
+    }
+
     /// Reads, opens and verifies one blob: from its preferred location ([`Index::get`]: a
     /// live pack if one holds it), and when that fails (a damaged copy, or an obsolete pack a
     /// prune has deleted), from each other location in turn. The first failure is returned
@@ -552,7 +596,9 @@ impl Repository {
     fn read_blob_at(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
         let id = &loc.entry.id;
         let e = loc.entry;
-        if e.raw_len > MAX_BLOB_LEN {
+        // Both lengths before reading: the sealed length decides the allocation, and no
+        // valid blob seals to more than its raw content plus the flag and the seal.
+        if e.raw_len > MAX_BLOB_LEN || e.length > MAX_BLOB_LEN + pack::SEAL_OVERHEAD + 1 {
             return Err(Error::corrupt("blob", id, "larger than the blob cap"));
         }
         let sealed = self.backend().read_range(

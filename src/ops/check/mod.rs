@@ -7,6 +7,7 @@
 //! hide the others, and a repair can be planned from them. Check never changes the repository.
 
 mod finding;
+mod packs;
 mod subset;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,7 +20,6 @@ pub use subset::{MAX_BUCKETS, ReadSelection, random_seed};
 use crate::backend::{ErrorKind, FileType};
 use crate::error::{Error, Result};
 use crate::format::lock::{Lock, MAX_LOCK_LEN};
-use crate::format::pack::{MAX_PACK_LEN, PackEntry};
 use crate::format::tree::NodeKind;
 use crate::format::{FormatError, ObjectKind};
 use crate::id::{BlobId, Id, KeyId, PackId, SnapshotId};
@@ -33,6 +33,9 @@ pub struct CheckOptions {
     pub read_data: Option<ReadSelection>,
     /// Seed of a random [`ReadSelection`]; a fresh random one when `None`.
     pub seed: Option<u64>,
+    /// Packs read at once with `read_data` (0: the default, twice the cores and at least 4);
+    /// each holds at most one piece of a pack in memory (`packs.rs`).
+    pub reads_in_flight: usize,
 }
 
 impl CheckOptions {
@@ -40,7 +43,7 @@ impl CheckOptions {
     pub fn read_all() -> Self {
         Self {
             read_data: Some(ReadSelection::All),
-            seed: None,
+            ..Self::default()
         }
     }
 }
@@ -222,12 +225,15 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         // A batch of whole packs at a time: the entries grouped by pack are never all in
         // memory beside the index itself.
         let mut found: Vec<(PackId, Vec<Finding>)> = Vec::new();
+        let readers = packs::reader_pool(opts.reads_in_flight)?;
         for batch in index.pack_batches(crate::repo::PACK_BATCH_BLOBS) {
-            let part: Vec<(PackId, Vec<Finding>)> = batch
-                .par_iter()
-                .filter_map(|p| wanted.get(&p.id).map(|len| (p, *len)))
-                .map(|(p, len)| Ok((p.id, read_pack(repo, &p.id, len, &p.entries)?)))
-                .collect::<Result<_>>()?;
+            let part: Vec<(PackId, Vec<Finding>)> = readers.install(|| {
+                batch
+                    .par_iter()
+                    .filter_map(|p| wanted.get(&p.id).map(|len| (p, *len)))
+                    .map(|(p, len)| Ok((p.id, packs::read_pack(repo, &p.id, len, &p.entries)?)))
+                    .collect::<Result<_>>()
+            })?;
             found.extend(part);
         }
         // Reported in pack order, whatever order the batches came in.
@@ -500,76 +506,6 @@ fn reason_of(e: &Error) -> String {
         Error::Corrupt { reason, .. } => reason.clone(),
         e => e.to_string(),
     }
-}
-
-/// Reads one pack whole and verifies it; returns the problems found. Errors that are not
-/// about the pack (a transient storage failure) fail the check.
-fn read_pack(
-    repo: &Repository,
-    id: &PackId,
-    len: u64,
-    indexed: &[PackEntry],
-) -> Result<Vec<Finding>> {
-    let pack = *id;
-    // The listed size against the cap before reading the pack whole (FORMAT §20).
-    if len > MAX_PACK_LEN {
-        return Ok(vec![Finding::PackDamaged {
-            pack,
-            reason: format!("{len} bytes, more than the {MAX_PACK_LEN}-byte cap"),
-        }]);
-    }
-    let bytes = match repo.backend().read(FileType::Pack, &id.0) {
-        Ok(b) => b,
-        Err(e) => {
-            return Ok(match classify(e.into())? {
-                Failure::Damaged(reason) | Failure::Newer(reason) => {
-                    vec![Finding::PackDamaged { pack, reason }]
-                }
-                Failure::Gone => vec![Finding::PackMissing { pack }],
-            });
-        }
-    };
-    if bytes.len() as u64 != len || Id::of_stored(&bytes) != id.0 {
-        return Ok(vec![Finding::PackHashMismatch { pack }]);
-    }
-    let header = match repo.pack_header_from_bytes(id, &bytes) {
-        Ok(h) => h,
-        Err(e) => {
-            return Ok(vec![Finding::PackDamaged {
-                pack,
-                reason: reason_of(&e),
-            }]);
-        }
-    };
-    let mut found = Vec::new();
-    let in_header: HashMap<BlobId, Vec<&PackEntry>> =
-        header.entries.iter().fold(HashMap::new(), |mut m, e| {
-            m.entry(e.id).or_default().push(e);
-            m
-        });
-    for e in indexed {
-        if !in_header.get(&e.id).is_some_and(|v| v.contains(&e)) {
-            found.push(Finding::HeaderIndexMismatch { pack, blob: e.id });
-        }
-    }
-    for e in &header.entries {
-        let Some(sealed) = bytes.get(e.offset as usize..e.end() as usize) else {
-            found.push(Finding::BlobDamaged {
-                pack,
-                blob: e.id,
-                reason: "it lies outside the pack".into(),
-            });
-            continue;
-        };
-        if let Err(err) = repo.open_blob(e, sealed) {
-            found.push(Finding::BlobDamaged {
-                pack,
-                blob: e.id,
-                reason: reason_of(&err),
-            });
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

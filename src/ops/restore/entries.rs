@@ -15,12 +15,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::inplace::{self, DirAction, Existing, FileAction, OtherAction, RoomError};
 use super::metadata::{self, MetadataWarning};
-use super::{Item, RestoreOptions, RestoreStats, os, write_file, writer};
+use super::{Item, RestoreOptions, RestoreStats, os, writer};
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::BlobId;
 use crate::ops::Progress;
 use crate::repo::{Index, Repository};
+
+/// What to do with one regular file, decided before contents are written.
+#[derive(Debug)]
+pub enum FilePlan {
+    /// Nothing to write; what became of it.
+    Done(Outcome),
+    /// Write the content into the new file `path`, then rename it over `replace` if set.
+    Write {
+        path: PathBuf,
+        replace: Option<PathBuf>,
+    },
+}
 
 /// What became of one regular file's content.
 #[derive(Debug)]
@@ -44,7 +56,7 @@ pub struct Ctx<'a> {
     /// The target was new or empty: nothing can be in the way, so nothing is looked at.
     fresh: bool,
     /// Files of 256 KiB or more bypass the page cache (`writer.rs`).
-    direct: bool,
+    pub direct: bool,
     is_root: bool,
     /// Numbers the temporary files of replaced files.
     temp_seq: AtomicU64,
@@ -101,6 +113,25 @@ impl<'a> Ctx<'a> {
 
     pub fn progress(&self) -> &dyn Progress {
         self.progress
+    }
+
+    pub fn repo(&self) -> &Repository {
+        self.repo
+    }
+
+    pub fn index(&self) -> &Index {
+        self.index
+    }
+
+    /// Pack reads in flight while contents are written.
+    pub fn reads_in_flight(&self) -> usize {
+        match self.opts.reads_in_flight {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                (2 * cores).max(4)
+            }
+            n => n,
+        }
     }
 
     /// Whether `--delete` applies (a fresh target has nothing to delete).
@@ -182,26 +213,32 @@ impl<'a> Ctx<'a> {
         Ok(Some(true))
     }
 
-    /// Restores one regular file's content at `it.rel`.
-    pub fn restore_file(&self, it: &Item, content: &[BlobId], size: u64) -> Outcome {
+    /// Decides what becomes of one regular file at `it.rel`: done already (unchanged,
+    /// skipped, failed, or a dry run), or content to write; the writing is batched over all
+    /// files (`content.rs`) and [`Ctx::settle_file`] completes it.
+    pub fn plan_file(&self, it: &Item, content: &[BlobId], size: u64) -> FilePlan {
         let path = self.target().join(&it.rel);
         let e = match self.existing(&it.rel) {
             Ok(e) => e,
-            Err(r) => return Outcome::Failed(r),
+            Err(r) => return FilePlan::Done(Outcome::Failed(r)),
         };
-        let done = |r: std::result::Result<u64, String>| match r {
-            Ok(n) => Outcome::Written(n),
-            Err(r) => Outcome::Failed(r),
+        let write = |path: PathBuf, replace: Option<PathBuf>| {
+            if self.dry() {
+                self.progress.file_done(size);
+                FilePlan::Done(Outcome::Written(size))
+            } else {
+                FilePlan::Write { path, replace }
+            }
         };
         match inplace::file_action(self.opts.overwrite, e, size, it.node.mtime_ns) {
-            FileAction::Create => done(self.write_new(&path, content, size)),
+            FileAction::Create => write(path, None),
             FileAction::Skip => {
                 self.progress.file_done(size);
-                Outcome::Skipped(size)
+                FilePlan::Done(Outcome::Skipped(size))
             }
             FileAction::Keep => {
                 self.progress.file_done(size);
-                Outcome::Unchanged(size)
+                FilePlan::Done(Outcome::Unchanged(size))
             }
             FileAction::Verify => {
                 // A file that cannot be read is rewritten, like one that differs.
@@ -209,69 +246,46 @@ impl<'a> Ctx<'a> {
                     .unwrap_or(false)
                 {
                     self.progress.file_done(size);
-                    Outcome::Unchanged(size)
+                    FilePlan::Done(Outcome::Unchanged(size))
                 } else {
-                    done(self.write_replacing(&path, content, size))
+                    // Written to a temporary name in the same directory, then renamed over
+                    // the existing file: on failure the existing file is untouched.
+                    let n = self.temp_seq.fetch_add(1, Ordering::Relaxed);
+                    // Short, so it fits NAME_MAX whatever the file's own name; a restore
+                    // killed midway can leave one behind (`--delete` removes it on the next
+                    // in-place restore).
+                    let temp =
+                        path.with_file_name(format!(".cista-restore-{}-{n}", std::process::id()));
+                    write(temp, Some(path))
                 }
             }
             FileAction::Replace => match self.make_room(&path, e) {
-                Ok(()) => done(self.write_new(&path, content, size)),
-                Err(r) => Outcome::Failed(r),
+                Ok(()) => write(path, None),
+                Err(r) => FilePlan::Done(Outcome::Failed(r)),
             },
         }
     }
 
-    /// Writes a new file at `path`; on failure removes what was written.
-    fn write_new(
+    /// Completes a file [`Ctx::plan_file`] gave to write, from what writing it gave: renames
+    /// a replacement over the file it replaces. A file that failed was already removed by the
+    /// writer (only if it created it).
+    pub fn settle_file(
         &self,
         path: &Path,
-        content: &[BlobId],
-        size: u64,
-    ) -> std::result::Result<u64, String> {
-        if self.dry() {
-            return Ok(size);
+        replace: Option<&Path>,
+        written: Result<u64>,
+    ) -> Outcome {
+        let n = match written {
+            Ok(n) => n,
+            Err(e) => return Outcome::Failed(reason(&e)),
+        };
+        if let Some(old) = replace
+            && let Err(e) = std::fs::rename(path, old)
+        {
+            let _ = std::fs::remove_file(path);
+            return Outcome::Failed(e.to_string());
         }
-        write_file(
-            self.repo,
-            self.index,
-            path,
-            content,
-            size,
-            self.direct,
-            self.progress,
-        )
-        .map_err(|e| {
-            // Remove what this call created, never a file that was there before it.
-            let theirs = matches!(&e, Error::Io { path: p, source }
-                if p == path && source.kind() == std::io::ErrorKind::AlreadyExists);
-            if !theirs {
-                let _ = std::fs::remove_file(path);
-            }
-            reason(&e)
-        })
-    }
-
-    /// Writes the file to a temporary name in the same directory, then renames it over the
-    /// existing file at `path`; on failure the existing file is untouched.
-    fn write_replacing(
-        &self,
-        path: &Path,
-        content: &[BlobId],
-        size: u64,
-    ) -> std::result::Result<u64, String> {
-        if self.dry() {
-            return Ok(size);
-        }
-        let n = self.temp_seq.fetch_add(1, Ordering::Relaxed);
-        // Short, so it fits NAME_MAX whatever the file's own name; a restore killed midway
-        // can leave one behind (`--delete` removes it on the next in-place restore).
-        let temp = path.with_file_name(format!(".cista-restore-{}-{n}", std::process::id()));
-        let written = self.write_new(&temp, content, size)?;
-        std::fs::rename(&temp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            e.to_string()
-        })?;
-        Ok(written)
+        Outcome::Written(n)
     }
 
     /// Restores a pipe, a symlink, or (with `link_to`) a hardlink to an already restored

@@ -29,9 +29,7 @@
 //! tree that claims one inode for different files cannot give one file another's bytes.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -44,13 +42,14 @@ use crate::ops::find::{self, Located};
 use crate::ops::globs::Globs;
 use crate::repo::{Index, Repository};
 
+mod content;
 mod entries;
 mod inplace;
 mod metadata;
+mod reads;
 mod writer;
 
 pub use inplace::Overwrite;
-use writer::FileWriter;
 
 /// Options of a restore.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +69,10 @@ pub struct RestoreOptions {
     /// Decide and count everything, change nothing (existing files are still read to compare
     /// them).
     pub dry_run: bool,
+    /// Pack reads in flight (each with its own thread that verifies and writes what it read);
+    /// 0 picks the default, twice the cores and at least 4. Reading holds at most this many
+    /// times the request cap (4 MiB) plus one chunk in memory.
+    pub reads_in_flight: usize,
 }
 
 /// An entry that could not be restored; the restore went on with the others.
@@ -375,12 +378,7 @@ fn execute(
     }
 
     let (contents, links) = plan_files(&plan.others, |rel| below(&unavailable, rel));
-    let outcomes: Vec<(usize, entries::Outcome)> = write_pool()?.install(|| {
-        contents
-            .par_iter()
-            .map(|(i, it, content, size)| (*i, ctx.restore_file(it, content, *size)))
-            .collect()
-    });
+    let outcomes = write_contents(ctx, &contents)?;
     let mut not_restored: HashSet<&Path> = HashSet::new();
     for (i, o) in outcomes {
         let rel = &plan.others[i].rel;
@@ -545,66 +543,56 @@ fn write_pool() -> Result<rayon::ThreadPool> {
         })
 }
 
-/// Writes one file's chunks in parallel at their offsets into the new file `path`; zero
-/// chunks stay holes. `path` is created here and must not exist.
-fn write_file(
-    repo: &Repository,
-    index: &Index,
-    path: &Path,
-    content: &[BlobId],
-    size: u64,
-    direct: bool,
-    progress: &dyn Progress,
-) -> Result<u64> {
-    let f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    // Offsets come from the index's lengths; a lying index is caught by the size check below.
-    let mut offsets = Vec::with_capacity(content.len());
-    let mut off = 0u64;
-    for id in content {
-        let loc = index.get(id).ok_or_else(|| Error::RestoreVerify {
-            path: path.to_path_buf(),
-            chunk: id.to_string(),
-            reason: "chunk is in no index".into(),
-        })?;
-        offsets.push(off);
-        off += u64::from(loc.entry.raw_len);
+/// Decides for every file (in parallel: in place, deciding reads what is there), then writes
+/// the contents of those that need it, batched by pack (`content.rs`); returns each file's
+/// outcome with its position in the plan, in plan order.
+fn write_contents(
+    ctx: &entries::Ctx<'_>,
+    contents: &[FileToWrite<'_>],
+) -> Result<Vec<(usize, entries::Outcome)>> {
+    let decided: Vec<entries::FilePlan> = write_pool()?.install(|| {
+        contents
+            .par_iter()
+            .map(|(_, it, content, size)| ctx.plan_file(it, content, *size))
+            .collect()
+    });
+    let mut outcomes: Vec<Option<entries::Outcome>> = Vec::with_capacity(contents.len());
+    let mut writes: Vec<(usize, PathBuf, Option<PathBuf>)> = Vec::new();
+    for (n, d) in decided.into_iter().enumerate() {
+        match d {
+            entries::FilePlan::Done(o) => outcomes.push(Some(o)),
+            entries::FilePlan::Write { path, replace } => {
+                outcomes.push(None);
+                writes.push((n, path, replace));
+            }
+        }
     }
-    if off != size {
-        return Err(Error::RestoreVerify {
-            path: path.to_path_buf(),
-            chunk: "-".into(),
-            reason: format!("chunks add up to {off} bytes, the file had {size}"),
-        });
-    }
-    let w = FileWriter::new(f, size, direct).map_err(|e| Error::io(path, e))?;
-    content
-        .par_iter()
-        .zip(offsets.par_iter())
-        .map(|(id, off)| {
-            let data = repo
-                .read_blob(index, id)
-                .map_err(|e| Error::RestoreVerify {
-                    path: path.to_path_buf(),
-                    chunk: id.to_string(),
-                    // The chunk is named already: keep only why it failed.
-                    reason: match e {
-                        Error::Corrupt { reason, .. } => reason,
-                        other => other.to_string(),
-                    },
-                })?;
-            w.write_at(&data, *off).map_err(|e| Error::io(path, e))?;
-            progress.bytes(data.len() as u64);
-            Ok(())
+    let jobs: Vec<content::Job<'_>> = writes
+        .iter()
+        .map(|(n, path, _)| content::Job {
+            path,
+            content: contents[*n].2,
+            size: contents[*n].3,
         })
-        .collect::<Result<()>>()?;
-    w.finish().map_err(|e| Error::io(path, e))?;
-    progress.file_done(size);
-    Ok(size)
+        .collect();
+    let exec = content::Exec {
+        direct: ctx.direct,
+        workers: ctx.reads_in_flight(),
+    };
+    let written = content::write_files(ctx.repo(), ctx.index(), &jobs, exec, ctx.progress());
+    for ((n, path, replace), r) in writes.iter().zip(written) {
+        outcomes[*n] = Some(ctx.settle_file(path, replace.as_deref(), r));
+    }
+    Ok(contents
+        .iter()
+        .zip(outcomes)
+        .map(|((i, ..), o)| {
+            (
+                *i,
+                o.unwrap_or_else(|| entries::Outcome::Failed("not written".into())),
+            )
+        })
+        .collect())
 }
 
 /// Writes one file of a snapshot to `out` (`cista dump`), verifying every chunk.

@@ -96,6 +96,8 @@ pub struct FileWriter {
     aligned: bool,
     /// The descriptor has `O_DIRECT` on (cleared if the filesystem refuses a direct write).
     direct: AtomicBool,
+    /// Held while switching `O_DIRECT` off ([`FileWriter::fall_back`]).
+    fallback: Mutex<()>,
     partial: Mutex<HashMap<u64, Partial>>,
 }
 
@@ -122,13 +124,15 @@ impl FileWriter {
             block,
             aligned,
             direct: AtomicBool::new(aligned),
+            fallback: Mutex::new(()),
             partial: Mutex::new(HashMap::new()),
         })
     }
 
     /// Whether writes bypass the page cache.
+    #[cfg(test)]
     pub fn is_direct(&self) -> bool {
-        self.direct.load(Ordering::Relaxed)
+        self.direct.load(Ordering::Acquire)
     }
 
     /// Writes `data` at `off`. The ranges given over the writer's life must not overlap and
@@ -226,16 +230,30 @@ impl FileWriter {
     /// Writes an aligned buffer at an aligned offset; if the filesystem refuses the direct
     /// write, switches the file to ordinary writes and writes it that way.
     fn write_block_aligned(&self, buf: &[u8], off: u64) -> io::Result<()> {
-        if self.is_direct() {
+        if self.direct.load(Ordering::Acquire) {
             match self.file.write_all_at(buf, off) {
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
-                    self.direct.store(false, Ordering::Relaxed);
-                    disable_direct(&self.file)?;
-                }
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => self.fall_back()?,
                 r => return r,
             }
         }
         self.file.write_all_at(buf, off)
+    }
+
+    /// Turns `O_DIRECT` off for good. The flag is cleared on the descriptor *before*
+    /// [`FileWriter::direct`] says so (release/acquire): a thread that sees `false` writes
+    /// through a descriptor that is already buffered. Clearing first and announcing after,
+    /// under one lock, is what makes the switch safe across threads; announcing first let
+    /// another thread's ordinary write reach a still-direct descriptor and fail with `EINVAL`.
+    fn fall_back(&self) -> io::Result<()> {
+        let _one_at_a_time = self
+            .fallback
+            .lock()
+            .map_err(|_| io::Error::other("a restore thread panicked"))?;
+        if self.direct.load(Ordering::Acquire) {
+            disable_direct(&self.file)?;
+            self.direct.store(false, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Checks that every byte arrived and cuts the padding of the last block.
@@ -395,6 +413,35 @@ mod tests {
                 !still,
                 "a misaligned direct write did not switch the file to ordinary writes"
             );
+        }
+    }
+
+    /// Regression: the switch to ordinary writes raced across threads; a thread that saw the
+    /// switch announced could write through the still-direct descriptor and get `EINVAL`.
+    #[test]
+    fn the_fallback_to_ordinary_writes_is_safe_across_threads() {
+        let content = sample(2_000_000, 0, 0);
+        let cuts: Vec<usize> = (1..200).map(|i| i * 10_000 + 256).collect();
+        for _ in 0..10 {
+            let dir = test_dir();
+            let (path, file) = new_file(&dir);
+            let w = FileWriter::with_block(file, content.len() as u64, true, 256).unwrap();
+            let mut bounds = vec![0];
+            bounds.extend(cuts.iter().copied());
+            bounds.push(content.len());
+            let pieces: Vec<(usize, usize)> = bounds.windows(2).map(|b| (b[0], b[1])).collect();
+            std::thread::scope(|s| {
+                for t in 0..8 {
+                    let (w, pieces, content) = (&w, &pieces, &content);
+                    s.spawn(move || {
+                        for &(a, b) in pieces.iter().skip(t).step_by(8) {
+                            w.write_at(&content[a..b], a as u64).unwrap();
+                        }
+                    });
+                }
+            });
+            w.finish().unwrap();
+            assert!(std::fs::read(&path).unwrap() == content);
         }
     }
 
