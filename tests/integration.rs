@@ -8,6 +8,8 @@
 
 #[path = "integration/harness.rs"]
 mod harness;
+#[path = "integration/servers.rs"]
+mod servers;
 
 #[path = "integration/backup_flags.rs"]
 mod backup_flags;
@@ -43,6 +45,8 @@ mod obsolete;
 mod prune;
 #[path = "integration/prune_harness.rs"]
 mod prune_harness;
+#[path = "integration/remote.rs"]
+mod remote;
 #[path = "integration/regressions.rs"]
 mod regressions;
 #[path = "integration/restic_compat.rs"]

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, anyhow, bail};
-use cista::backend::opendal::OpendalBackend;
+use cista::backend::{Backend, BackendOptions, Location};
 use cista::format::key::KdfParams;
 use cista::format::lock::LockMode;
 use cista::ops::CancelFlag;
@@ -59,7 +59,9 @@ const GLOBAL: &str = "Global options";
 #[derive(Debug, Parser)]
 #[command(name = "cista", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Repository location (a local folder).
+    /// Repository location: a folder, file:///path, s3://bucket/prefix, gs://bucket/prefix,
+    /// azblob://container/prefix, sftp://[user@]host[:port]/path or webdav+https://host/path
+    /// (docs/CLI.md, "Locations").
     #[arg(
         short = 'r',
         long = "repo",
@@ -100,6 +102,16 @@ pub struct Cli {
     /// always lock).
     #[arg(long, global = true, help_heading = GLOBAL)]
     no_lock: bool,
+    /// Set a backend option (repeatable): connections=N, timeout=30s, retries=N, and per
+    /// service s3.region=..., sftp.key=..., ... (docs/CLI.md, "Backend options").
+    #[arg(
+        short = 'o',
+        long = "option",
+        global = true,
+        help_heading = GLOBAL,
+        value_name = "KEY=VALUE"
+    )]
+    options: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -148,6 +160,7 @@ enum Command {
 /// Global state a command needs.
 pub struct Env {
     repo_location: Option<String>,
+    backend_options: Vec<String>,
     password_file: Option<PathBuf>,
     password_command: Option<String>,
     json: bool,
@@ -157,13 +170,19 @@ pub struct Env {
 }
 
 impl Env {
-    fn backend(&self) -> Result<Arc<OpendalBackend>> {
+    /// The repository's backend, through the library's one factory (retries wired in).
+    /// Backends read credentials and endpoints from the process environment handed to them.
+    fn backend(&self) -> Result<Arc<dyn Backend>> {
         let loc = self
             .repo_location
             .as_deref()
             .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set CISTA_REPOSITORY"))?;
-        let path = loc.strip_prefix("local:").unwrap_or(loc);
-        Ok(Arc::new(OpendalBackend::local(path)?))
+        let location = Location::parse(loc)?;
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let opts = BackendOptions::parse(&self.backend_options, env)?;
+        Ok(cista::backend::open(&location, &opts)?)
     }
 
     /// Opens the repository, reading the passphrase from the configured source.
@@ -375,6 +394,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     let cancel: CancelFlag = Arc::new(AtomicBool::new(false));
     let env = Env {
         repo_location: cli.repo,
+        backend_options: cli.options,
         password_file: cli.password_file,
         password_command: cli.password_command,
         json: cli.json,

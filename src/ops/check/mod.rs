@@ -578,7 +578,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::backend::opendal::OpendalBackend;
+    use crate::backend::local::LocalBackend;
     use crate::backend::{Backend, BackendError};
     use crate::ops::NoProgress;
     use crate::ops::backup::{self, BackupOptions, Source};
@@ -646,7 +646,7 @@ mod tests {
         std::fs::create_dir(&src).unwrap();
         std::fs::write(src.join("f"), b"written while check runs").unwrap();
         let local: Arc<dyn Backend> =
-            Arc::new(OpendalBackend::local(d.path().join("repo")).unwrap());
+            Arc::new(LocalBackend::open(d.path().join("repo")).unwrap());
         let writer = crate::repo::tests::repo_on(local.clone());
         let hook: Hook = Box::new(move || {
             let cancel = Arc::new(AtomicBool::new(false));
