@@ -18,14 +18,17 @@ use crate::backend::location::Location;
 use crate::backend::options::BackendOptions;
 use crate::backend::{BackendError, ErrorKind};
 
-/// Makes ring rustls's process-wide crypto provider, once, before any HTTP client is built
-/// (the transport is built without a provider of its own; see Cargo.toml's `http` feature).
+/// Installs, once, rustls's process-wide crypto provider (ring) and OpenDAL's HTTP transport
+/// (reqwest), before any HTTP service is built (see Cargo.toml's `http` feature).
 #[cfg(feature = "http")]
 fn install_tls_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Already installed (by an embedding program) is fine too.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // OpenDAL 0.59 sends through a process-wide transport that its `install_default`
+        // installs only with its aws-lc-rs feature; first installed wins.
+        opendal_http_transport_reqwest::install_default();
     });
 }
 
@@ -328,7 +331,14 @@ fn s3_code(s: &str) -> Option<&str> {
 /// out (a refused signature's body repeats the access key id and the string signed).
 pub fn describe(e: &opendal::Error) -> String {
     let s = e.to_string();
-    let lower = s.to_ascii_lowercase();
+    // The cause (connection refused, unknown host) is deep in the source chain.
+    let mut lower = s.to_ascii_lowercase();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        lower.push_str(" | ");
+        lower.push_str(&c.to_string().to_ascii_lowercase());
+        cause = c.source();
+    }
     if bucket_missing(e) {
         return "the bucket (or container) does not exist: create it first, cista does not create buckets".into();
     }
