@@ -45,10 +45,10 @@ mod obsolete;
 mod prune;
 #[path = "integration/prune_harness.rs"]
 mod prune_harness;
-#[path = "integration/remote.rs"]
-mod remote;
 #[path = "integration/regressions.rs"]
 mod regressions;
+#[path = "integration/remote.rs"]
+mod remote;
 #[path = "integration/restic_compat.rs"]
 mod restic_compat;
 #[path = "integration/restore_inplace.rs"]

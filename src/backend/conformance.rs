@@ -366,7 +366,8 @@ pub fn many_objects_list_completely(b: &dyn Backend, count: usize) {
         for chunk in objects.chunks(count.div_ceil(8).max(1)) {
             s.spawn(move || {
                 for (id, bytes) in chunk {
-                    b.write(FileType::Snapshot, id, bytes.clone()).expect("write");
+                    b.write(FileType::Snapshot, id, bytes.clone())
+                        .expect("write");
                 }
             });
         }

@@ -480,9 +480,15 @@ impl Backend for FaultBackend {
     fn read(&self, t: FileType, id: &Id) -> Result<Vec<u8>, BackendError> {
         let path = || t.path(id);
         self.enter(Op::Read, "read", path)?;
-        let r = self.randomly("read", path, true, || self.inner.read(t, id), |v| {
-            v.truncate(v.len().saturating_sub(1));
-        });
+        let r = self.randomly(
+            "read",
+            path,
+            true,
+            || self.inner.read(t, id),
+            |v| {
+                v.truncate(v.len().saturating_sub(1));
+            },
+        );
         let mut bytes = self.leave(Op::Read, "read", path, r)?;
         self.corrupt(t, 0, &mut bytes);
         Ok(bytes)
@@ -524,7 +530,13 @@ impl Backend for FaultBackend {
         let path = || t.path(id);
         self.enter(Op::Write, "write", path)?;
         self.check_write(t, &path)?;
-        let r = self.randomly("write", path, false, || self.inner.write(t, id, bytes), |_| {});
+        let r = self.randomly(
+            "write",
+            path,
+            false,
+            || self.inner.write(t, id, bytes),
+            |_| {},
+        );
         self.leave(Op::Write, "write", path, r)
     }
 

@@ -115,7 +115,9 @@ impl Location {
                     bucket,
                     prefix,
                 }),
-                "gs" => bucket_url("gs", rest).map(|(bucket, prefix)| Location::Gcs { bucket, prefix }),
+                "gs" => {
+                    bucket_url("gs", rest).map(|(bucket, prefix)| Location::Gcs { bucket, prefix })
+                }
                 "azblob" => bucket_url("azblob", rest)
                     .map(|(container, prefix)| Location::Azblob { container, prefix }),
                 "sftp" => sftp_url(rest),
@@ -208,7 +210,11 @@ impl fmt::Display for Location {
                 f.write_str(path)
             }
             Location::Webdav { https, host, path } => {
-                let s = if *https { "webdav+https" } else { "webdav+http" };
+                let s = if *https {
+                    "webdav+https"
+                } else {
+                    "webdav+http"
+                };
                 write!(f, "{s}://{host}{path}")
             }
         }
@@ -254,12 +260,12 @@ fn no_escapes(scheme: &str, s: &str) -> Result<(), BackendError> {
 
 /// A URL's authority must not carry credentials; the message never repeats them.
 fn no_userinfo(scheme: &str, authority: &str, allow_user: bool) -> Result<(), BackendError> {
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
-        if !allow_user || userinfo.contains(':') {
-            return Err(invalid(format!(
-                "{scheme} locations must not contain credentials: give them in the environment (docs/CLI.md, \"Locations\")"
-            )));
-        }
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && (!allow_user || userinfo.contains(':'))
+    {
+        return Err(invalid(format!(
+            "{scheme} locations must not contain credentials: give them in the environment (docs/CLI.md, \"Locations\")"
+        )));
     }
     Ok(())
 }
@@ -272,7 +278,9 @@ fn prefix(scheme: &str, path: &str) -> Result<String, BackendError> {
     if p.is_empty() {
         return Ok(String::new());
     }
-    if p.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+    if p.split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
         return Err(invalid(format!(
             "{scheme} prefix has an empty, '.' or '..' part: write it as a/b/c"
         )));
@@ -286,7 +294,11 @@ fn prefix(scheme: &str, path: &str) -> Result<String, BackendError> {
 fn bucket_url(scheme: &str, rest: &str) -> Result<(String, String), BackendError> {
     let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
     no_userinfo(&format!("{scheme}://"), bucket, false)?;
-    let what = if scheme == "azblob" { "container" } else { "bucket" };
+    let what = if scheme == "azblob" {
+        "container"
+    } else {
+        "bucket"
+    };
     let ok = (3..=63).contains(&bucket.len())
         && bucket
             .chars()
@@ -311,7 +323,11 @@ fn host_port(scheme: &str, authority: &str) -> Result<(String, Option<u16>), Bac
     };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or_else(bad)?;
-        if h.is_empty() || !h.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+        if h.is_empty()
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
             return Err(bad());
         }
         match after {
@@ -402,9 +418,9 @@ fn sftp_url(rest: &str) -> Result<Location, BackendError> {
 /// restic's `sftp:[user@]host:/path`.
 fn restic_sftp(rest: &str) -> Result<Location, BackendError> {
     let scheme = "sftp:";
-    let (authority, path) = rest
-        .split_once(':')
-        .ok_or_else(|| invalid("sftp: needs [user@]host:/path (or sftp://[user@]host[:port]/path)"))?;
+    let (authority, path) = rest.split_once(':').ok_or_else(|| {
+        invalid("sftp: needs [user@]host:/path (or sftp://[user@]host[:port]/path)")
+    })?;
     no_userinfo(scheme, authority, true)?;
     let (u, host) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(user(scheme, u)?), h),
@@ -428,9 +444,9 @@ fn restic_s3(rest: &str) -> Result<Location, BackendError> {
     } else {
         ("https", rest)
     };
-    let (authority, path) = after
-        .split_once('/')
-        .ok_or_else(|| invalid("s3: needs s3:https://host[:port]/bucket[/prefix] (or s3://bucket/prefix)"))?;
+    let (authority, path) = after.split_once('/').ok_or_else(|| {
+        invalid("s3: needs s3:https://host[:port]/bucket[/prefix] (or s3://bucket/prefix)")
+    })?;
     no_userinfo("s3:", authority, false)?;
     let (host, port) = host_port("s3:", authority)?;
     let (bucket, prefix) = bucket_url("s3", path)?;
@@ -452,7 +468,11 @@ fn restic_s3(rest: &str) -> Result<Location, BackendError> {
 
 /// `host[:port]/path`.
 fn webdav_url(https: bool, rest: &str) -> Result<Location, BackendError> {
-    let scheme = if https { "webdav+https://" } else { "webdav+http://" };
+    let scheme = if https {
+        "webdav+https://"
+    } else {
+        "webdav+http://"
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),

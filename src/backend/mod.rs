@@ -41,7 +41,7 @@ pub fn open(loc: &Location, opts: &BackendOptions) -> Result<Arc<dyn Backend>, B
             let b: Arc<dyn Backend> = Arc::new(local::LocalBackend::open(path)?);
             #[cfg(feature = "testing")]
             if opts.env("CISTA_TEST_FAULTS").is_some() {
-                return Ok(wrap(b, opts, policy)?);
+                return wrap(b, opts, policy);
             }
             // Never `Transient`: nothing to retry, and a retry's payload copy would cost.
             return Ok(b);

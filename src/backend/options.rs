@@ -60,7 +60,11 @@ impl BackendOptions {
                 ));
             };
             let k = k.trim();
-            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
                 return Err(bad_option(
                     "-o",
                     "option names are letters, digits, '.', '_' and '-'".into(),
@@ -139,7 +143,10 @@ impl BackendOptions {
             None => Ok(5),
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if (1..=20).contains(&n) => Ok(n),
-                _ => Err(bad_option("retries", "must be a number from 1 to 20".into())),
+                _ => Err(bad_option(
+                    "retries",
+                    "must be a number from 1 to 20".into(),
+                )),
             },
         }
     }
@@ -228,7 +235,13 @@ mod tests {
             opts(&["timeout=7"]).timeout(&s3()).unwrap(),
             Duration::from_secs(7)
         );
-        for bad in ["timeout=0s", "timeout=2h", "timeout=x", "timeout=-1s", "timeout=99999999999999999999m"] {
+        for bad in [
+            "timeout=0s",
+            "timeout=2h",
+            "timeout=x",
+            "timeout=-1s",
+            "timeout=99999999999999999999m",
+        ] {
             assert!(opts(&[bad]).timeout(&s3()).is_err(), "{bad}");
         }
         assert!(opts(&["connections=0"]).connections(&s3()).is_err());
@@ -245,7 +258,11 @@ mod tests {
         assert!(e.to_string().contains("s3.regoin"), "{e}");
         assert!(e.to_string().contains("s3.region"), "{e}");
         // Another service's option is not this one's.
-        assert!(opts(&["sftp.key=x"]).check_known(&s3(), &["region"]).is_err());
+        assert!(
+            opts(&["sftp.key=x"])
+                .check_known(&s3(), &["region"])
+                .is_err()
+        );
         assert!(opts(&["region=x"]).check_known(&s3(), &["region"]).is_err());
         opts(&["s3.region=x", "timeout=5s"])
             .check_known(&s3(), &["region"])

@@ -460,7 +460,10 @@ mod tests {
         let (inner, fb, rb) = stack(|f| f.truncate_reads(2));
         let (id, bytes) = obj(9);
         inner.write(FileType::Pack, &id, bytes.clone()).unwrap();
-        assert_eq!(rb.read_range(FileType::Pack, &id, 10, 50).unwrap(), bytes[10..60]);
+        assert_eq!(
+            rb.read_range(FileType::Pack, &id, 10, 50).unwrap(),
+            bytes[10..60]
+        );
         assert_eq!(fb.calls(Op::ReadRange), 3);
     }
 

@@ -191,7 +191,9 @@ fn every_command_against_sftp() {
     // staged write was left in tmp/.
     assert!(path.join("config").is_file());
     assert_eq!(std::fs::read_dir(path.join("keys")).unwrap().count(), 2);
-    let staged = std::fs::read_dir(path.join("tmp")).map(|d| d.count()).unwrap_or(0);
+    let staged = std::fs::read_dir(path.join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(staged, 0, "staged writes left in tmp/");
 }
 
@@ -224,7 +226,10 @@ fn unreachable_endpoint_fails_in_one_line() {
         options: S3_OPTIONS.iter().map(|s| (*s).to_owned()).collect(),
         dir: tempfile::tempdir().unwrap(),
     };
-    one_line_failure(r.run(&["snapshots"]), "cannot reach the server (connection refused)");
+    one_line_failure(
+        r.run(&["snapshots"]),
+        "cannot reach the server (connection refused)",
+    );
     let sftp = Remote {
         url: format!("sftp://nobody@127.0.0.1:{port}/srv/repo"),
         env: Vec::new(),
@@ -241,7 +246,10 @@ fn missing_bucket_fails_in_one_line() {
     let Some(server) = servers::s3() else { return };
     let mut r = Remote::s3(server);
     r.url = server.url("no-such-bucket-here", "repo");
-    one_line_failure(r.run(&["snapshots"]), "bucket (or container) does not exist");
+    one_line_failure(
+        r.run(&["snapshots"]),
+        "bucket (or container) does not exist",
+    );
     one_line_failure(
         r.run(&["init", "--kdf-params", CHEAP_KDF]),
         "bucket (or container) does not exist",
@@ -273,7 +281,11 @@ fn bad_locations_and_options_fail_in_one_line() {
     };
     let out = r.run(&["snapshots"]);
     assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("must not contain credentials"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("must not contain credentials"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("hunter2secret"), "{}", out.stderr);
     let r = Remote {
         url: "s3:http://127.0.0.1:1/bucket".into(),
@@ -332,10 +344,17 @@ fn faults_against_s3_leave_the_repository_intact() {
     r.run(&["backup", "--json", s]).ok();
     for seed in 10..=12u64 {
         let target = r.scratch(&format!("restored{seed}"));
-        let rs = faulty(&["restore", "latest", "--target", target.to_str().unwrap()], seed);
+        let rs = faulty(
+            &["restore", "latest", "--target", target.to_str().unwrap()],
+            seed,
+        );
         if rs.code == Some(0) {
             let restored = target.join(src.strip_prefix("/").unwrap());
-            assert_eq!(contents(&restored), contents(&src), "restore through faults");
+            assert_eq!(
+                contents(&restored),
+                contents(&src),
+                "restore through faults"
+            );
         } else {
             assert_eq!(rs.code, Some(1), "{}", rs.stderr);
         }

@@ -77,7 +77,9 @@ fn spawn_watched(program: &Path, args: &[String], env: &[(&str, &str)], log: &Pa
     for (k, v) in env {
         c.env(k, v);
     }
-    c.spawn().expect("spawning a test server");
+    let mut child = c.spawn().expect("spawning a test server");
+    // The watchdog ends after this process does; reap it if it ends sooner (the server died).
+    std::thread::spawn(move || child.wait());
 }
 
 fn scratch_root() -> &'static tempfile::TempDir {
@@ -130,9 +132,7 @@ fn start_moto(auth: bool) -> Option<S3Server> {
         return unavailable("moto_server (S3)", "not found");
     };
     let port = free_port();
-    let log = scratch_root()
-        .path()
-        .join(format!("moto-{port}.log"));
+    let log = scratch_root().path().join(format!("moto-{port}.log"));
     let env: &[(&str, &str)] = if auth {
         // Every request is authenticated from the first one on: any key is unknown.
         &[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]
@@ -141,7 +141,12 @@ fn start_moto(auth: bool) -> Option<S3Server> {
     };
     spawn_watched(
         &bin,
-        &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
+        &[
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ],
         env,
         &log,
     );

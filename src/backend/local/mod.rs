@@ -158,7 +158,8 @@ impl Backend for LocalBackend {
         }
         // Every folder up front, `tmp/` first, so every later write goes through `tmp/` and
         // lands in a folder whose own name is already durable.
-        let mk = |p: PathBuf| create_dir_all(&p).map_err(|e| io_error("create", &p, &self.location, &e));
+        let mk =
+            |p: PathBuf| create_dir_all(&p).map_err(|e| io_error("create", &p, &self.location, &e));
         mk(self.root.join("tmp"))?;
         for t in FileType::ALL.iter().filter(|t| **t != FileType::Config) {
             mk(self.root.join(t.dir()))?;
@@ -229,7 +230,8 @@ impl Backend for LocalBackend {
             }
             return Ok(Vec::new());
         }
-        files::read_range(&self.root.join(&rel), offset, len).map_err(|e| self.err("read", &rel, &e))
+        files::read_range(&self.root.join(&rel), offset, len)
+            .map_err(|e| self.err("read", &rel, &e))
     }
 
     fn size(&self, t: FileType, id: &Id) -> Result<u64, BackendError> {

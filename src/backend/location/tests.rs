@@ -19,7 +19,10 @@ fn local_forms() {
     assert_eq!(ok("repo"), Location::Local("repo".into()));
     assert_eq!(ok("local:/srv/b"), Location::Local("/srv/b".into()));
     assert_eq!(ok("file:///srv/b"), Location::Local("/srv/b".into()));
-    assert_eq!(ok("file://localhost/srv/b"), Location::Local("/srv/b".into()));
+    assert_eq!(
+        ok("file://localhost/srv/b"),
+        Location::Local("/srv/b".into())
+    );
     // A folder whose name looks odd is still a folder.
     assert_eq!(ok("./a://b"), Location::Local("./a://b".into()));
     assert!(ok("/x").is_local());
@@ -66,7 +69,12 @@ fn bucket_forms() {
             prefix: "a/b".into()
         }
     );
-    for s in ["s3://my-bucket/hosts/web1", "gs://bkt/a", "azblob://cont/a/b", "s3://bkt"] {
+    for s in [
+        "s3://my-bucket/hosts/web1",
+        "gs://bkt/a",
+        "azblob://cont/a/b",
+        "s3://bkt",
+    ] {
         assert_eq!(ok(s).to_string(), s);
         assert!(!ok(s).is_local());
     }

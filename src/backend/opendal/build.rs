@@ -173,8 +173,7 @@ fn operator(
             if opts.flag(loc, "disable-ec2-metadata")? {
                 b = b.disable_ec2_metadata();
             }
-            let op = Operator::new(b)
-                .map_err(|e| build_error(loc, e, secrets))?;
+            let op = Operator::new(b).map_err(|e| build_error(loc, e, secrets))?;
             Ok((op, None))
         }
         #[cfg(feature = "gcs")]
@@ -208,8 +207,7 @@ fn operator(
             if opts.flag(loc, "disable-vm-metadata")? {
                 b = b.disable_vm_metadata();
             }
-            let op = Operator::new(b)
-                .map_err(|e| build_error(loc, e, secrets))?;
+            let op = Operator::new(b).map_err(|e| build_error(loc, e, secrets))?;
             Ok((op, None))
         }
         #[cfg(feature = "azblob")]
@@ -243,8 +241,7 @@ fn operator(
                 b = b.sas_token(s);
                 secrets.push(s.to_owned());
             }
-            let op = Operator::new(b)
-                .map_err(|e| build_error(loc, e, secrets))?;
+            let op = Operator::new(b).map_err(|e| build_error(loc, e, secrets))?;
             Ok((op, None))
         }
         #[cfg(feature = "sftp")]
@@ -283,8 +280,7 @@ fn operator(
                     });
                 }
             }
-            let op = Operator::new(b)
-                .map_err(|e| build_error(loc, e, secrets))?;
+            let op = Operator::new(b).map_err(|e| build_error(loc, e, secrets))?;
             Ok((op, Some(ReplaceMode::Rename)))
         }
         #[cfg(feature = "webdav")]
@@ -304,8 +300,7 @@ fn operator(
                 b = b.password(p);
                 secrets.push(p.to_owned());
             }
-            let op = Operator::new(b)
-                .map_err(|e| build_error(loc, e, secrets))?;
+            let op = Operator::new(b).map_err(|e| build_error(loc, e, secrets))?;
             Ok((op, None))
         }
         #[allow(unreachable_patterns)]
@@ -346,7 +341,10 @@ pub fn describe(e: &opendal::Error) -> String {
         || matches!(
             s3_code(&s),
             Some(
-                "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "InvalidToken"
+                "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "AccessDenied"
+                    | "InvalidToken"
                     | "ExpiredToken"
             )
         )
@@ -429,12 +427,18 @@ mod tests {
         assert!(d.starts_with("access denied (InvalidAccessKeyId)"), "{d}");
         assert!(!d.contains("AKIAEXAMPLE"), "{d}");
         // A missing object is not a missing bucket.
-        assert!(!bucket_missing(&Error::new(OdKind::NotFound, "S3Error { code: \"NoSuchKey\" }")));
+        assert!(!bucket_missing(&Error::new(
+            OdKind::NotFound,
+            "S3Error { code: \"NoSuchKey\" }"
+        )));
     }
 
     #[test]
     fn secrets_are_removed_from_every_message() {
-        let e = Error::new(OdKind::Unexpected, "weird answer mentioning hunter2-secret-value");
+        let e = Error::new(
+            OdKind::Unexpected,
+            "weird answer mentioning hunter2-secret-value",
+        );
         let b = crate::backend::opendal::convert(
             "read",
             "config",

@@ -91,7 +91,13 @@ impl OpendalBackend {
             Operator::new(services::Memory::default())
                 .map_err(|e| convert("open", "memory", e, &[]))?
         };
-        Ok(Self::with_operator(op, rt, "memory:".into(), None, Vec::new()))
+        Ok(Self::with_operator(
+            op,
+            rt,
+            "memory:".into(),
+            None,
+            Vec::new(),
+        ))
     }
 
     /// Kept for branches written before local folders moved to [`super::local::LocalBackend`]

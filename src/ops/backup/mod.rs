@@ -741,8 +741,7 @@ mod tests {
     #[test]
     fn multi_segment_stream_chunks_like_the_whole_buffer() {
         let d = tempfile::tempdir().unwrap();
-        let local: Arc<dyn Backend> =
-            Arc::new(LocalBackend::open(d.path().join("repo")).unwrap());
+        let local: Arc<dyn Backend> = Arc::new(LocalBackend::open(d.path().join("repo")).unwrap());
         let repo = Repository::init(local, b"pw", &opts()).unwrap();
         let mut x = 7u64;
         let mut data: Vec<u8> = (0..(segment_len(opts().chunker.max) * 5 / 2))

@@ -645,8 +645,7 @@ mod tests {
         let src = d.path().join("src");
         std::fs::create_dir(&src).unwrap();
         std::fs::write(src.join("f"), b"written while check runs").unwrap();
-        let local: Arc<dyn Backend> =
-            Arc::new(LocalBackend::open(d.path().join("repo")).unwrap());
+        let local: Arc<dyn Backend> = Arc::new(LocalBackend::open(d.path().join("repo")).unwrap());
         let writer = crate::repo::tests::repo_on(local.clone());
         let hook: Hook = Box::new(move || {
             let cancel = Arc::new(AtomicBool::new(false));
