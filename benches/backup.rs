@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use cista::backend::Backend;
-use cista::backend::opendal::OpendalBackend;
+use cista::backend::local::LocalBackend;
 use cista::format::key::KdfParams;
 use cista::ops::backup::{self, BackupOptions, Source};
 use cista::ops::restore::{self, RestoreOptions};
@@ -56,7 +56,7 @@ fn corpus(dir: &Path) -> u64 {
 }
 
 fn new_repo(dir: &Path) -> Repository {
-    let backend: Arc<dyn Backend> = Arc::new(OpendalBackend::local(dir).unwrap());
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::open(dir).unwrap());
     let opts = InitOptions {
         kdf: KdfParams {
             m_kib: 64,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cista::backend::Backend;
-use cista::backend::opendal::OpendalBackend;
+use cista::backend::local::LocalBackend;
 use cista::format::key::KdfParams;
 use cista::format::pack::BlobType;
 use cista::format::snapshot::{Snapshot, Summary};
@@ -111,7 +111,7 @@ fn main() {
         return;
     };
     let started = Instant::now();
-    let backend: Arc<dyn Backend> = Arc::new(OpendalBackend::local(&a.repo).unwrap());
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::open(&a.repo).unwrap());
     let opts = InitOptions {
         kdf: KdfParams {
             m_kib: 64,

@@ -8,11 +8,12 @@
 //! restore, ..., and [`ops::session`], the one way a command locks a repository).
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use cista::backend::opendal::OpendalBackend;
+//! use cista::backend::{self, BackendOptions, Location};
 //! use cista::repo::{Repository, InitOptions};
 //!
-//! let backend = Arc::new(OpendalBackend::local("/srv/backup/repo")?);
+//! // A folder, or s3://bucket/prefix, sftp://host/path, ... (docs/CLI.md, "Locations").
+//! let location = Location::parse("/srv/backup/repo")?;
+//! let backend = backend::open(&location, &BackendOptions::default())?;
 //! let repo = Repository::init(backend, b"passphrase", &InitOptions::default())?;
 //! println!("created repository {}", repo.id_hex());
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -8,6 +8,8 @@
 
 #[path = "integration/harness.rs"]
 mod harness;
+#[path = "integration/servers.rs"]
+mod servers;
 
 #[path = "integration/backup_flags.rs"]
 mod backup_flags;
@@ -49,6 +51,8 @@ mod prune;
 mod prune_harness;
 #[path = "integration/regressions.rs"]
 mod regressions;
+#[path = "integration/remote.rs"]
+mod remote;
 #[path = "integration/restic_compat.rs"]
 mod restic_compat;
 #[path = "integration/restore_inplace.rs"]

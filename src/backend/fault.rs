@@ -1,13 +1,16 @@
 //! Fault injection, a test tool: a [`Backend`] wrapper that fails or corrupts on command.
 //!
-//! Public so integration tests can stage crashes, full disks, flaky networks and bit rot
-//! through the library's API; it has no place in front of a real repository. Faults are set
+//! Built only with the `testing` feature (and in unit tests), so integration tests can stage
+//! crashes, full disks, flaky networks and bit rot through the library's API, and the CLI can
+//! be run through it with `CISTA_TEST_FAULTS` ([`FaultSpec`]); it has no place in front of a
+//! real repository and is never in a release build. Faults are set
 //! with builder methods before the wrapper is shared; the budgets they consume and the call
 //! counters are atomics, so one wrapper can serve many threads. Owns no storage: every call
 //! that is not failed before reaching it goes to the inner backend unchanged.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::{Backend, BackendError, ErrorKind, FileType};
 use crate::id::Id;
@@ -86,6 +89,130 @@ pub struct FaultBackend {
     writes_counted: AtomicU64,
     calls: [AtomicU64; Op::COUNT],
     injected: AtomicU64,
+    /// Reads still to corrupt (`u64::MAX`: every one).
+    corrupt_budget: AtomicU64,
+    /// Ranged reads still to return one byte short.
+    truncate: AtomicU64,
+    /// Random faults, if any.
+    random: Option<Random>,
+}
+
+/// Faults injected at random, at fixed rates, from a seeded generator (reproducible).
+#[derive(Debug)]
+struct Random {
+    spec: FaultSpec,
+    state: AtomicU64,
+}
+
+impl Random {
+    /// A uniform number in [0, 1) (splitmix64 over a shared counter).
+    fn next(&self) -> f64 {
+        let mut z = self
+            .state
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Random faults for a whole run, as `CISTA_TEST_FAULTS` gives them:
+/// `errors=0.1,timeouts=0.02,truncate=0.05,latency=50ms,seed=7` (every key optional).
+///
+/// - `errors`: share of calls failing with `Transient`; half of them before the call reaches
+///   storage, half after it landed (a lost reply).
+/// - `timeouts`: share of calls that hang for `timeout` (default 200ms), then fail with
+///   `Transient` after landing, as a request whose client-side timeout fired.
+/// - `truncate`: share of reads returning their bytes one short (a connection cut mid-body).
+/// - `latency`: added to every call (a distant server).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultSpec {
+    /// Share of calls failed with `Transient`.
+    pub errors: f64,
+    /// Share of calls that time out.
+    pub timeouts: f64,
+    /// How long a timed-out call hangs first.
+    pub timeout: Duration,
+    /// Share of reads cut short.
+    pub truncate: f64,
+    /// Added to every call.
+    pub latency: Duration,
+    /// Seed of the generator.
+    pub seed: u64,
+}
+
+impl FaultSpec {
+    /// Parses `key=value,...` (see the type's doc).
+    pub fn parse(s: &str) -> Result<FaultSpec, BackendError> {
+        let bad = |m: String| BackendError {
+            kind: ErrorKind::Permanent,
+            op: "option",
+            path: "CISTA_TEST_FAULTS".into(),
+            message: m,
+        };
+        let mut spec = FaultSpec {
+            errors: 0.0,
+            timeouts: 0.0,
+            timeout: Duration::from_millis(200),
+            truncate: 0.0,
+            latency: Duration::ZERO,
+            seed: 1,
+        };
+        let rate = |v: &str| -> Result<f64, BackendError> {
+            match v.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(bad(format!("{v} is not a rate from 0 to 1"))),
+            }
+        };
+        let millis = |v: &str| -> Result<Duration, BackendError> {
+            v.strip_suffix("ms")
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| *n <= 60_000)
+                .map(Duration::from_millis)
+                .ok_or_else(|| bad(format!("{v} is not a duration like 50ms")))
+        };
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{part}: expected key=value")))?;
+            match k {
+                "errors" => spec.errors = rate(v)?,
+                "timeouts" => spec.timeouts = rate(v)?,
+                "timeout" => spec.timeout = millis(v)?,
+                "truncate" => spec.truncate = rate(v)?,
+                "latency" => spec.latency = millis(v)?,
+                "seed" => {
+                    spec.seed = v
+                        .parse()
+                        .map_err(|_| bad(format!("seed {v} is not a number")))?;
+                }
+                _ => return Err(bad(format!("unknown key {k}"))),
+            }
+        }
+        Ok(spec)
+    }
+
+    /// `inner` behind a [`FaultBackend`] injecting these faults.
+    pub fn wrap(self, inner: Arc<dyn Backend>) -> FaultBackend {
+        let mut f = FaultBackend::new(inner);
+        f.random = Some(Random {
+            spec: self,
+            state: AtomicU64::new(self.seed),
+        });
+        f
+    }
+}
+
+/// What a random draw decided for one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Draw {
+    Pass,
+    FailBefore,
+    LoseReply,
+    TimeOut,
+    Truncate,
 }
 
 /// Takes one unit from a budget; false once it is spent.
@@ -110,7 +237,107 @@ impl FaultBackend {
             writes_counted: AtomicU64::new(0),
             calls: Default::default(),
             injected: AtomicU64::new(0),
+            corrupt_budget: AtomicU64::new(u64::MAX),
+            truncate: AtomicU64::new(0),
+            random: None,
         }
+    }
+
+    /// Like [`FaultBackend::corrupt_reads`], for the next `n` reads only: damage in transit,
+    /// gone when the object is read again.
+    pub fn corrupt_reads_n(self, t: FileType, at: u64, bit: u8, n: u64) -> Self {
+        let s = self.corrupt_reads(t, at, bit);
+        s.corrupt_budget.store(n, Ordering::SeqCst);
+        s
+    }
+
+    /// Makes the next `n` ranged reads return one byte fewer than asked for.
+    pub fn truncate_reads(self, n: u64) -> Self {
+        self.truncate.fetch_add(n, Ordering::SeqCst);
+        self
+    }
+
+    /// Sleeps the configured latency, then draws this call's random fault.
+    fn draw(&self, read: bool) -> Draw {
+        let Some(r) = &self.random else {
+            return Draw::Pass;
+        };
+        if !r.spec.latency.is_zero() {
+            std::thread::sleep(r.spec.latency);
+        }
+        let x = r.next();
+        let e = r.spec.errors;
+        let t = r.spec.timeouts;
+        if x < e / 2.0 {
+            Draw::FailBefore
+        } else if x < e {
+            Draw::LoseReply
+        } else if x < e + t {
+            Draw::TimeOut
+        } else if read && x < e + t + r.spec.truncate {
+            Draw::Truncate
+        } else {
+            Draw::Pass
+        }
+    }
+
+    /// Runs `call` under the random fault drawn for it.
+    fn randomly<T>(
+        &self,
+        name: &'static str,
+        path: impl Fn() -> String,
+        read: bool,
+        call: impl FnOnce() -> Result<T, BackendError>,
+        cut: impl FnOnce(&mut T),
+    ) -> Result<T, BackendError> {
+        match self.draw(read) {
+            Draw::Pass => call(),
+            Draw::FailBefore => Err(self.fault(
+                ErrorKind::Transient,
+                name,
+                path(),
+                "random transient failure",
+            )),
+            Draw::LoseReply => {
+                let _ = call();
+                Err(self.fault(ErrorKind::Transient, name, path(), "random lost reply"))
+            }
+            Draw::TimeOut => {
+                let _ = call();
+                if let Some(r) = &self.random {
+                    std::thread::sleep(r.spec.timeout);
+                }
+                Err(self.fault(ErrorKind::Transient, name, path(), "random timeout"))
+            }
+            Draw::Truncate => {
+                let mut v = call()?;
+                cut(&mut v);
+                self.injected.fetch_add(1, Ordering::SeqCst);
+                Ok(v)
+            }
+        }
+    }
+
+    /// The write checks of the deterministic faults (failing types, limits).
+    fn check_write(&self, t: FileType, path: &dyn Fn() -> String) -> Result<(), BackendError> {
+        if self.failing_types.contains(&t) {
+            let what = format!("writes of {t:?} fail");
+            return Err(self.fault(ErrorKind::Permanent, "write", path(), &what));
+        }
+        if let Some((lt, limit)) = self.type_limit
+            && lt == t
+            && self.type_writes.fetch_add(1, Ordering::SeqCst) >= limit
+        {
+            let what = format!("writes of {t:?} fail after {limit}");
+            return Err(self.fault(ErrorKind::Permanent, "write", path(), &what));
+        }
+        if let Some(limit) = self.write_limit
+            && self.writes_counted.fetch_add(1, Ordering::SeqCst) >= limit
+        {
+            let what = format!("no space left after {limit} writes");
+            return Err(self.fault(ErrorKind::Permanent, "write", path(), &what));
+        }
+        Ok(())
     }
 
     /// Lets `n` writes through, then fails every later write with `Permanent`, storing
@@ -213,6 +440,13 @@ impl FaultBackend {
 
     /// Applies the corruptions for `t` to `bytes`, which start at `offset` in the object.
     fn corrupt(&self, t: FileType, offset: u64, bytes: &mut [u8]) {
+        if !self.corruptions.iter().any(|c| c.file_type == t) {
+            return;
+        }
+        let budget = &self.corrupt_budget;
+        if budget.load(Ordering::SeqCst) != u64::MAX && !take(budget) {
+            return;
+        }
         for c in self.corruptions.iter().filter(|c| c.file_type == t) {
             let Some(rel) = c.at.checked_sub(offset) else {
                 continue;
@@ -239,13 +473,23 @@ impl Backend for FaultBackend {
     fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>, BackendError> {
         let path = || t.dir().to_owned();
         self.enter(Op::List, "list", path)?;
-        self.leave(Op::List, "list", path, self.inner.list(t))
+        let r = self.randomly("list", path, false, || self.inner.list(t), |_| {});
+        self.leave(Op::List, "list", path, r)
     }
 
     fn read(&self, t: FileType, id: &Id) -> Result<Vec<u8>, BackendError> {
         let path = || t.path(id);
         self.enter(Op::Read, "read", path)?;
-        let mut bytes = self.leave(Op::Read, "read", path, self.inner.read(t, id))?;
+        let r = self.randomly(
+            "read",
+            path,
+            true,
+            || self.inner.read(t, id),
+            |v| {
+                v.truncate(v.len().saturating_sub(1));
+            },
+        );
+        let mut bytes = self.leave(Op::Read, "read", path, r)?;
         self.corrupt(t, 0, &mut bytes);
         Ok(bytes)
     }
@@ -259,8 +503,18 @@ impl Backend for FaultBackend {
     ) -> Result<Vec<u8>, BackendError> {
         let path = || t.path(id);
         self.enter(Op::ReadRange, "read", path)?;
-        let r = self.inner.read_range(t, id, offset, len);
+        let r = self.randomly(
+            "read",
+            path,
+            true,
+            || self.inner.read_range(t, id, offset, len),
+            |v| v.truncate(v.len().saturating_sub(1)),
+        );
         let mut bytes = self.leave(Op::ReadRange, "read", path, r)?;
+        if take(&self.truncate) {
+            bytes.truncate(bytes.len().saturating_sub(1));
+            self.injected.fetch_add(1, Ordering::SeqCst);
+        }
         self.corrupt(t, offset, &mut bytes);
         Ok(bytes)
     }
@@ -268,30 +522,36 @@ impl Backend for FaultBackend {
     fn size(&self, t: FileType, id: &Id) -> Result<u64, BackendError> {
         let path = || t.path(id);
         self.enter(Op::Size, "stat", path)?;
-        self.leave(Op::Size, "stat", path, self.inner.size(t, id))
+        let r = self.randomly("stat", path, false, || self.inner.size(t, id), |_| {});
+        self.leave(Op::Size, "stat", path, r)
     }
 
     fn write(&self, t: FileType, id: &Id, bytes: Vec<u8>) -> Result<(), BackendError> {
         let path = || t.path(id);
         self.enter(Op::Write, "write", path)?;
-        if self.failing_types.contains(&t) {
-            let what = format!("writes of {t:?} fail");
-            return Err(self.fault(ErrorKind::Permanent, "write", path(), &what));
-        }
-        if let Some((lt, limit)) = self.type_limit
-            && lt == t
-            && self.type_writes.fetch_add(1, Ordering::SeqCst) >= limit
-        {
-            let what = format!("writes of {t:?} fail after {limit}");
-            return Err(self.fault(ErrorKind::Permanent, "write", path(), &what));
-        }
-        if let Some(limit) = self.write_limit
-            && self.writes_counted.fetch_add(1, Ordering::SeqCst) >= limit
-        {
-            let what = format!("no space left after {limit} writes");
-            return Err(self.fault(ErrorKind::Permanent, "write", path(), &what));
-        }
-        self.leave(Op::Write, "write", path, self.inner.write(t, id, bytes))
+        self.check_write(t, &path)?;
+        let r = self.randomly(
+            "write",
+            path,
+            false,
+            || self.inner.write(t, id, bytes),
+            |_| {},
+        );
+        self.leave(Op::Write, "write", path, r)
+    }
+
+    fn write_parts(&self, t: FileType, id: &Id, parts: Vec<Vec<u8>>) -> Result<(), BackendError> {
+        let path = || t.path(id);
+        self.enter(Op::Write, "write", path)?;
+        self.check_write(t, &path)?;
+        let r = self.randomly(
+            "write",
+            path,
+            false,
+            || self.inner.write_parts(t, id, parts),
+            |_| {},
+        );
+        self.leave(Op::Write, "write", path, r)
     }
 
     fn replace_config(&self, bytes: Vec<u8>) -> Result<(), BackendError> {
@@ -305,13 +565,21 @@ impl Backend for FaultBackend {
                 "writes of Config fail",
             ));
         }
-        self.leave(Op::Write, "replace", path, self.inner.replace_config(bytes))
+        let r = self.randomly(
+            "replace",
+            path,
+            false,
+            || self.inner.replace_config(bytes),
+            |_| {},
+        );
+        self.leave(Op::Write, "replace", path, r)
     }
 
     fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError> {
         let path = || t.path(id);
         self.enter(Op::Delete, "delete", path)?;
-        self.leave(Op::Delete, "delete", path, self.inner.delete(t, id))
+        let r = self.randomly("delete", path, false, || self.inner.delete(t, id), |_| {});
+        self.leave(Op::Delete, "delete", path, r)
     }
 
     fn temp_files(&self) -> Result<Vec<super::TempFile>, BackendError> {

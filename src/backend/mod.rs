@@ -1,21 +1,88 @@
 //! Storage: one small [`Backend`] trait that every repository byte goes through.
 //!
-//! Owns the repository layout (which object lives under which path) and the storage error
-//! kinds. Knows nothing of encryption or object contents. Implementations: [`opendal`] (local
-//! folders through OpenDAL's fs service, and an in-memory store for unit tests). Cross-cutting
-//! behaviour wraps the trait rather than flagging it. Local files are written by [`local`]
-//! (private modes, no-replace publish, no temporary file left behind): [`retry`] for transient failures,
-//! [`fault`] for injecting failures in tests, [`counting`] for request counts, [`cache`] for
-//! a local copy of the metadata of a remote repository.
+//! Owns the repository layout (which object lives under which path), the storage error kinds,
+//! and [`open`], the one entry point that turns a [`Location`] into a ready backend.
+//! Knows nothing of encryption or object contents. Implementations: [`local`] (folders, with
+//! `std::fs`) and [`opendal`] (the in-memory store and every remote service, through
+//! OpenDAL). Cross-cutting behaviour wraps the trait rather than flagging it: [`retry`] for
+//! transient failures (wired by [`open`]), and, with the `testing` feature, [`fault`] for
+//! injecting failures and [`conformance`], the suite every backend passes; [`counting`] for
+//! request counts, [`cache`] for a verified local copy of a remote repository's metadata.
 
 pub mod cache;
-#[cfg(test)]
-mod conformance;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 pub mod counting;
+#[cfg(any(test, feature = "testing"))]
 pub mod fault;
 pub mod local;
+pub mod location;
 pub mod opendal;
+pub mod options;
 pub mod retry;
+
+use std::sync::Arc;
+
+pub use location::Location;
+pub use options::BackendOptions;
+
+/// Opens the backend for `loc`, wrapped in [`retry::RetryBackend`] with the options'
+/// `retries`. Remote locations are probed with one request, so an unreachable endpoint, a
+/// missing bucket and refused credentials each fail here with their own one-line message
+/// (docs/CLI.md, "Exit codes"), before any passphrase is asked for.
+///
+/// With the `testing` feature, `CISTA_TEST_FAULTS` in `opts.env` puts a
+/// [`fault::FaultBackend`] between the retries and the storage ([`fault::FaultSpec`]).
+pub fn open(loc: &Location, opts: &BackendOptions) -> Result<Arc<dyn Backend>, BackendError> {
+    let policy = retry::RetryPolicy {
+        attempts: opts.retries(loc)?,
+        ..retry::RetryPolicy::default()
+    };
+    let concrete: Arc<dyn Backend> = match loc {
+        Location::Local(path) => {
+            opts.check_known(loc, &[])?;
+            let b: Arc<dyn Backend> = Arc::new(local::LocalBackend::open(path)?);
+            #[cfg(feature = "testing")]
+            if opts.env("CISTA_TEST_FAULTS").is_some() {
+                return wrap(b, opts, policy);
+            }
+            // Never `Transient`: nothing to retry, and a retry's payload copy would cost.
+            return Ok(b);
+        }
+        _ => {
+            let b = opendal::build::open(loc, opts)?;
+            let mut attempt = 0;
+            loop {
+                match b.probe() {
+                    Err(e) if e.kind == ErrorKind::Transient && attempt + 1 < policy.attempts => {
+                        std::thread::sleep(policy.jittered(attempt));
+                        attempt += 1;
+                    }
+                    r => break r?,
+                }
+            }
+            Arc::new(b)
+        }
+    };
+    wrap(concrete, opts, policy)
+}
+
+/// `concrete` behind the retries (and, under `testing`, the faults of `CISTA_TEST_FAULTS`).
+fn wrap(
+    concrete: Arc<dyn Backend>,
+    opts: &BackendOptions,
+    policy: retry::RetryPolicy,
+) -> Result<Arc<dyn Backend>, BackendError> {
+    #[cfg(feature = "testing")]
+    let concrete = match opts.env("CISTA_TEST_FAULTS") {
+        Some(spec) => Arc::new(fault::FaultSpec::parse(spec)?.wrap(concrete)) as Arc<dyn Backend>,
+        None => concrete,
+    };
+    #[cfg(not(feature = "testing"))]
+    let _ = opts;
+    Ok(Arc::new(retry::RetryBackend::with_policy(concrete, policy)))
+}
 
 use std::fmt;
 

@@ -4,10 +4,8 @@
 //! Also the second-repository plumbing `init --copy-chunker-params-from` shares.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{Result, bail};
-use cista::backend::Backend;
+use anyhow::Result;
 use cista::ops::copy::{self, Action, CopyOptions, CopyOutcome};
 use cista::repo::Repository;
 use clap::Args;
@@ -57,13 +55,15 @@ impl cista::ops::Progress for Warnings {
 
 pub fn run(env: &Env, a: CopyArgs) -> Result<u8> {
     let source = env.open()?;
-    // MERGE: --to-option becomes the target's BackendOptions with the storage factory.
-    if let Some((k, _)) = a.to_options.first() {
-        bail!("the storage option {k:?} does not apply to a local folder");
-    }
+    let to_options: Vec<String> = a
+        .to_options
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let target = open_with(
         &env.storage,
         &a.to,
+        &to_options,
         &PasswordFrom {
             file: a.to_password_file.as_deref(),
             command: a.to_password_command.as_deref(),
@@ -190,6 +190,7 @@ pub(super) fn open_from(
     open_with(
         &env.storage,
         location,
+        &[],
         &PasswordFrom {
             file,
             command,

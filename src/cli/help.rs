@@ -188,7 +188,12 @@ ENVIRONMENT:
   CISTA_FROM_REPOSITORY, CISTA_FROM_PASSWORD_FILE, CISTA_FROM_PASSWORD_COMMAND,
   CISTA_FROM_PASSWORD      init --copy-chunker-params-from's repository and its password
   TZ                       time zone for printed times, backup --time and forget's
-                           --keep-within* arithmetic";
+                           --keep-within* arithmetic
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
+  AWS_ENDPOINT_URL, AWS_PROFILE          S3 credentials and endpoint
+  GOOGLE_APPLICATION_CREDENTIALS         GCS service-account file
+  AZURE_ACCOUNT_NAME, AZURE_ACCOUNT_KEY  Azure Blob credentials
+  CISTA_WEBDAV_USERNAME, CISTA_WEBDAV_PASSWORD  WebDAV login";
 
 /// The text after the options for one command.
 fn after_help(examples: &[&str]) -> String {

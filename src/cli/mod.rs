@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, anyhow, bail};
+use cista::backend::Backend;
 use cista::format::key::KdfParams;
 use cista::format::lock::LockMode;
 use cista::ops::CancelFlag;
@@ -60,7 +61,9 @@ const GLOBAL: &str = "Global options";
 #[derive(Debug, Parser)]
 #[command(name = "cista", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Repository location (a local folder).
+    /// Repository location: a folder, file:///path, s3://bucket/prefix, gs://bucket/prefix,
+    /// azblob://container/prefix, sftp://[user@]host[:port]/path or webdav+https://host/path
+    /// (docs/CLI.md, "Locations").
     #[arg(
         short = 'r',
         long = "repo",
@@ -111,6 +114,16 @@ pub struct Cli {
     /// Remove the caches of other repositories not used for 30 days.
     #[arg(long, global = true, help_heading = GLOBAL)]
     cleanup_cache: bool,
+    /// Set a backend option (repeatable): connections=N, timeout=30s, retries=N, and per
+    /// service s3.region=..., sftp.key=..., ... (docs/CLI.md, "Backend options").
+    #[arg(
+        short = 'o',
+        long = "option",
+        global = true,
+        help_heading = GLOBAL,
+        value_name = "KEY=VALUE"
+    )]
+    options: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,6 +174,7 @@ enum Command {
 /// Global state a command needs.
 pub struct Env {
     repo_location: Option<String>,
+    backend_options: Vec<String>,
     password_file: Option<PathBuf>,
     password_command: Option<String>,
     json: bool,
@@ -179,12 +193,19 @@ impl Env {
 
     /// The repository's storage, counted, without the cache (`init` and the config check).
     fn backend(&self) -> Result<Arc<cista::backend::counting::CountingBackend>> {
-        self.storage.backend(self.location()?)
+        self.storage
+            .backend(self.location()?, &self.backend_options)
     }
 
     /// Opens the repository, reading the passphrase from the configured source.
     fn open(&self) -> Result<Repository> {
-        open_with(&self.storage, self.location()?, &self.password_from(), "repository")
+        open_with(
+            &self.storage,
+            self.location()?,
+            &self.backend_options,
+            &self.password_from(),
+            "repository",
+        )
     }
 
     /// Where this repository's passphrase comes from.
@@ -268,10 +289,11 @@ pub(crate) struct PasswordFrom<'a> {
 pub(crate) fn open_with(
     storage: &storage::Storage,
     location: &str,
+    options: &[String],
     from: &PasswordFrom<'_>,
     which: &str,
 ) -> Result<Repository> {
-    let backend = storage.backend(location)?;
+    let backend = storage.backend(location, options)?;
     if let Err(e) = backend.size(cista::backend::FileType::Config, &Default::default())
         && e.kind == cista::backend::ErrorKind::NotFound
     {
@@ -498,6 +520,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     let print_stats = std::env::var_os("CISTA_DEBUG_BACKEND_STATS").is_some_and(|v| v == "1");
     let env = Env {
         repo_location: cli.repo,
+        backend_options: cli.options,
         password_file: cli.password_file,
         password_command: cli.password_command,
         json: cli.json,

@@ -14,21 +14,23 @@ use std::sync::{Arc, Mutex, PoisonError};
 use anyhow::Result;
 use cista::backend::cache::{CacheBackend, CacheRoot};
 use cista::backend::counting::CountingBackend;
-use cista::backend::opendal::OpendalBackend;
-use cista::backend::{Backend, FileType};
+use cista::backend::{Backend, BackendOptions, FileType, Location};
 use cista::repo::Repository;
 
-/// The storage of a location as main has it today.
-// MERGE: replace with backend::open(&Location::parse(s)?, &opts)
-fn open_location(s: &str) -> Result<Arc<dyn Backend>> {
-    let path = s.strip_prefix("local:").unwrap_or(s);
-    Ok(Arc::new(OpendalBackend::local(path)?))
+/// The storage at `s`, through the library's one factory (retries wired in) with the `-o`
+/// options. Backends read credentials and endpoints from the process environment.
+fn open_location(s: &str, options: &[String]) -> Result<Arc<dyn Backend>> {
+    let location = Location::parse(s)?;
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let opts = BackendOptions::parse(options, env)?;
+    Ok(cista::backend::open(&location, &opts)?)
 }
 
 /// Whether a location is a local folder (no cache unless `CISTA_CACHE_LOCAL=1`).
-// MERGE: replace with Location::parse(s)?.is_local()
-fn is_local(_s: &str) -> bool {
-    true
+fn is_local(s: &str) -> bool {
+    Location::parse(s).map_or(true, |l| l.is_local())
 }
 
 /// The cache settings of one run.
@@ -78,12 +80,13 @@ impl Storage {
         self.opened.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Storage at `location`, counted; the same stack again when opened twice.
-    pub fn backend(&self, location: &str) -> Result<Arc<CountingBackend>> {
+    /// Storage at `location` with the `-o` `options`, counted; the same stack again when
+    /// opened twice.
+    pub fn backend(&self, location: &str, options: &[String]) -> Result<Arc<CountingBackend>> {
         if let Some(o) = self.opened().iter().find(|o| o.location == location) {
             return Ok(o.counting.clone());
         }
-        let counting = Arc::new(CountingBackend::new(open_location(location)?));
+        let counting = Arc::new(CountingBackend::new(open_location(location, options)?));
         self.opened().push(Opened {
             location: location.to_owned(),
             counting: counting.clone(),

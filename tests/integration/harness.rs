@@ -245,7 +245,7 @@ impl Repo {
 
     /// Opens the repository through the library.
     pub fn open(&self) -> cista::repo::Repository {
-        let backend = cista::backend::opendal::OpendalBackend::local(&self.path).expect("backend");
+        let backend = cista::backend::local::LocalBackend::open(&self.path).expect("backend");
         cista::repo::Repository::open(Arc::new(backend), self.password.as_bytes()).expect("open")
     }
 }

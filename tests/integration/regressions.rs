@@ -158,7 +158,7 @@ fn regression_init_wrote_key_and_config_in_place() {
     use cista::backend::{Backend, FileType};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repo");
-    let backend = cista::backend::opendal::OpendalBackend::local(&root).unwrap();
+    let backend = cista::backend::local::LocalBackend::open(&root).unwrap();
     backend.create().unwrap();
     // With `tmp/` unusable, a staged write fails and an in-place one would succeed.
     std::fs::remove_dir(root.join("tmp")).unwrap();

@@ -541,7 +541,7 @@ mod tests {
     use super::*;
     use crate::backend::Backend;
     use crate::backend::fault::FaultBackend;
-    use crate::backend::opendal::OpendalBackend;
+    use crate::backend::local::LocalBackend;
     use crate::format::config::ChunkerParams;
     use crate::ops::NoProgress;
     use crate::ops::check::{self, CheckOptions};
@@ -591,7 +591,7 @@ mod tests {
         let (src, repo_dir) = (d.path().join("src"), d.path().join("repo"));
         std::fs::create_dir(&src).unwrap();
         tree(&src, 8);
-        let local: Arc<dyn Backend> = Arc::new(OpendalBackend::local(&repo_dir).unwrap());
+        let local: Arc<dyn Backend> = Arc::new(LocalBackend::open(&repo_dir).unwrap());
         Repository::init(local.clone(), b"pw", &opts()).unwrap();
 
         let faulty: Arc<dyn Backend> =
@@ -628,7 +628,7 @@ mod tests {
         let (src, repo_dir) = (d.path().join("src"), d.path().join("repo"));
         std::fs::create_dir(&src).unwrap();
         tree(&src, 2);
-        let local: Arc<dyn Backend> = Arc::new(OpendalBackend::local(&repo_dir).unwrap());
+        let local: Arc<dyn Backend> = Arc::new(LocalBackend::open(&repo_dir).unwrap());
         let repo = Repository::init(local, b"pw", &opts()).unwrap();
         let cancel: CancelFlag = Arc::new(AtomicBool::new(true));
         let r = run(
@@ -677,7 +677,7 @@ mod tests {
         std::fs::create_dir(&src).unwrap();
         let f = src.join("log");
         std::fs::write(&f, b"first line\n".repeat(1000)).unwrap();
-        let local: Arc<dyn Backend> = Arc::new(OpendalBackend::local(&repo_dir).unwrap());
+        let local: Arc<dyn Backend> = Arc::new(LocalBackend::open(&repo_dir).unwrap());
         let repo = Repository::init(local, b"pw", &opts()).unwrap();
         let cancel: CancelFlag = Arc::new(AtomicBool::new(false));
         let run_with = |left: u64| {
@@ -741,8 +741,7 @@ mod tests {
     #[test]
     fn multi_segment_stream_chunks_like_the_whole_buffer() {
         let d = tempfile::tempdir().unwrap();
-        let local: Arc<dyn Backend> =
-            Arc::new(OpendalBackend::local(d.path().join("repo")).unwrap());
+        let local: Arc<dyn Backend> = Arc::new(LocalBackend::open(d.path().join("repo")).unwrap());
         let repo = Repository::init(local, b"pw", &opts()).unwrap();
         let mut x = 7u64;
         let mut data: Vec<u8> = (0..(segment_len(opts().chunker.max) * 5 / 2))

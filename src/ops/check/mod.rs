@@ -514,7 +514,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::backend::opendal::OpendalBackend;
+    use crate::backend::local::LocalBackend;
     use crate::backend::{Backend, BackendError};
     use crate::ops::NoProgress;
     use crate::ops::backup::{self, BackupOptions, Source};
@@ -581,8 +581,7 @@ mod tests {
         let src = d.path().join("src");
         std::fs::create_dir(&src).unwrap();
         std::fs::write(src.join("f"), b"written while check runs").unwrap();
-        let local: Arc<dyn Backend> =
-            Arc::new(OpendalBackend::local(d.path().join("repo")).unwrap());
+        let local: Arc<dyn Backend> = Arc::new(LocalBackend::open(d.path().join("repo")).unwrap());
         let writer = crate::repo::tests::repo_on(local.clone());
         let hook: Hook = Box::new(move || {
             let cancel = Arc::new(AtomicBool::new(false));

@@ -571,7 +571,8 @@ mod tests {
             std::fs::write(src.join(format!("f{i}")), b).unwrap();
         }
         let repo_dir = d.path().join("repo");
-        let local: Arc<dyn Backend> = Arc::new(OpendalBackend::local(&repo_dir).unwrap());
+        let local: Arc<dyn Backend> =
+            Arc::new(crate::backend::local::LocalBackend::open(&repo_dir).unwrap());
         let repo = crate::repo::tests::repo_on(local);
         let cancel = Arc::new(AtomicBool::new(false));
         let snap = backup::run(

@@ -1,0 +1,324 @@
+//! Real servers for the remote-backend tests, on 127.0.0.1 only: an S3 server (`moto_server`
+//! from PyPI's `moto[server]`) and OpenSSH's sshd for sftp.
+//!
+//! One of each per test binary run, started on first use on a free high port; each test gets
+//! a fresh bucket (S3) or folder (sftp). Every server is started under a small shell watchdog
+//! that stops it by pid as soon as the test process is gone, so no server outlives the run
+//! whichever way it ends. A test that needs a server it cannot find is skipped with a note on
+//! stderr, unless `CISTA_REQUIRE_SERVERS` is set (scripts/test.sh sets it), when it fails.
+//!
+//! Binaries: `CISTA_MOTO_SERVER` or `.venv-test/bin/moto_server` (scripts/test.sh makes the
+//! venv) or `moto_server` on `PATH`; `/usr/sbin/sshd` and `ssh-keygen` (Debian's
+//! openssh-server and openssh-client).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cista::backend::{Backend, BackendOptions, Location};
+
+/// Whether a missing server fails the test rather than skipping it.
+fn required() -> bool {
+    std::env::var_os("CISTA_REQUIRE_SERVERS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `None` (and a note) when `what` cannot be had, unless servers are required.
+fn unavailable<T>(what: &str, why: &str) -> Option<T> {
+    assert!(
+        !required(),
+        "{what} is needed and CISTA_REQUIRE_SERVERS is set: {why}"
+    );
+    eprintln!("skipped: {what} unavailable ({why}); scripts/test.sh installs it");
+    None
+}
+
+/// A free TCP port on 127.0.0.1 (the listener is closed again; a race with another process
+/// taking it is possible but harmless: the server then fails to start and the test says so).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what} did not start listening on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `program args` under a watchdog shell that kills it (by pid) once this test process
+/// is gone. Output goes to `log`.
+fn spawn_watched(program: &Path, args: &[String], env: &[(&str, &str)], log: &Path) {
+    let quoted: Vec<String> = std::iter::once(program.display().to_string())
+        .chain(args.iter().cloned())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let script = format!(
+        "{} >'{}' 2>&1 & pid=$!; while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null; sleep 1; kill -9 $pid 2>/dev/null; exit 0",
+        quoted.join(" "),
+        log.display(),
+        std::process::id()
+    );
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("spawning a test server");
+    // The watchdog ends after this process does; reap it if it ends sooner (the server died).
+    std::thread::spawn(move || child.wait());
+}
+
+fn scratch_root() -> &'static tempfile::TempDir {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("cista-servers-")
+            .tempdir()
+            .expect("tempdir")
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn moto_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CISTA_MOTO_SERVER") {
+        return Some(p.into());
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/moto_server");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v moto_server"])
+        .output()
+        .ok()?;
+    let p = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+    (found.status.success() && !p.is_empty()).then(|| p.into())
+}
+
+/// A running S3 server.
+#[derive(Debug)]
+pub struct S3Server {
+    pub port: u16,
+}
+
+/// The credentials every test uses against moto (which accepts any in its default mode).
+pub const ACCESS_KEY: &str = "AKIATESTCISTA0000001";
+pub const SECRET_KEY: &str = "cista-test-secret-value-0123456789abcdef";
+
+fn start_moto(auth: bool) -> Option<S3Server> {
+    let Some(bin) = moto_binary() else {
+        return unavailable("moto_server (S3)", "not found");
+    };
+    let port = free_port();
+    let log = scratch_root().path().join(format!("moto-{port}.log"));
+    let env: &[(&str, &str)] = if auth {
+        // Every request is authenticated from the first one on: any key is unknown.
+        &[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]
+    } else {
+        &[]
+    };
+    spawn_watched(
+        &bin,
+        &[
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ],
+        env,
+        &log,
+    );
+    wait_for_port(port, "moto_server");
+    Some(S3Server { port })
+}
+
+/// The shared S3 server, started on first use.
+pub fn s3() -> Option<&'static S3Server> {
+    static S3: OnceLock<Option<S3Server>> = OnceLock::new();
+    S3.get_or_init(|| start_moto(false)).as_ref()
+}
+
+/// A second S3 server that authenticates requests, so every key is refused.
+pub fn s3_with_auth() -> Option<&'static S3Server> {
+    static S3: OnceLock<Option<S3Server>> = OnceLock::new();
+    S3.get_or_init(|| start_moto(true)).as_ref()
+}
+
+impl S3Server {
+    /// `s3:http://127.0.0.1:PORT/` + bucket + prefix.
+    pub fn url(&self, bucket: &str, prefix: &str) -> String {
+        let p = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("/{prefix}")
+        };
+        format!("s3:http://127.0.0.1:{}/{bucket}{p}", self.port)
+    }
+
+    /// A new, empty bucket (moto takes an unsigned `PUT /bucket`).
+    pub fn bucket(&self) -> String {
+        let name = unique("cista").to_lowercase();
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        write!(
+            s,
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .expect("send");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("read");
+        assert!(
+            reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"),
+            "creating bucket {name}: {reply}"
+        );
+        name
+    }
+
+    /// The environment and `-o` options a test passes to reach this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+}
+
+/// The `-o` options every S3 test uses: nothing may probe off-machine addresses.
+pub const S3_OPTIONS: [&str; 2] = [
+    "s3.disable-config-load=true",
+    "s3.disable-ec2-metadata=true",
+];
+
+/// A running sshd with a client key authorized for the current user.
+#[derive(Debug)]
+pub struct SshServer {
+    pub port: u16,
+    /// The client's private key.
+    pub key: PathBuf,
+    /// Folders handed to tests live below this.
+    pub root: PathBuf,
+    pub user: String,
+}
+
+fn sh(cmd: &str) -> Option<String> {
+    let o = Command::new("sh").args(["-c", cmd]).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
+
+fn start_sshd() -> Option<SshServer> {
+    let sshd = Path::new("/usr/sbin/sshd");
+    if !sshd.is_file() {
+        return unavailable("sshd (sftp)", "/usr/sbin/sshd not found");
+    }
+    if sh("command -v ssh && command -v ssh-keygen").is_none() {
+        return unavailable("ssh (sftp)", "ssh or ssh-keygen not found");
+    }
+    let dir = scratch_root().path().join("sshd");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let root = dir.join("files");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    for k in ["host_key", "client_key"] {
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join(k))
+            .output()
+            .expect("ssh-keygen");
+        assert!(out.status.success(), "ssh-keygen: {out:?}");
+    }
+    std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).expect("copy");
+    // Privilege separation needs this folder when sshd runs as root.
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let port = free_port();
+    let config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+         AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\nStrictModes no\n\
+         PermitRootLogin prohibit-password\nMaxSessions 64\nMaxStartups 64\n\
+         Subsystem sftp internal-sftp\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("sshd_config"), config).expect("config");
+    spawn_watched(
+        sshd,
+        &[
+            "-D".into(),
+            "-e".into(),
+            "-f".into(),
+            dir.join("sshd_config").display().to_string(),
+        ],
+        &[],
+        &dir.join("sshd.log"),
+    );
+    wait_for_port(port, "sshd");
+    let user = sh("id -un").unwrap_or_else(|| "root".into());
+    Some(SshServer {
+        port,
+        key: dir.join("client_key"),
+        root,
+        user,
+    })
+}
+
+/// The shared sshd, started on first use.
+pub fn ssh() -> Option<&'static SshServer> {
+    static SSH: OnceLock<Option<SshServer>> = OnceLock::new();
+    SSH.get_or_init(start_sshd).as_ref()
+}
+
+impl SshServer {
+    /// A fresh folder's path on the server (not created) and its `sftp://` URL.
+    pub fn folder(&self) -> (PathBuf, String) {
+        let p = self.root.join(unique("t"));
+        let url = format!(
+            "sftp://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            p.display()
+        );
+        (p, url)
+    }
+
+    /// The `-o` options a test passes: the client key, and accept the fresh host key.
+    pub fn options(&self) -> Vec<String> {
+        vec![
+            format!("sftp.key={}", self.key.display()),
+            "sftp.known-hosts=accept".into(),
+        ]
+    }
+}
+
+/// Opens `url` through the library's factory with `options` and `env`.
+pub fn open(url: &str, options: &[String], env: &[(&str, String)]) -> std::sync::Arc<dyn Backend> {
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let opts = BackendOptions::parse(options, env).expect("options");
+    let loc = Location::parse(url).expect("location");
+    cista::backend::open(&loc, &opts).unwrap_or_else(|e| panic!("opening {url}: {e}"))
+}
