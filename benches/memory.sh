@@ -9,6 +9,7 @@
 #   SIZES="1000000 2000000" benches/memory.sh
 #   KEEP=1 benches/memory.sh          # leave the repositories in place
 #   RESTIC_SIZES="250000 1000000" benches/memory.sh   # also restic, on trees of small files
+#   SIZES=" " RESTIC_SIZES=1000000 benches/memory.sh  # only cista beside restic
 #
 # Prints one line per command and size, then bytes per blob between the two largest sizes:
 # (RSS(large) - RSS(small)) / (large - small blobs). That difference is what the index costs
@@ -123,9 +124,9 @@ per_blob() { # COMMAND SMALL LARGE
 }
 
 read -r -a sizes <<< "$SIZES"
-small=${sizes[0]}
-large=${sizes[${#sizes[@]}-1]}
-for cmd in check backup prune; do per_blob "$cmd" "$small" "$large"; done
+if [ ${#sizes[@]} -gt 0 ]; then
+    for cmd in check backup prune; do per_blob "$cmd" "${sizes[0]}" "${sizes[${#sizes[@]}-1]}"; done
+fi
 if [ -n "${RESTIC_SIZES:-}" ]; then
     read -r -a rsizes <<< "$RESTIC_SIZES"
     for cmd in restic_check restic_prune; do
