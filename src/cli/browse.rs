@@ -265,6 +265,7 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
         overwrite: a.overwrite.into(),
         delete: a.delete,
         dry_run: a.dry_run,
+        reads_in_flight: env.reads_in_flight()?,
         ..RestoreOptions::default()
     };
     let reporter = Reporter::start("restored", env.quiet || env.json);

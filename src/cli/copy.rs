@@ -38,11 +38,16 @@ pub struct CopyArgs {
     snapshots: Vec<String>,
 }
 
-fn parse_option(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_option(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err("expected KEY=VALUE".into()),
     }
+}
+
+/// Parsed `KEY=VALUE` options back in the form `-o` gives them to the factory.
+pub(super) fn joined_options(options: &[(String, String)]) -> Vec<String> {
+    options.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 /// Warnings from the library, on stderr.
@@ -55,11 +60,7 @@ impl cista::ops::Progress for Warnings {
 
 pub fn run(env: &Env, a: CopyArgs) -> Result<u8> {
     let source = env.open()?;
-    let to_options: Vec<String> = a
-        .to_options
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let to_options = joined_options(&a.to_options);
     let target = open_with(
         &env.storage,
         &a.to,
@@ -184,13 +185,14 @@ fn print(env: &Env, o: &CopyOutcome, dry_run: bool) -> Result<()> {
 pub(super) fn open_from(
     env: &Env,
     location: &str,
+    options: &[String],
     file: Option<&std::path::Path>,
     command: Option<&str>,
 ) -> Result<Repository> {
     open_with(
         &env.storage,
         location,
-        &[],
+        options,
         &PasswordFrom {
             file,
             command,

@@ -197,6 +197,11 @@ impl Env {
             .backend(self.location()?, &self.backend_options)
     }
 
+    /// Pack reads a restore or a data check keeps in flight (`-o connections`).
+    fn reads_in_flight(&self) -> Result<usize> {
+        storage::reads_in_flight(self.location()?, &self.backend_options)
+    }
+
     /// Opens the repository, reading the passphrase from the configured source.
     fn open(&self) -> Result<Repository> {
         open_with(

@@ -26,6 +26,9 @@ pub struct InitArgs {
     /// Run this shell command and use its output as that repository's passphrase.
     #[arg(long, env = "CISTA_FROM_PASSWORD_COMMAND", hide_env_values = true)]
     from_password_command: Option<String>,
+    /// A storage option of that repository, as `-o` is for the new one (repeatable).
+    #[arg(long = "from-option", value_name = "KEY=VALUE", value_parser = super::copy::parse_option)]
+    from_options: Vec<(String, String)>,
     /// Pack target size in MiB.
     #[arg(long, default_value_t = Config::DEFAULT_PACK_SIZE >> 20)]
     pack_size_mib: u32,
@@ -58,6 +61,7 @@ pub fn init(env: &Env, a: InitArgs) -> Result<u8> {
         Some(loc) => Some(super::copy::open_from(
             env,
             loc,
+            &super::copy::joined_options(&a.from_options),
             a.from_password_file.as_deref(),
             a.from_password_command.as_deref(),
         )?),
@@ -120,6 +124,7 @@ pub fn check(env: &Env, a: CheckArgs) -> Result<u8> {
         session.repo(),
         &CheckOptions {
             read_data: selection,
+            reads_in_flight: env.reads_in_flight()?,
             ..CheckOptions::default()
         },
     )?;

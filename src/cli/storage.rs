@@ -28,6 +28,22 @@ fn open_location(s: &str, options: &[String]) -> Result<Arc<dyn Backend>> {
     Ok(cista::backend::open(&location, &opts)?)
 }
 
+/// Pack reads restore and `check --read-data` keep in flight at `s`: `-o connections` when
+/// given, else the service's connection default for a remote store (so a read never waits
+/// for a free connection another of its reads holds), and 0 (the commands' own default,
+/// twice the cores) for a local folder.
+pub fn reads_in_flight(s: &str, options: &[String]) -> Result<usize> {
+    let location = Location::parse(s)?;
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let opts = BackendOptions::parse(options, env)?;
+    if location.is_local() && opts.get(&location, "connections").is_none() {
+        return Ok(0);
+    }
+    Ok(opts.connections(&location)?)
+}
+
 /// Whether a location is a local folder (no cache unless `CISTA_CACHE_LOCAL=1`).
 fn is_local(s: &str) -> bool {
     Location::parse(s).map_or(true, |l| l.is_local())
@@ -241,5 +257,27 @@ impl Storage {
                 o.counting.stats()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads_in_flight;
+
+    fn opts(o: &[&str]) -> Vec<String> {
+        o.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn reads_in_flight_follow_connections() {
+        // A local folder keeps the commands' own default unless told.
+        assert_eq!(reads_in_flight("/var/tmp/repo", &[]).unwrap(), 0);
+        assert_eq!(reads_in_flight("/var/tmp/repo", &opts(&["connections=3"])).unwrap(), 3);
+        // Remote stores: the connection default, or what -o says (per service first).
+        assert_eq!(reads_in_flight("s3:http://127.0.0.1:1/b/p", &[]).unwrap(), 8);
+        assert_eq!(reads_in_flight("sftp://u@127.0.0.1:2222/r", &[]).unwrap(), 4);
+        let o = opts(&["connections=2", "s3.connections=16"]);
+        assert_eq!(reads_in_flight("s3:http://127.0.0.1:1/b/p", &o).unwrap(), 16);
+        assert!(reads_in_flight("/var/tmp/repo", &opts(&["connections=0"])).is_err());
     }
 }
