@@ -56,6 +56,9 @@ pub struct PackInfo {
     /// Whether every entry is a tree blob (a tree pack, FORMAT §13: what a metadata cache
     /// keeps whole). Fits in the struct's padding: the pack table does not grow.
     pub trees_only: bool,
+    /// Whether any entry is a tree blob (with `trees_only`, the pack's kind for prune's
+    /// repacking rules, without a pass over the entries). Also in the padding.
+    pub has_trees: bool,
 }
 
 /// What an obsolete pack's record says besides its blobs (FORMAT §14, `ObsoletePack`).
@@ -163,7 +166,9 @@ impl Entry {
     }
 
     fn pack_number(&self) -> u32 {
-        self.field(0, PACK_BITS)
+        // The low 27 bits of the first four bytes (the hottest field: read on every lookup).
+        let [a, b, c, d, ..] = self.loc;
+        u32::from_le_bytes([a, b, c, d]) & (MAX_PACKS - 1)
     }
 
     /// Gives the entry another pack number (below [`MAX_PACKS`], as every number is).
@@ -173,7 +178,7 @@ impl Entry {
     }
 
     fn is_tree(&self) -> bool {
-        self.field(PACK_BITS, 1) == 1
+        self.loc[3] & 1 << (PACK_BITS - 24) != 0
     }
 
     fn offset(&self) -> u32 {
@@ -265,6 +270,7 @@ impl Index {
             blobs: 0,
             bytes: 0,
             trees_only: !pack.blobs.is_empty(),
+            has_trees: false,
         };
         for e in &pack.blobs {
             // A writer's own entries always fit; one that did not would only be stored again.
@@ -278,6 +284,7 @@ impl Index {
             info.blobs += 1;
             info.bytes += u64::from(e.length);
             info.trees_only &= e.blob_type == BlobType::Tree;
+            info.has_trees |= e.blob_type == BlobType::Tree;
         }
         self.packs.push(info);
         self.added_packs.insert(pack.id, n);

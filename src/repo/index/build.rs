@@ -183,8 +183,11 @@ impl IndexBuilder {
                 _ => false,
             }
         });
+        // The ids decide almost every comparison; the packed fields are unpacked only on a tie.
         entries.par_sort_unstable_by(|a, b| {
-            (a.id, a.pack_number(), a.offset()).cmp(&(b.id, b.pack_number(), b.offset()))
+            a.id.cmp(&b.id)
+                .then_with(|| a.pack_number().cmp(&b.pack_number()))
+                .then_with(|| a.offset().cmp(&b.offset()))
         });
         entries.dedup();
         entries.shrink_to_fit();
@@ -202,6 +205,7 @@ impl IndexBuilder {
                 bytes: 0,
                 // Cleared below by any data blob; a pack with no entries is not a tree pack.
                 trees_only: true,
+                has_trees: false,
             })
             .collect();
         let mut buckets = Vec::new();
@@ -219,6 +223,7 @@ impl IndexBuilder {
                     p.blobs += 1;
                     p.bytes += u64::from(e.length());
                     p.trees_only &= e.is_tree();
+                    p.has_trees |= e.is_tree();
                 }
             }
             for b in 1..=BUCKETS {

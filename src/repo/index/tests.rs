@@ -379,7 +379,7 @@ fn packs_added_after_loading_are_live_and_found() {
 
 #[test]
 fn a_pack_table_row_stays_48_bytes() {
-    // `trees_only` lives in the padding: the metadata cache's flag costs no memory.
+    // `trees_only` and `has_trees` live in the padding: the flags cost no memory.
     assert_eq!(std::mem::size_of::<PackInfo>(), 48);
 }
 
