@@ -17,6 +17,10 @@ pub const MAX_PACK_LEN: u64 = 1 << 30;
 pub const MAX_PACK_HEADER_LEN: u64 = 16 << 20;
 /// Largest blob plaintext (after decompression) written or read.
 pub const MAX_BLOB_LEN: u32 = 64 << 20;
+/// Longest sealed blob an entry may name: below 128 MiB, twice the content cap, which no
+/// sealed form of at most [`MAX_BLOB_LEN`] bytes of content reaches (a raw one is 41 bytes
+/// longer; a zstd frame that is kept is shorter than its content).
+pub const MAX_SEALED_BLOB_LEN: u32 = (128 << 20) - 1;
 /// Writers close a pack at this many blobs, so its sealed header stays far below
 /// [`MAX_PACK_HEADER_LEN`] (48 bytes per entry) whatever the pack size.
 pub const MAX_PACK_BLOBS: usize = 100_000;
@@ -61,12 +65,18 @@ pub struct PackEntry {
 
 impl PackEntry {
     /// Checks the entry is plausible on its own: a sealed blob holds at least a payload flag,
-    /// and no blob may expand past [`MAX_BLOB_LEN`].
+    /// is shorter than [`MAX_SEALED_BLOB_LEN`] and ends within the largest pack, and no blob
+    /// may expand past [`MAX_BLOB_LEN`]. These caps are also what lets the in-memory index
+    /// pack a location into 14 bytes (src/repo/index.rs).
     pub fn validate(&self, what: &'static str) -> Result<(), FormatError> {
         if self.length < SEAL_OVERHEAD + 1 {
             return Err(FormatError::malformed(what, "blob shorter than its seal"));
         }
-        if self.raw_len > MAX_BLOB_LEN || (self.offset as usize) < HEADER_LEN {
+        if self.raw_len > MAX_BLOB_LEN
+            || self.length > MAX_SEALED_BLOB_LEN
+            || self.end() > MAX_PACK_LEN
+            || (self.offset as usize) < HEADER_LEN
+        {
             return Err(FormatError::malformed(
                 what,
                 "blob length or offset out of range",

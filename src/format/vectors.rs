@@ -775,6 +775,11 @@ fn fail_cases() -> Vec<(&'static str, Vec<u8>, Reader, Expect)> {
             Malformed("shorter than its seal")
         ),
         fail!(
+            "fail_index_blob_too_long.hex",
+            read_index,
+            Malformed("length or offset out of range")
+        ),
+        fail!(
             "fail_index_empty_obsolete.hex",
             read_index,
             Malformed("empty obsolete list")

@@ -56,6 +56,9 @@ pub struct PackInfo {
     /// Whether every entry is a tree blob (a tree pack, FORMAT §13: what a metadata cache
     /// keeps whole). Fits in the struct's padding: the pack table does not grow.
     pub trees_only: bool,
+    /// Whether any entry is a tree blob (with `trees_only`, the pack's kind for prune's
+    /// repacking rules, without a pass over the entries). Also in the padding.
+    pub has_trees: bool,
 }
 
 /// What an obsolete pack's record says besides its blobs (FORMAT §14, `ObsoletePack`).
@@ -99,53 +102,108 @@ pub struct PackBlobs {
     pub used: Vec<bool>,
 }
 
-/// Top bit of [`Entry::pack`]: the blob is a tree.
-const TREE_BIT: u32 = 1 << 31;
+/// Packs one index can number: 2^27 (134 million; 1 PiB of the default 8 MiB packs).
+pub(crate) const MAX_PACKS: u32 = 1 << 27;
 /// Radix buckets: the first 16 bits of an id.
 const BUCKETS: usize = 1 << 16;
 
-/// One location: 48 bytes, no padding (pinned by a test).
+// The location is 112 bits, low to high: pack number (27), tree flag (1), offset (30),
+// sealed length (27), raw length (27). The widths follow from the format's caps, which every
+// entry is checked against before it reaches the index (`PackEntry::validate`): a pack is at
+// most 1 GiB, so an offset is below 2^30; a sealed blob is below 2^27 bytes; content is at
+// most 64 MiB = 2^26.
+const PACK_BITS: u32 = 27;
+const OFFSET_SHIFT: u32 = PACK_BITS + 1;
+const LENGTH_SHIFT: u32 = OFFSET_SHIFT + 30;
+const RAW_SHIFT: u32 = LENGTH_SHIFT + 27;
+const _: () = {
+    assert!(MAX_PACKS == 1 << PACK_BITS);
+    assert!(crate::format::pack::MAX_PACK_LEN <= 1 << 30);
+    assert!(crate::format::pack::MAX_SEALED_BLOB_LEN < 1 << 27);
+    assert!(crate::format::pack::MAX_BLOB_LEN <= 1 << 26);
+    assert!(RAW_SHIFT + 27 == 14 * 8);
+};
+
+/// One location: 46 bytes, byte-aligned, no padding (pinned by a test): the blob id and a
+/// bit-packed location (see the widths above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     id: [u8; 32],
-    /// Pack number, with [`TREE_BIT`] set for a tree blob.
-    pack: u32,
-    offset: u32,
-    length: u32,
-    raw_len: u32,
+    loc: [u8; 14],
 }
 
 impl Entry {
-    fn new(pack: u32, e: &PackEntry) -> Self {
-        let tree = if e.blob_type == BlobType::Tree {
-            TREE_BIT
-        } else {
-            0
-        };
-        Self {
-            id: e.id.0.0,
-            pack: pack | tree,
-            offset: e.offset,
-            length: e.length,
-            raw_len: e.raw_len,
+    /// The entry for `e` in pack number `pack`, or `None` if a value exceeds its width
+    /// (never for a validated entry in a pack below [`MAX_PACKS`]).
+    fn new(pack: u32, e: &PackEntry) -> Option<Self> {
+        let fits = pack < MAX_PACKS
+            && e.offset < 1 << 30
+            && e.length < 1 << 27
+            && e.raw_len <= crate::format::pack::MAX_BLOB_LEN;
+        if !fits {
+            return None;
         }
+        let tree = u128::from(e.blob_type == BlobType::Tree);
+        let bits = u128::from(pack)
+            | tree << PACK_BITS
+            | u128::from(e.offset) << OFFSET_SHIFT
+            | u128::from(e.length) << LENGTH_SHIFT
+            | u128::from(e.raw_len) << RAW_SHIFT;
+        let mut loc = [0u8; 14];
+        loc.copy_from_slice(&bits.to_le_bytes()[..14]);
+        Some(Self { id: e.id.0.0, loc })
+    }
+
+    fn bits(&self) -> u128 {
+        let mut b = [0u8; 16];
+        b[..14].copy_from_slice(&self.loc);
+        u128::from_le_bytes(b)
+    }
+
+    fn field(&self, shift: u32, width: u32) -> u32 {
+        // Truncation is the point: every field is at most 30 bits wide.
+        ((self.bits() >> shift) & ((1u128 << width) - 1)) as u32
     }
 
     fn pack_number(&self) -> u32 {
-        self.pack & !TREE_BIT
+        // The low 27 bits of the first four bytes (the hottest field: read on every lookup).
+        let [a, b, c, d, ..] = self.loc;
+        u32::from_le_bytes([a, b, c, d]) & (MAX_PACKS - 1)
+    }
+
+    /// Gives the entry another pack number (below [`MAX_PACKS`], as every number is).
+    fn set_pack_number(&mut self, pack: u32) {
+        let bits = self.bits() & !u128::from(MAX_PACKS - 1) | u128::from(pack & (MAX_PACKS - 1));
+        self.loc.copy_from_slice(&bits.to_le_bytes()[..14]);
+    }
+
+    fn is_tree(&self) -> bool {
+        self.loc[3] & 1 << (PACK_BITS - 24) != 0
+    }
+
+    fn offset(&self) -> u32 {
+        self.field(OFFSET_SHIFT, 30)
+    }
+
+    fn length(&self) -> u32 {
+        self.field(LENGTH_SHIFT, 27)
+    }
+
+    fn raw_len(&self) -> u32 {
+        self.field(RAW_SHIFT, 27)
     }
 
     fn pack_entry(&self) -> PackEntry {
         PackEntry {
-            blob_type: if self.pack & TREE_BIT != 0 {
+            blob_type: if self.is_tree() {
                 BlobType::Tree
             } else {
                 BlobType::Data
             },
             id: BlobId(crate::id::Id(self.id)),
-            offset: self.offset,
-            length: self.length,
-            raw_len: self.raw_len,
+            offset: self.offset(),
+            length: self.length(),
+            raw_len: self.raw_len(),
         }
     }
 
@@ -201,9 +259,9 @@ impl Index {
         let Ok(n) = u32::try_from(self.packs.len()) else {
             return;
         };
-        if n >= TREE_BIT {
-            // 2^31 packs (2 PiB at the default size) is out of reach; refuse quietly rather
-            // than corrupt the type bit.
+        if n >= MAX_PACKS {
+            // 2^27 packs (1 PiB at the default size) is out of reach; refuse quietly rather
+            // than corrupt another pack's entries.
             return;
         }
         let mut info = PackInfo {
@@ -212,15 +270,21 @@ impl Index {
             blobs: 0,
             bytes: 0,
             trees_only: !pack.blobs.is_empty(),
+            has_trees: false,
         };
         for e in &pack.blobs {
+            // A writer's own entries always fit; one that did not would only be stored again.
+            let Some(entry) = Entry::new(n, e) else {
+                continue;
+            };
             if self.main_range(&e.id).is_empty() && !self.overlay.contains_key(&e.id) {
                 self.distinct += 1;
             }
-            self.overlay.entry(e.id).or_default().push(Entry::new(n, e));
+            self.overlay.entry(e.id).or_default().push(entry);
             info.blobs += 1;
             info.bytes += u64::from(e.length);
             info.trees_only &= e.blob_type == BlobType::Tree;
+            info.has_trees |= e.blob_type == BlobType::Tree;
         }
         self.packs.push(info);
         self.added_packs.insert(pack.id, n);
@@ -390,7 +454,7 @@ impl Index {
             .map(|(i, e)| (e, self.bit(i)));
         for (e, used) in main.chain(overlay) {
             if let Some(u) = out.get_mut(e.pack_number() as usize) {
-                let len = u64::from(e.length);
+                let len = u64::from(e.length());
                 if used {
                     u.used_blobs += 1;
                     u.used_bytes += len;

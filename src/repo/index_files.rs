@@ -233,7 +233,7 @@ impl Repository {
         }
         if builder.overflowed() {
             return Err(Error::InvalidInput(
-                "the index names more than 2^31 packs, more than this build can hold".into(),
+                "the index names more than 2^27 packs (134 million), more than this version can hold".into(),
             ));
         }
         let mut recovered = Vec::new();

@@ -482,6 +482,8 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
     odd_chunk.chunker.avg += 1;
     let mut short_blob = sample_index();
     short_blob.packs[0].blobs[0].length = 40;
+    let mut long_blob = sample_index();
+    long_blob.packs[0].blobs[0].length = 128 << 20;
     let overlap = PackHeader {
         entries: vec![
             entry(BlobType::Data, 0x01, 8, 100, 200),
@@ -613,6 +615,7 @@ pub(super) fn all_files() -> Vec<(&'static str, Vec<u8>)> {
         ("fail_bad_option.hex", with(&snap, parent_tag, 2)),
         ("fail_huge_length.hex", huge),
         ("fail_index_blob_too_short.hex", short_blob.encode()),
+        ("fail_index_blob_too_long.hex", long_blob.encode()),
         ("fail_index_empty_obsolete.hex", {
             // A third field holding an empty list: no writer writes it.
             let mut b = idx.clone();

@@ -11,12 +11,12 @@ use std::collections::{HashMap, HashSet};
 use super::plan::{ObsoleteUse, PackKind, PackUse};
 use crate::backend::FileType;
 use crate::error::{Error, Result};
-use crate::format::pack::{BlobType, PackEntry};
+use crate::format::pack::PackEntry;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::ops::CancelFlag;
 use crate::repo::index::PackState;
-use crate::repo::{Index, PACK_BATCH_BLOBS, Repository};
+use crate::repo::{Index, Repository};
 
 /// A pack in storage that no index file names, with its header's entries.
 #[derive(Debug, Clone)]
@@ -160,31 +160,21 @@ pub fn measure(repo: &Repository, cancel: &CancelFlag) -> Result<Usage> {
     })
 }
 
-/// What kind of blobs each pack holds, in one batched pass over the index.
+/// What kind of blobs each pack holds, from the pack table (no pass over the entries, so
+/// no batch of entries grouped by pack beside the index).
 fn pack_kinds(index: &Index) -> HashMap<PackId, PackKind> {
-    let mut out = HashMap::new();
-    for batch in index.pack_batches(PACK_BATCH_BLOBS) {
-        for p in batch {
-            let mut kind = None;
-            for e in &p.entries {
-                let k = kind_of(e.blob_type);
-                kind = match kind {
-                    None => Some(k),
-                    Some(prev) if prev == k => Some(k),
-                    Some(_) => Some(PackKind::Mixed),
-                };
-            }
-            out.insert(p.id, kind.unwrap_or(PackKind::Data));
-        }
-    }
-    out
-}
-
-fn kind_of(t: BlobType) -> PackKind {
-    match t {
-        BlobType::Data => PackKind::Data,
-        BlobType::Tree => PackKind::Tree,
-    }
+    index
+        .packs()
+        .iter()
+        .map(|p| {
+            let kind = match (p.trees_only, p.has_trees) {
+                (true, _) => PackKind::Tree,
+                (false, true) => PackKind::Mixed,
+                (false, false) => PackKind::Data,
+            };
+            (p.id, kind)
+        })
+        .collect()
 }
 
 /// Marks every blob reachable from the snapshots, each tree read once (a tree already marked

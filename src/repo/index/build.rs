@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::{BUCKETS, Entry, Index, ObsoleteInfo, PackInfo, PackState, TREE_BIT};
+use super::{BUCKETS, Entry, Index, MAX_PACKS, ObsoleteInfo, PackInfo, PackState};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::id::{IndexId, PackId};
 
@@ -49,7 +49,7 @@ impl IndexBuilder {
         }
         let n = u32::try_from(self.packs.len())
             .ok()
-            .filter(|n| *n < TREE_BIT);
+            .filter(|n| *n < MAX_PACKS);
         let Some(n) = n else {
             self.overflow = true;
             return None;
@@ -59,8 +59,11 @@ impl IndexBuilder {
         Some(n)
     }
 
+    /// Adds a pack's entries. Every entry was validated on decoding, which bounds each value
+    /// within its width; one that still did not fit would be dropped (its blob then missing).
     fn add_entries(&mut self, n: u32, blobs: &[crate::format::pack::PackEntry]) {
-        self.entries.extend(blobs.iter().map(|e| Entry::new(n, e)));
+        self.entries
+            .extend(blobs.iter().filter_map(|e| Entry::new(n, e)));
     }
 
     /// Adds one decoded index file (consumed: its memory is released here).
@@ -131,7 +134,7 @@ impl IndexBuilder {
             .collect()
     }
 
-    /// Whether more packs were seen than an index can number (2^31); the excess is skipped.
+    /// Whether more packs were seen than an index can number (2^27); the excess is skipped.
     pub(crate) fn overflowed(&self) -> bool {
         self.overflow
     }
@@ -174,14 +177,17 @@ impl IndexBuilder {
             let old = e.pack_number() as usize;
             match renumber.get(old) {
                 Some(&new) if new != u32::MAX => {
-                    e.pack = new | (e.pack & TREE_BIT);
+                    e.set_pack_number(new);
                     true
                 }
                 _ => false,
             }
         });
+        // The ids decide almost every comparison; the packed fields are unpacked only on a tie.
         entries.par_sort_unstable_by(|a, b| {
-            (a.id, a.pack_number(), a.offset).cmp(&(b.id, b.pack_number(), b.offset))
+            a.id.cmp(&b.id)
+                .then_with(|| a.pack_number().cmp(&b.pack_number()))
+                .then_with(|| a.offset().cmp(&b.offset()))
         });
         entries.dedup();
         entries.shrink_to_fit();
@@ -199,6 +205,7 @@ impl IndexBuilder {
                 bytes: 0,
                 // Cleared below by any data blob; a pack with no entries is not a tree pack.
                 trees_only: true,
+                has_trees: false,
             })
             .collect();
         let mut buckets = Vec::new();
@@ -214,8 +221,9 @@ impl IndexBuilder {
                 last = Some(&e.id);
                 if let Some(p) = packs.get_mut(e.pack_number() as usize) {
                     p.blobs += 1;
-                    p.bytes += u64::from(e.length);
-                    p.trees_only &= e.pack & TREE_BIT != 0;
+                    p.bytes += u64::from(e.length());
+                    p.trees_only &= e.is_tree();
+                    p.has_trees |= e.is_tree();
                 }
             }
             for b in 1..=BUCKETS {

@@ -68,8 +68,101 @@ fn bid(b: [u8; 32]) -> BlobId {
 }
 
 #[test]
-fn an_entry_is_48_bytes() {
-    assert_eq!(std::mem::size_of::<Entry>(), 48);
+fn an_entry_is_46_bytes() {
+    assert_eq!(std::mem::size_of::<Entry>(), 46);
+    assert_eq!(std::mem::align_of::<Entry>(), 1);
+}
+
+#[test]
+fn an_entry_keeps_every_field_at_the_format_caps() {
+    use crate::format::pack::{MAX_BLOB_LEN, MAX_PACK_LEN, MAX_SEALED_BLOB_LEN};
+    let cases = [
+        (0, BlobType::Data, 8, 41, 0),
+        (
+            MAX_PACKS - 1,
+            BlobType::Tree,
+            8,
+            MAX_SEALED_BLOB_LEN,
+            MAX_BLOB_LEN,
+        ),
+        (
+            12_345,
+            BlobType::Data,
+            (MAX_PACK_LEN as u32) - 41,
+            41,
+            MAX_BLOB_LEN,
+        ),
+        (
+            MAX_PACKS - 1,
+            BlobType::Data,
+            (1 << 30) - 1,
+            (1 << 27) - 1,
+            1 << 26,
+        ),
+    ];
+    for (pack, blob_type, offset, length, raw_len) in cases {
+        let pe = PackEntry {
+            blob_type,
+            id: BlobId(Id(id_of(u64::from(offset)))),
+            offset,
+            length,
+            raw_len,
+        };
+        assert!(pe.validate("t").is_ok() || offset + length > MAX_PACK_LEN as u32);
+        let mut e = Entry::new(pack, &pe).unwrap();
+        assert_eq!((e.pack_number(), e.pack_entry()), (pack, pe));
+        e.set_pack_number(7);
+        assert_eq!((e.pack_number(), e.pack_entry()), (7, pe));
+    }
+    let ok = entry(id_of(1), 8);
+    assert!(Entry::new(MAX_PACKS, &ok).is_none());
+    assert!(
+        Entry::new(
+            0,
+            &PackEntry {
+                offset: 1 << 30,
+                ..ok
+            }
+        )
+        .is_none()
+    );
+    assert!(
+        Entry::new(
+            0,
+            &PackEntry {
+                length: 1 << 27,
+                ..ok
+            }
+        )
+        .is_none()
+    );
+    assert!(
+        Entry::new(
+            0,
+            &PackEntry {
+                raw_len: MAX_BLOB_LEN + 1,
+                ..ok
+            }
+        )
+        .is_none()
+    );
+    // What does not fit is exactly what validation refuses.
+    for bad in [
+        PackEntry {
+            length: MAX_SEALED_BLOB_LEN + 1,
+            ..ok
+        },
+        PackEntry {
+            offset: MAX_PACK_LEN as u32 - 40,
+            ..ok
+        },
+        PackEntry {
+            raw_len: MAX_BLOB_LEN + 1,
+            ..ok
+        },
+    ] {
+        assert!(bad.validate("t").is_err(), "{bad:?}");
+    }
 }
 
 #[test]
@@ -286,7 +379,7 @@ fn packs_added_after_loading_are_live_and_found() {
 
 #[test]
 fn a_pack_table_row_stays_48_bytes() {
-    // `trees_only` lives in the padding: the metadata cache's flag costs no memory.
+    // `trees_only` and `has_trees` live in the padding: the flags cost no memory.
     assert_eq!(std::mem::size_of::<PackInfo>(), 48);
 }
 
