@@ -272,12 +272,24 @@ mod tests {
     fn reads_in_flight_follow_connections() {
         // A local folder keeps the commands' own default unless told.
         assert_eq!(reads_in_flight("/var/tmp/repo", &[]).unwrap(), 0);
-        assert_eq!(reads_in_flight("/var/tmp/repo", &opts(&["connections=3"])).unwrap(), 3);
+        assert_eq!(
+            reads_in_flight("/var/tmp/repo", &opts(&["connections=3"])).unwrap(),
+            3
+        );
         // Remote stores: the connection default, or what -o says (per service first).
-        assert_eq!(reads_in_flight("s3:http://127.0.0.1:1/b/p", &[]).unwrap(), 8);
-        assert_eq!(reads_in_flight("sftp://u@127.0.0.1:2222/r", &[]).unwrap(), 4);
+        assert_eq!(
+            reads_in_flight("s3:http://127.0.0.1:1/b/p", &[]).unwrap(),
+            8
+        );
+        assert_eq!(
+            reads_in_flight("sftp://u@127.0.0.1:2222/r", &[]).unwrap(),
+            4
+        );
         let o = opts(&["connections=2", "s3.connections=16"]);
-        assert_eq!(reads_in_flight("s3:http://127.0.0.1:1/b/p", &o).unwrap(), 16);
+        assert_eq!(
+            reads_in_flight("s3:http://127.0.0.1:1/b/p", &o).unwrap(),
+            16
+        );
         assert!(reads_in_flight("/var/tmp/repo", &opts(&["connections=0"])).is_err());
     }
 }

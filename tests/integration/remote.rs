@@ -396,7 +396,12 @@ fn copy_from_s3_into_sftp_and_a_folder() {
 
     // The sftp target shares a's chunker and id keys; a is read with its own options.
     let (b, _) = Remote::sftp(ssh);
-    let mut init = b.cmd(&["init", "--kdf-params", CHEAP_KDF, "--copy-chunker-params-from"]);
+    let mut init = b.cmd(&[
+        "init",
+        "--kdf-params",
+        CHEAP_KDF,
+        "--copy-chunker-params-from",
+    ]);
     init.arg(&a.url).env("CISTA_FROM_PASSWORD", PASSWORD);
     for (k, v) in &a.env {
         init.env(k, v);
@@ -422,7 +427,12 @@ fn copy_from_s3_into_sftp_and_a_folder() {
     };
     for seed in 1..=3u64 {
         let r = copy_to(&b, Some(seed));
-        assert!(r.code == Some(0) || r.code == Some(1), "copy: {:?} {}", r.code, r.stderr);
+        assert!(
+            r.code == Some(0) || r.code == Some(1),
+            "copy: {:?} {}",
+            r.code,
+            r.stderr
+        );
         if r.code == Some(1) {
             assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
         }
@@ -445,7 +455,11 @@ fn copy_from_s3_into_sftp_and_a_folder() {
     c.run(&["init", "--kdf-params", CHEAP_KDF]).ok();
     copy_to(&c, None).ok();
     let again = copy_to(&c, None).ok().stdout_str();
-    assert_eq!(again.matches("was already copied to snapshot").count(), 2, "{again}");
+    assert_eq!(
+        again.matches("was already copied to snapshot").count(),
+        2,
+        "{again}"
+    );
     let snaps = c.run(&["snapshots", "--json"]).ok().json();
     assert_eq!(snaps.as_array().unwrap().len(), 2, "{again}");
     c.run(&["check", "--read-data"]).ok();
