@@ -266,7 +266,6 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
         delete: a.delete,
         dry_run: a.dry_run,
         reads_in_flight: env.reads_in_flight()?,
-        ..RestoreOptions::default()
     };
     let reporter = Reporter::start("restored", env.quiet || env.json);
     reporter.set_total(snap.summary.total_bytes_processed);
