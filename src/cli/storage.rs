@@ -278,7 +278,7 @@ mod tests {
         );
         // Remote stores: the connection default, or what -o says (per service first).
         assert_eq!(
-            reads_in_flight("s3:http://127.0.0.1:1/b/p", &[]).unwrap(),
+            reads_in_flight("s3:http://127.0.0.1:1/bucket/p", &[]).unwrap(),
             8
         );
         assert_eq!(
@@ -287,7 +287,7 @@ mod tests {
         );
         let o = opts(&["connections=2", "s3.connections=16"]);
         assert_eq!(
-            reads_in_flight("s3:http://127.0.0.1:1/b/p", &o).unwrap(),
+            reads_in_flight("s3:http://127.0.0.1:1/bucket/p", &o).unwrap(),
             16
         );
         assert!(reads_in_flight("/var/tmp/repo", &opts(&["connections=0"])).is_err());
