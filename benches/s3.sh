@@ -64,17 +64,24 @@ R_REPO=s3:http://127.0.0.1:$PORT/restic
 C_REPO=s3:http://127.0.0.1:$PORT/cista
 L_REPO=s3:http://127.0.0.1:$PORT/cista-latency
 
-restic_() { restic -r "$R_REPO" --cache-dir "$SCRATCH/restic-cache" "$@"; }
-cista_() { "$CISTA" -r "$C_REPO" "${OPTS[@]}" --cache-dir "$SCRATCH/cista-cache" "$@"; }
-latency_() {
-  CISTA_TEST_FAULTS=latency=50ms "$SCRATCH/cista-testing" -r "$L_REPO" "${OPTS[@]}" \
-    --cache-dir "$SCRATCH/latency-cache" "$@"
+# Commands as arrays (so /usr/bin/time can run them): restic, cista, cista with latency.
+RESTIC=(restic -r "$R_REPO" --cache-dir "$SCRATCH/restic-cache")
+CISTA_S3=("$CISTA" -r "$C_REPO" "${OPTS[@]}" --cache-dir "$SCRATCH/cista-cache")
+LATENCY=(env CISTA_TEST_FAULTS=latency=50ms "$SCRATCH/cista-testing" -r "$L_REPO" "${OPTS[@]}"
+  --cache-dir "$SCRATCH/latency-cache")
+# The S3 server's CPU seconds so far (user + system): it runs on the same 2 cores, so a
+# command's wall time is bounded by its own CPU plus what it makes the server spend.
+server_cpu() {
+  awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$MOTO_PID/stat"
 }
-# timed LABEL CMD...: runs CMD, appends "LABEL wall user sys rss_kib" to $SCRATCH/times.
+# timed LABEL CMD...: runs CMD, appends "LABEL wall user sys rss_kib server_cpu" to
+# $SCRATCH/times.
 timed() {
-  local label=$1; shift
+  local label=$1 before; shift
   sync
-  /usr/bin/time -f "$label %e %U %S %M" -a -o "$SCRATCH/times" "$@" > /dev/null
+  before=$(server_cpu)
+  /usr/bin/time -f "$label %e %U %S %M" -o "$SCRATCH/time.one" "$@" > /dev/null
+  echo "$(cat "$SCRATCH/time.one") $(echo "$(server_cpu) - $before" | bc)" >> "$SCRATCH/times"
 }
 bucket_bytes() { # BUCKET: bytes stored, summed from moto's listing (1,000 keys a page)
   python3 - "$PORT" "$1" <<'PY'
@@ -97,35 +104,39 @@ PY
 
 "$GEN" night1 "$DATA" --scale "$SCALE" --seed "$SEED" 2> /dev/null
 echo "corpus night 1: $(du -sb "$DATA" | cut -f1) bytes" >&2
-restic_ init -q > /dev/null
-cista_ init -q "${KDF[@]}"
-latency_ init -q "${KDF[@]}"
+"${RESTIC[@]}" init -q > /dev/null
+"${CISTA_S3[@]}" init -q "${KDF[@]}"
+"${LATENCY[@]}" init -q "${KDF[@]}"
 
-timed restic-backup restic_ backup -q "$DATA"
-timed cista-backup cista_ backup -q "$DATA"
-timed latency-backup latency_ backup -q "$DATA"
+timed restic-backup "${RESTIC[@]}" backup -q "$DATA"
+timed cista-backup "${CISTA_S3[@]}" backup -q "$DATA"
+timed latency-backup "${LATENCY[@]}" backup -q "$DATA"
 "$GEN" night2 "$DATA" --scale "$SCALE" --seed "$SEED" 2> /dev/null
-timed restic-night2 restic_ backup -q "$DATA"
-timed cista-night2 cista_ backup -q "$DATA"
-timed latency-night2 latency_ backup -q "$DATA"
-for t in restic cista latency; do
-  rm -rf "$SCRATCH/restore-$t"
+timed restic-night2 "${RESTIC[@]}" backup -q "$DATA"
+timed cista-night2 "${CISTA_S3[@]}" backup -q "$DATA"
+timed latency-night2 "${LATENCY[@]}" backup -q "$DATA"
+restore() { # LABEL CMD...: restore latest, timed, from a cold page cache where allowed
+  local label=$1; shift
+  rm -rf "$SCRATCH/restore-$label"
   sync
   echo 3 > /proc/sys/vm/drop_caches 2> /dev/null || true
-  timed "$t-restore" "${t}_" restore latest --target "$SCRATCH/restore-$t"
-  diff -r "$DATA" "$SCRATCH/restore-$t$DATA" > /dev/null || { echo "$t restore differs" >&2; exit 1; }
-  rm -rf "$SCRATCH/restore-$t"
-done
-timed restic-check restic_ check --read-data
-timed cista-check cista_ check --read-data
-timed latency-check latency_ check --read-data
+  timed "$label-restore" "$@" restore latest --target "$SCRATCH/restore-$label"
+  diff -r "$DATA" "$SCRATCH/restore-$label$DATA" > /dev/null || { echo "$label restore differs" >&2; exit 1; }
+  rm -rf "$SCRATCH/restore-$label"
+}
+restore restic "${RESTIC[@]}"
+restore cista "${CISTA_S3[@]}"
+restore latency "${LATENCY[@]}"
+timed restic-check "${RESTIC[@]}" check --read-data
+timed cista-check "${CISTA_S3[@]}" check --read-data
+timed latency-check "${LATENCY[@]}" check --read-data
 echo "stored: restic $(bucket_bytes restic) bytes, cista $(bucket_bytes cista) bytes"
 
 echo
-echo "| run | wall s | CPU s | peak RSS MiB |"
-echo "|---|---:|---:|---:|"
-while read -r label wall user sys rss; do
-  printf '| %s | %s | %.2f | %d |\n' "$label" "$wall" "$(echo "$user + $sys" | bc)" $((rss / 1024))
+echo "| run | wall s | CPU s | peak RSS MiB | server CPU s |"
+echo "|---|---:|---:|---:|---:|"
+while read -r label wall user sys rss server; do
+  printf '| %s | %s | %.2f | %d | %s |\n' "$label" "$wall" "$(echo "$user + $sys" | bc)" $((rss / 1024)) "$server"
 done < "$SCRATCH/times"
 echo
 field() { awk -v l="$1" -v f="$2" '$1 == l { print $f }' "$SCRATCH/times"; }

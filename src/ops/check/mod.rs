@@ -212,7 +212,8 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         });
     }
 
-    walk_snapshots(repo, &index, &snapshots, &mut r);
+    let readers = packs::reader_pool(opts.reads_in_flight)?;
+    walk_snapshots(repo, &index, &snapshots, &readers, &mut r);
 
     if let Some(sel) = &opts.read_data {
         let present: Vec<(PackId, u64)> = packs
@@ -225,7 +226,6 @@ pub fn run(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         // A batch of whole packs at a time: the entries grouped by pack are never all in
         // memory beside the index itself.
         let mut found: Vec<(PackId, Vec<Finding>)> = Vec::new();
-        let readers = packs::reader_pool(opts.reads_in_flight)?;
         for batch in index.pack_batches(crate::repo::PACK_BATCH_BLOBS) {
             let part: Vec<(PackId, Vec<Finding>)> = readers.install(|| {
                 batch
@@ -395,12 +395,85 @@ fn check_ranges(index: &Index, packs: &BTreeMap<PackId, u64>, r: &mut CheckRepor
     }
 }
 
+/// Trees the walk reads ahead: when a directory's tree is not at hand, it and those of the
+/// directories next on the stack are read in parallel (on a remote store each tree is a round
+/// trip), then walked in order exactly as if read one by one. At most [`TREES_AHEAD`] trees
+/// and [`AHEAD_BYTES`] of them (by the index's raw lengths) are held besides the one walked,
+/// whatever the latency.
+const TREES_AHEAD: usize = 32;
+/// See [`TREES_AHEAD`].
+const AHEAD_BYTES: u64 = 32 << 20;
+
+#[derive(Default)]
+struct ReadAhead {
+    trees: HashMap<BlobId, (u64, Result<crate::format::tree::Tree>)>,
+    bytes: u64,
+}
+
+impl ReadAhead {
+    /// The tree `t`: read ahead, or read now.
+    fn take(
+        &mut self,
+        repo: &Repository,
+        index: &Index,
+        t: &BlobId,
+    ) -> Result<crate::format::tree::Tree> {
+        match self.trees.remove(t) {
+            Some((len, tree)) => {
+                self.bytes -= len;
+                tree
+            }
+            None => repo.read_tree(index, t),
+        }
+    }
+
+    /// Unless every tree of `first` is at hand or walked, reads in parallel those of `first`
+    /// and then of `rest`, in order, within the bounds.
+    fn fill<'a>(
+        &mut self,
+        (repo, index, readers): (&Repository, &Index, &rayon::ThreadPool),
+        first: &'a [BlobId],
+        rest: impl Iterator<Item = &'a [BlobId]>,
+        seen: &HashSet<BlobId>,
+    ) {
+        let wanted = |t: &BlobId| !seen.contains(t) && !self.trees.contains_key(t);
+        if !first.iter().any(wanted) {
+            return;
+        }
+        let mut ids: Vec<(BlobId, u64)> = Vec::new();
+        let mut bytes = self.bytes;
+        'dirs: for parts in std::iter::once(first).chain(rest) {
+            for t in parts.iter().filter(|t| wanted(t)) {
+                let len = index.get(t).map_or(0, |l| u64::from(l.entry.raw_len));
+                let full = self.trees.len() + ids.len() >= TREES_AHEAD || bytes + len > AHEAD_BYTES;
+                if full && !ids.is_empty() {
+                    break 'dirs;
+                }
+                if !ids.iter().any(|(i, _)| i == t) {
+                    ids.push((*t, len));
+                    bytes += len;
+                }
+            }
+        }
+        let read: Vec<(BlobId, u64, Result<crate::format::tree::Tree>)> = readers.install(|| {
+            ids.par_iter()
+                .map(|(t, len)| (*t, *len, repo.read_tree(index, t)))
+                .collect()
+        });
+        for (t, len, tree) in read {
+            self.bytes += len;
+            self.trees.insert(t, (len, tree));
+        }
+    }
+}
+
 /// Walks every snapshot's trees, each tree once, reporting unreadable trees and file chunks
 /// in no index with the path of the file.
 fn walk_snapshots(
     repo: &Repository,
     index: &Index,
     snapshots: &[(SnapshotId, crate::format::snapshot::Snapshot)],
+    readers: &rayon::ThreadPool,
     r: &mut CheckReport,
 ) {
     let mut seen_trees: HashSet<BlobId> = HashSet::new();
@@ -412,6 +485,7 @@ fn walk_snapshots(
         // readers would refuse (FORMAT §20), so check says so too.
         let mut stack: Vec<(NodeKind, usize, String)> =
             vec![(NodeKind::Dir { subtree: snap.tree }, 0, String::new())];
+        let mut ahead = ReadAhead::default();
         while let Some((dir, depth, path)) = stack.pop() {
             if depth > crate::format::tree::MAX_DEPTH {
                 r.push(Finding::TreeInvalid {
@@ -431,12 +505,17 @@ fn walk_snapshots(
                     reason: format!("split directory {:?} has no parts", display_dir(&path)),
                 });
             }
+            let next = stack
+                .iter()
+                .rev()
+                .map(|(d, _, _)| d.dir_parts().unwrap_or_default());
+            ahead.fill((repo, index, readers), parts, next, &seen_trees);
             let mut last: Option<Vec<u8>> = None;
             for t in parts {
                 if !split && seen_trees.contains(t) {
                     continue;
                 }
-                let tree = match repo.read_tree(index, t) {
+                let tree = match ahead.take(repo, index, t) {
                     Ok(tree) => tree,
                     Err(e) => {
                         r.push(Finding::TreeDamaged {
