@@ -266,6 +266,11 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
         delete: a.delete,
         dry_run: a.dry_run,
         reads_in_flight: env.reads_in_flight()?,
+        max_read: if env.is_remote()? {
+            restore::REMOTE_CAP
+        } else {
+            0
+        },
     };
     let reporter = Reporter::start("restored", env.quiet || env.json);
     reporter.set_total(snap.summary.total_bytes_processed);

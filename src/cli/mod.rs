@@ -197,6 +197,11 @@ impl Env {
             .backend(self.location()?, &self.backend_options)
     }
 
+    /// Whether the repository is on a remote store (not a local folder).
+    fn is_remote(&self) -> Result<bool> {
+        Ok(!cista::backend::Location::parse(self.location()?)?.is_local())
+    }
+
     /// Pack reads a restore or a data check keeps in flight (`-o connections`).
     fn reads_in_flight(&self) -> Result<usize> {
         storage::reads_in_flight(self.location()?, &self.backend_options)

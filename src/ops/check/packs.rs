@@ -1,12 +1,16 @@
 //! `check --read-data`: reading packs back and verifying them, in bounded memory.
 //!
-//! A pack is read once, front to back, in pieces of about [`PIECE`] bytes, each ending at the
-//! end of a blob (a piece grows by at most one blob past `PIECE`); every byte goes through the
-//! BLAKE3 that names the pack, and every blob is opened and checked against its id from the
-//! piece holding it. So one pack costs one ranged read of its tail (the header) plus
-//! `length / PIECE` reads, and a reader holds at most one piece: `readers × (PIECE + largest
-//! blob)` in all, whatever the pack size (up to 512 MiB by configuration, 1 GiB by the cap).
-//! Packs are read by a pool of `reads_in_flight` threads, so that many requests are in flight.
+//! A pack of at most [`WHOLE`] bytes (every pack of the default 8 MiB target) is read in one
+//! request and its header taken from its tail: one request per pack, as restic makes, where
+//! an object store charges a round trip (and some servers a whole-object read) per request.
+//! A larger pack is read once, front to back, in pieces of about [`PIECE`] bytes, each ending
+//! at the end of a blob (a piece grows by at most one blob past `PIECE`), after one ranged
+//! read of its tail for the header. Either way every byte goes through the BLAKE3 that names
+//! the pack, and every blob is opened and checked against its id from the bytes holding it,
+//! and a reader holds at most `max(WHOLE, PIECE + largest blob)`: `readers × 12 MiB` for
+//! packs of the usual sizes, whatever the pack size (up to 512 MiB by configuration, 1 GiB by
+//! the cap). Packs are read by a pool of `reads_in_flight` threads, so that many requests are
+//! in flight.
 
 use std::collections::HashMap;
 
@@ -20,6 +24,9 @@ use crate::repo::Repository;
 
 /// Bytes of a pack read at once (plus the rest of a blob that straddles the end).
 pub const PIECE: u64 = 4 << 20;
+/// Packs up to this size are read in one request: the default target (8 MiB) plus its last
+/// blob and header.
+pub const WHOLE: u64 = 3 * PIECE;
 
 /// The threads that read packs: `n`, or twice the cores and at least 4 when `n` is 0.
 pub fn reader_pool(n: usize) -> Result<rayon::ThreadPool> {
@@ -68,6 +75,17 @@ pub fn read_pack(
     len: u64,
     indexed: &[PackEntry],
 ) -> Result<Vec<Finding>> {
+    read_pack_within(repo, id, len, indexed, WHOLE)
+}
+
+/// [`read_pack`], reading a pack whole when it is at most `whole` bytes.
+fn read_pack_within(
+    repo: &Repository,
+    id: &PackId,
+    len: u64,
+    indexed: &[PackEntry],
+    whole_limit: u64,
+) -> Result<Vec<Finding>> {
     let pack = *id;
     // The listed size against the cap before reading (FORMAT §20).
     if len > MAX_PACK_LEN {
@@ -77,10 +95,31 @@ pub fn read_pack(
         }]);
     }
     let gone = || vec![Finding::PackMissing { pack }];
-    // The header first (one ranged read of the tail, usually): it says where the blobs are.
-    // A damaged header is reported only once the whole pack was hashed, since a pack whose
-    // bytes do not match its name is reported as that.
-    let (entries, header_damage) = match repo.read_pack_header(id, len) {
+    let damaged = |e: crate::backend::BackendError| -> Result<Vec<Finding>> {
+        Ok(match classify(e.into())? {
+            Failure::Gone => gone(),
+            Failure::Damaged(reason) | Failure::Newer(reason) => {
+                vec![Finding::PackDamaged { pack, reason }]
+            }
+        })
+    };
+    // A small pack whole (its header from its own tail), a large one's header first (one
+    // ranged read of the tail, usually): the header says where the blobs are. A damaged
+    // header is reported only once the whole pack was hashed, since a pack whose bytes do
+    // not match its name is reported as that.
+    let mut whole = None;
+    let header = if len <= whole_limit {
+        let bytes = match repo.backend().read_range(FileType::Pack, &id.0, 0, len) {
+            Ok(b) => b,
+            Err(e) => return damaged(e),
+        };
+        let h = repo.pack_header_from_bytes(id, &bytes);
+        whole = Some(bytes);
+        h
+    } else {
+        repo.read_pack_header(id, len)
+    };
+    let (entries, header_damage) = match header {
         Ok(h) => (h.entries, None),
         Err(e) => match classify(e)? {
             Failure::Gone => return Ok(gone()),
@@ -92,22 +131,22 @@ pub fn read_pack(
     let mut blob_damage = Vec::new();
     let mut pos = 0u64;
     let mut next = 0usize;
-    for end in pieces(len, &entries, PIECE) {
-        let bytes = match repo
-            .backend()
-            .read_range(FileType::Pack, &id.0, pos, end - pos)
-        {
-            Ok(b) => b,
-            Err(e) => {
-                return Ok(match classify(e.into())? {
-                    Failure::Gone => gone(),
-                    Failure::Damaged(reason) | Failure::Newer(reason) => {
-                        vec![Finding::PackDamaged { pack, reason }]
-                    }
-                });
-            }
+    let ends = if whole.is_some() {
+        vec![len]
+    } else {
+        pieces(len, &entries, PIECE)
+    };
+    for end in ends {
+        let read = match whole.take() {
+            Some(bytes) => Ok(bytes),
+            None => repo
+                .backend()
+                .read_range(FileType::Pack, &id.0, pos, end - pos),
         };
-        let mut bytes = bytes;
+        let mut bytes = match read {
+            Ok(b) => b,
+            Err(e) => return damaged(e),
+        };
         hasher.update(&bytes);
         while let Some(e) = entries.get(next)
             && e.end() <= end
@@ -168,6 +207,59 @@ mod tests {
             offset,
             length,
             raw_len: length,
+        }
+    }
+
+    /// Both ways of reading a pack find the same (nothing on an intact pack, the damaged
+    /// blob on a damaged one); whole, it takes one request.
+    #[test]
+    fn a_pack_read_whole_or_in_pieces_gives_the_same_findings() {
+        use std::sync::Arc;
+
+        use crate::backend::Backend;
+        use crate::backend::fault::{FaultBackend, Op};
+        use crate::backend::opendal::OpendalBackend;
+        use crate::repo::packer::{Packer, SealedBlob};
+
+        let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let writer = crate::repo::tests::repo_on(mem.clone());
+        let packer = Packer::new(&writer).unwrap();
+        for i in 0..40u8 {
+            let data = vec![i; 10_000 + usize::from(i)];
+            let id = writer.blob_id(&data);
+            let sealed = writer.seal_blob(BlobType::Data, &id, &data).unwrap();
+            let raw_len = data.len() as u32;
+            packer
+                .add(SealedBlob {
+                    blob_type: BlobType::Data,
+                    id,
+                    raw_len,
+                    sealed,
+                })
+                .unwrap();
+        }
+        let pack = packer.finish().unwrap().remove(0);
+        let len = mem.size(FileType::Pack, &pack.id.0).unwrap();
+        let damaged_at = u64::from(pack.blobs[3].offset) + 30;
+        for (limit, requests) in [(u64::MAX, 1), (0, 2)] {
+            let fb = Arc::new(FaultBackend::new(mem.clone()));
+            let reader = Repository::open(fb.clone(), b"pw").unwrap();
+            let before = fb.calls(Op::ReadRange);
+            let found = read_pack_within(&reader, &pack.id, len, &pack.blobs, limit).unwrap();
+            assert!(found.is_empty(), "{found:?}");
+            assert_eq!(fb.calls(Op::ReadRange) - before, requests);
+
+            let bad = Arc::new(FaultBackend::new(mem.clone()).corrupt_reads(
+                FileType::Pack,
+                damaged_at,
+                2,
+            ));
+            let reader = Repository::open(bad, b"pw").unwrap();
+            let found = read_pack_within(&reader, &pack.id, len, &pack.blobs, limit).unwrap();
+            assert!(
+                matches!(found.as_slice(), [Finding::PackHashMismatch { .. }]),
+                "{found:?}"
+            );
         }
     }
 

@@ -57,6 +57,8 @@ pub struct Exec {
     pub direct: bool,
     /// Requests in flight (and threads that fetch, verify and write).
     pub workers: usize,
+    /// Bytes of one request, at most (unless a single blob is longer).
+    pub cap: u64,
 }
 
 /// A file of a batch while it is being written.
@@ -218,7 +220,7 @@ impl Shared<'_> {
         let batch = Arc::new(Batch { first, slots });
         let limits = Limits {
             gap: reads::GAP,
-            cap: reads::cap_for(bytes, self.exec.workers),
+            cap: reads::cap_for(bytes, self.exec.workers, self.exec.cap),
         };
         let requests = reads::plan(wants, limits);
         for (n, slot) in batch.slots.iter().enumerate() {

@@ -134,6 +134,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The request cap (see [`super::RestoreOptions::max_read`]).
+    pub fn max_read(&self) -> u64 {
+        match self.opts.max_read {
+            0 => super::reads::CAP,
+            n => n,
+        }
+    }
+
     /// Whether `--delete` applies (a fresh target has nothing to delete).
     pub fn deletes(&self) -> bool {
         self.opts.delete && !self.fresh

@@ -47,6 +47,7 @@ mod entries;
 mod inplace;
 mod metadata;
 mod reads;
+pub use reads::REMOTE_CAP;
 mod writer;
 
 pub use inplace::Overwrite;
@@ -71,8 +72,12 @@ pub struct RestoreOptions {
     pub dry_run: bool,
     /// Pack reads in flight (each with its own thread that verifies and writes what it read);
     /// 0 picks the default, twice the cores and at least 4. Reading holds at most this many
-    /// times the request cap (4 MiB) plus one chunk in memory.
+    /// times the request cap plus one chunk in memory.
     pub reads_in_flight: usize,
+    /// The request cap: bytes of one pack read at most (unless one blob is longer); 0 picks
+    /// [`reads::CAP`] (4 MiB), which suits a local disk. Remote stores want
+    /// [`REMOTE_CAP`]: a whole default pack per request.
+    pub max_read: u64,
 }
 
 /// An entry that could not be restored; the restore went on with the others.
@@ -578,6 +583,7 @@ fn write_contents(
     let exec = content::Exec {
         direct: ctx.direct,
         workers: ctx.reads_in_flight(),
+        cap: ctx.max_read(),
     };
     let written = content::write_files(ctx.repo(), ctx.index(), &jobs, exec, ctx.progress());
     for ((n, path, replace), r) in writes.iter().zip(written) {

@@ -93,15 +93,20 @@ pub const GAP: u64 = 256 << 10;
 /// Requests of at most 4 MiB: half a default pack (8 MiB), so a pack is read in a few
 /// parallel pieces, and each request in flight holds at most this much memory.
 pub const CAP: u64 = 4 << 20;
+/// Requests of at most 12 MiB on a remote store: a whole default pack (8 MiB of blobs, its
+/// last blob and header) in one request, as restic reads them, where every request costs a
+/// round trip (and some S3 servers a read of the whole object).
+pub const REMOTE_CAP: u64 = 12 << 20;
 /// The smallest cap [`cap_for`] picks.
 pub const MIN_CAP: u64 = 256 << 10;
 
 /// The request cap for a batch of `bytes` of wanted content read by `workers` in parallel:
-/// [`CAP`], lowered (not below [`MIN_CAP`]) so that a small batch still yields about two
-/// requests per worker instead of one request that a single worker handles alone.
-pub fn cap_for(bytes: u64, workers: usize) -> u64 {
+/// `cap` ([`CAP`] or [`REMOTE_CAP`]), lowered (not below [`MIN_CAP`]) so that a small batch
+/// still yields about two requests per worker instead of one request that a single worker
+/// handles alone.
+pub fn cap_for(bytes: u64, workers: usize, cap: u64) -> u64 {
     let share = bytes / (2 * workers.max(1) as u64).max(1);
-    share.clamp(MIN_CAP, CAP)
+    share.clamp(MIN_CAP, cap.max(MIN_CAP))
 }
 
 /// Groups `wants` into requests (see the module's rules).
@@ -310,10 +315,12 @@ mod tests {
 
     #[test]
     fn the_cap_shrinks_for_small_batches_within_its_bounds() {
-        assert_eq!(cap_for(0, 4), MIN_CAP);
-        assert_eq!(cap_for(8 << 20, 4), 1 << 20);
-        assert_eq!(cap_for(1 << 40, 4), CAP);
-        assert_eq!(cap_for(1 << 40, 0), CAP);
+        assert_eq!(cap_for(0, 4, CAP), MIN_CAP);
+        assert_eq!(cap_for(8 << 20, 4, CAP), 1 << 20);
+        assert_eq!(cap_for(1 << 40, 4, CAP), CAP);
+        assert_eq!(cap_for(1 << 40, 8, REMOTE_CAP), REMOTE_CAP);
+        assert_eq!(cap_for(1 << 40, 8, 0), MIN_CAP);
+        assert_eq!(cap_for(1 << 40, 0, CAP), CAP);
     }
 
     proptest::proptest! {
