@@ -70,6 +70,13 @@ fn unsupported(loc: &Location) -> BackendError {
     }
 }
 
+#[cfg(any(
+    feature = "s3",
+    feature = "gcs",
+    feature = "azblob",
+    feature = "sftp",
+    feature = "webdav"
+))]
 fn build_error(loc: &Location, e: opendal::Error, secrets: &[String]) -> BackendError {
     super::convert("open", &loc.to_string(), e, secrets)
 }
