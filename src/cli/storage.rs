@@ -17,14 +17,20 @@ use cista::backend::counting::CountingBackend;
 use cista::backend::{Backend, BackendOptions, FileType, Location};
 use cista::repo::Repository;
 
-/// The storage at `s`, through the library's one factory (retries wired in) with the `-o`
-/// options. Backends read credentials and endpoints from the process environment.
-fn open_location(s: &str, options: &[String]) -> Result<Arc<dyn Backend>> {
+/// The location `s` and the `-o` options, with the process environment (where backends
+/// read credentials and endpoints).
+fn parse(s: &str, options: &[String]) -> Result<(Location, BackendOptions)> {
     let location = Location::parse(s)?;
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    let opts = BackendOptions::parse(options, env)?;
+    Ok((location, BackendOptions::parse(options, env)?))
+}
+
+/// The storage at `s`, through the library's one factory (retries wired in) with the `-o`
+/// options.
+fn open_location(s: &str, options: &[String]) -> Result<Arc<dyn Backend>> {
+    let (location, opts) = parse(s, options)?;
     Ok(cista::backend::open(&location, &opts)?)
 }
 
@@ -33,11 +39,7 @@ fn open_location(s: &str, options: &[String]) -> Result<Arc<dyn Backend>> {
 /// for a free connection another of its reads holds), and 0 (the commands' own default,
 /// twice the cores) for a local folder.
 pub fn reads_in_flight(s: &str, options: &[String]) -> Result<usize> {
-    let location = Location::parse(s)?;
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    let opts = BackendOptions::parse(options, env)?;
+    let (location, opts) = parse(s, options)?;
     if location.is_local() && opts.get(&location, "connections").is_none() {
         return Ok(0);
     }

@@ -299,6 +299,21 @@ fn bad_locations_and_options_fail_in_one_line() {
     assert!(out.stderr.contains("unknown option"), "{}", out.stderr);
 }
 
+/// A run through injected faults: it succeeded (true) or failed with exit 1 in one line.
+#[track_caller]
+fn succeeded_or_failed_in_one_line(r: &Run, what: &str) -> bool {
+    assert!(
+        r.code == Some(0) || r.code == Some(1),
+        "{what}: {:?} {}",
+        r.code,
+        r.stderr
+    );
+    if r.code == Some(1) {
+        assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
+    }
+    r.code == Some(0)
+}
+
 /// `CISTA_TEST_FAULTS` with errors, timeouts and truncated reads: every command either
 /// succeeds (and then its result is right) or fails cleanly; `check` without faults passes
 /// after each, and the last snapshot restores exactly.
@@ -323,17 +338,7 @@ fn faults_against_s3_leave_the_repository_intact() {
     for seed in 1..=4u64 {
         std::fs::write(src.join(format!("night{seed}")), format!("night {seed}\n")).unwrap();
         let b = faulty(&["backup", "--json", s], seed);
-        assert!(
-            b.code == Some(0) || b.code == Some(1),
-            "backup: {:?} {}",
-            b.code,
-            b.stderr
-        );
-        if b.code == Some(1) {
-            assert_eq!(b.stderr.trim_end().lines().count(), 1, "{}", b.stderr);
-        } else {
-            backed_up = true;
-        }
+        backed_up |= succeeded_or_failed_in_one_line(&b, "backup");
         r.run(&["check"]).ok();
     }
     // Ten percent of requests failing once each is what retries are for: at least one
@@ -426,16 +431,7 @@ fn copy_from_s3_into_sftp_and_a_folder() {
         run_cmd(c, None)
     };
     for seed in 1..=3u64 {
-        let r = copy_to(&b, Some(seed));
-        assert!(
-            r.code == Some(0) || r.code == Some(1),
-            "copy: {:?} {}",
-            r.code,
-            r.stderr
-        );
-        if r.code == Some(1) {
-            assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
-        }
+        succeeded_or_failed_in_one_line(&copy_to(&b, Some(seed)), "copy");
         // Whatever a run through faults left, the target is consistent.
         b.run(&["check"]).ok();
     }
