@@ -400,7 +400,7 @@ fn check_ranges(index: &Index, packs: &BTreeMap<PackId, u64>, r: &mut CheckRepor
 /// trip), then walked in order exactly as if read one by one. At most [`TREES_AHEAD`] trees
 /// and [`AHEAD_BYTES`] of them (by the index's raw lengths) are held besides the one walked,
 /// whatever the latency.
-const TREES_AHEAD: usize = 32;
+const TREES_AHEAD: usize = 256;
 /// See [`TREES_AHEAD`].
 const AHEAD_BYTES: u64 = 32 << 20;
 
@@ -455,16 +455,55 @@ impl ReadAhead {
                 }
             }
         }
-        let read: Vec<(BlobId, u64, Result<crate::format::tree::Tree>)> = readers.install(|| {
-            ids.par_iter()
-                .map(|(t, len)| (*t, *len, repo.read_tree(index, t)))
+        // Neighbouring trees of one pack share a ranged read (restic reads tree packs whole;
+        // one request per tree would cost a round trip each).
+        let lens: HashMap<BlobId, u64> = ids.iter().copied().collect();
+        let groups =
+            crate::ops::copy::ranges::group(ids.iter().filter_map(|(t, _)| index.get(t)).collect());
+        let read: Vec<(BlobId, Result<crate::format::tree::Tree>)> = readers.install(|| {
+            groups
+                .par_iter()
+                .flat_map_iter(|g| read_trees(repo, index, g))
                 .collect()
         });
-        for (t, len, tree) in read {
+        for (t, tree) in read {
+            let len = lens.get(&t).copied().unwrap_or(0);
             self.bytes += len;
             self.trees.insert(t, (len, tree));
         }
     }
+}
+
+/// The trees of one coalesced read. A tree that fails from the shared bytes (or a read that
+/// fails) is read again alone with [`Repository::read_tree`], which tries every location and
+/// says what is wrong, so a finding is the same as without the read-ahead.
+fn read_trees(
+    repo: &Repository,
+    index: &Index,
+    g: &crate::ops::copy::ranges::ReadGroup,
+) -> Vec<(BlobId, Result<crate::format::tree::Tree>)> {
+    let alone = |e: &crate::format::pack::PackEntry| (e.id, repo.read_tree(index, &e.id));
+    let Ok(mut bytes) = repo
+        .backend()
+        .read_range(FileType::Pack, &g.pack.0, g.offset, g.len)
+    else {
+        return g.entries.iter().map(alone).collect();
+    };
+    let mut plain = Vec::new();
+    g.entries
+        .iter()
+        .map(|e| {
+            let at = u64::from(e.offset).saturating_sub(g.offset) as usize;
+            let tree = bytes
+                .get_mut(at..at + e.length as usize)
+                .and_then(|sealed| repo.open_blob_into(e, sealed, &mut plain).ok())
+                .and_then(|data| crate::format::tree::Tree::decode(data).ok());
+            match tree {
+                Some(t) => (e.id, Ok(t)),
+                None => alone(e),
+            }
+        })
+        .collect()
 }
 
 /// Walks every snapshot's trees, each tree once, reporting unreadable trees and file chunks
