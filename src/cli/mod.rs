@@ -199,7 +199,7 @@ impl Env {
 
     /// Whether the repository is on a remote store (not a local folder).
     fn is_remote(&self) -> Result<bool> {
-        Ok(!cista::backend::Location::parse(self.location()?)?.is_local())
+        Ok(!storage::is_local(self.location()?))
     }
 
     /// Pack reads a restore or a data check keeps in flight (`-o connections`).

@@ -47,7 +47,7 @@ pub fn reads_in_flight(s: &str, options: &[String]) -> Result<usize> {
 }
 
 /// Whether a location is a local folder (no cache unless `CISTA_CACHE_LOCAL=1`).
-fn is_local(s: &str) -> bool {
+pub fn is_local(s: &str) -> bool {
     Location::parse(s).map_or(true, |l| l.is_local())
 }
 

@@ -440,49 +440,52 @@ impl ReadAhead {
         if !first.iter().any(wanted) {
             return;
         }
-        let mut ids: Vec<(BlobId, u64)> = Vec::new();
+        // A tree the index does not know is left to `take`, which reports it.
+        let mut chosen: HashSet<BlobId> = HashSet::new();
+        let mut locations = Vec::new();
         let mut bytes = self.bytes;
         'dirs: for parts in std::iter::once(first).chain(rest) {
             for t in parts.iter().filter(|t| wanted(t)) {
-                let len = index.get(t).map_or(0, |l| u64::from(l.entry.raw_len));
-                let full = self.trees.len() + ids.len() >= TREES_AHEAD || bytes + len > AHEAD_BYTES;
-                if full && !ids.is_empty() {
+                let Some(loc) = index.get(t) else { continue };
+                let len = u64::from(loc.entry.raw_len);
+                let full =
+                    self.trees.len() + chosen.len() >= TREES_AHEAD || bytes + len > AHEAD_BYTES;
+                if full && !chosen.is_empty() {
                     break 'dirs;
                 }
-                if !ids.iter().any(|(i, _)| i == t) {
-                    ids.push((*t, len));
+                if chosen.insert(*t) {
+                    locations.push(loc);
                     bytes += len;
                 }
             }
         }
         // Neighbouring trees of one pack share a ranged read (restic reads tree packs whole;
         // one request per tree would cost a round trip each).
-        let lens: HashMap<BlobId, u64> = ids.iter().copied().collect();
-        let groups =
-            crate::ops::copy::ranges::group(ids.iter().filter_map(|(t, _)| index.get(t)).collect());
-        let read: Vec<(BlobId, Result<crate::format::tree::Tree>)> = readers.install(|| {
+        let groups = crate::ops::copy::ranges::group(locations);
+        let read: Vec<(BlobId, u64, Result<crate::format::tree::Tree>)> = readers.install(|| {
             groups
                 .par_iter()
                 .flat_map_iter(|g| read_trees(repo, index, g))
                 .collect()
         });
-        for (t, tree) in read {
-            let len = lens.get(&t).copied().unwrap_or(0);
+        for (t, len, tree) in read {
             self.bytes += len;
             self.trees.insert(t, (len, tree));
         }
     }
 }
 
-/// The trees of one coalesced read. A tree that fails from the shared bytes (or a read that
+/// The trees of one coalesced read, with their raw lengths. A tree that fails from the shared bytes (or a read that
 /// fails) is read again alone with [`Repository::read_tree`], which tries every location and
 /// says what is wrong, so a finding is the same as without the read-ahead.
 fn read_trees(
     repo: &Repository,
     index: &Index,
     g: &crate::ops::copy::ranges::ReadGroup,
-) -> Vec<(BlobId, Result<crate::format::tree::Tree>)> {
-    let alone = |e: &crate::format::pack::PackEntry| (e.id, repo.read_tree(index, &e.id));
+) -> Vec<(BlobId, u64, Result<crate::format::tree::Tree>)> {
+    let alone = |e: &crate::format::pack::PackEntry| {
+        (e.id, u64::from(e.raw_len), repo.read_tree(index, &e.id))
+    };
     let Ok(mut bytes) = repo
         .backend()
         .read_range(FileType::Pack, &g.pack.0, g.offset, g.len)
@@ -499,7 +502,7 @@ fn read_trees(
                 .and_then(|sealed| repo.open_blob_into(e, sealed, &mut plain).ok())
                 .and_then(|data| crate::format::tree::Tree::decode(data).ok());
             match tree {
-                Some(t) => (e.id, Ok(t)),
+                Some(t) => (e.id, u64::from(e.raw_len), Ok(t)),
                 None => alone(e),
             }
         })
