@@ -249,6 +249,18 @@ impl From<OverwriteArg> for Overwrite {
 /// How many failed paths the final line names; all of them were printed above it.
 const NAMED_FAILURES: usize = 3;
 
+/// Raises the soft limit on open descriptors towards `wanted` (never above the hard limit),
+/// as Go programs such as restic do at start: a remote restore writes thousands of files at
+/// once, and the restore lowers its batches to whatever limit it finds if this fails.
+fn raise_open_files(wanted: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < wanted
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, wanted.min(hard), hard);
+    }
+}
+
 pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
     let (spec, sub) = find::split_spec(&a.snapshot);
     let spec = spec
@@ -258,6 +270,10 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
     let repo = session.repo().clone();
     let (id, snap) = find::snapshot(&repo, spec, &a.filter.filter())?;
     let index = super::repo_cmds::load_index(&repo)?;
+    let remote = env.is_remote()?;
+    if remote {
+        raise_open_files(2 * restore::REMOTE_BATCH_FILES as u64 + 256);
+    }
     let opts = RestoreOptions {
         target: a.target.clone(),
         includes: Globs::new(&a.includes)?,
@@ -266,11 +282,7 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
         delete: a.delete,
         dry_run: a.dry_run,
         reads_in_flight: env.reads_in_flight()?,
-        max_read: if env.is_remote()? {
-            restore::REMOTE_CAP
-        } else {
-            0
-        },
+        remote,
     };
     let reporter = Reporter::start("restored", env.quiet || env.json);
     reporter.set_total(snap.summary.total_bytes_processed);

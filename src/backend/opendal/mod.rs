@@ -357,21 +357,44 @@ impl Backend for OpendalBackend {
             }
             return Ok(Vec::new());
         }
-        let buf = self
+        // Streamed into one buffer of the asked length: collecting OpenDAL's chunks and then
+        // making them one `Vec` would hold the request's bytes two or three times over, which
+        // with whole-pack reads in flight is tens of MiB. More bytes than asked (a broken or
+        // hostile server) end the read instead of growing the buffer.
+        let out = self
             .rt
-            .block_on(async { self.op.read_with(&path).range(offset..end).await })
+            .block_on(async {
+                use futures_util::TryStreamExt as _;
+                let reader = self.op.reader(&path).await?;
+                let mut stream = reader.into_stream(offset..end).await?;
+                let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+                while let Some(chunk) = stream.try_next().await? {
+                    if (out.len() + chunk.len()) as u64 > len {
+                        return Ok(None);
+                    }
+                    for b in chunk {
+                        out.extend_from_slice(&b);
+                    }
+                }
+                Ok(Some(out))
+            })
             .map_err(|e| self.convert("read", &path, e))?;
-        if buf.len() as u64 != len {
+        let Some(out) = out else {
+            return Err(range_error(format!(
+                "the server sent more than the {len} bytes asked for at offset {offset}"
+            )));
+        };
+        if out.len() as u64 != len {
             // A connection cut mid-body looks like this too: worth another try.
             return Err(BackendError {
                 kind: ErrorKind::Transient,
                 ..range_error(format!(
                     "short read: {} of {len} bytes at offset {offset}",
-                    buf.len()
+                    out.len()
                 ))
             });
         }
-        Ok(Vec::from(buf.to_bytes()))
+        Ok(out)
     }
 
     fn size(&self, t: FileType, id: &Id) -> Result<u64, BackendError> {

@@ -1,8 +1,8 @@
 //! Writing restored files' contents: fetch the packs' byte ranges the read plan (`reads.rs`)
 //! asks for, verify every blob against its id, and write it at its offsets.
 //!
-//! Files are taken in batches ([`BATCH_FILES`] files or [`BATCH_BYTES`] of content, a larger
-//! file alone), in plan order. A batch is planned when the queue of requests runs dry, so the
+//! Files are taken in batches ([`Exec::batch_files`] files or [`BATCH_BYTES`] of content, a
+//! larger file alone), in plan order. A batch is planned when the queue of requests runs dry, so the
 //! next batch is planned while the last requests of the previous one are still being read.
 //! A fixed set of workers (`workers`) takes requests from the queue: each reads one range,
 //! opens and verifies its blobs one after the other, and writes each to every place it goes.
@@ -13,7 +13,15 @@
 //! only leaves the workers waiting longer. Plans and file states are per batch.
 //!
 //! A file is created at its first write and closed at its last, so the files open at once are
-//! those a batch has started and not finished (at most `BATCH_FILES` per batch in progress).
+//! those a batch has started and not finished: at most `2 × batch_files`, since the next batch
+//! starts while the last requests of the one before are read.
+//!
+//! Why the batch size differs by store: a pack holds its blobs in random order (FORMAT §13),
+//! so a batch of a few files touches most of the packs it needs in places far apart, and a
+//! restore costs about `batches × packs` requests. Locally a request is a cheap `pread` and
+//! small batches keep few files open; against an object store every request is a round trip
+//! (and on some servers a read of the whole object), so remote restores take batches of
+//! [`REMOTE_BATCH_FILES`] files, which read most packs once, as a whole.
 //! A blob that fails (a failed read, or verification of a coalesced copy) is fetched once more
 //! on its own through [`Repository::read_blob`], which tries every pack holding it; if that
 //! fails too, every file it belongs to fails, is removed (only if this restore created it),
@@ -34,8 +42,11 @@ use crate::id::BlobId;
 use crate::ops::Progress;
 use crate::repo::{Index, Repository};
 
-/// Files per batch: bounds the files open at once and the size of a plan.
+/// Files per batch on a local store: bounds the files open at once and the size of a plan.
 pub const BATCH_FILES: usize = 256;
+/// Files per batch on a remote store (see the module's notes), within the descriptor limit
+/// ([`batch_files_within`]).
+pub const REMOTE_BATCH_FILES: usize = 8192;
 /// Content bytes per batch (a larger file is a batch of its own).
 pub const BATCH_BYTES: u64 = 1 << 30;
 
@@ -59,6 +70,29 @@ pub struct Exec {
     pub workers: usize,
     /// Bytes of one request, at most (unless a single blob is longer).
     pub cap: u64,
+    /// Unwanted bytes read through between two wanted blobs of one request, at most.
+    pub gap: u64,
+    /// Files per batch, at most: two batches' files may be open at once.
+    pub batch_files: usize,
+}
+
+/// Descriptors kept free for everything else the process opens meanwhile (pack files, sockets,
+/// the cache, the threads' own).
+const SPARE_DESCRIPTORS: u64 = 128;
+
+/// `wanted` files per batch, lowered so that two batches' open files stay within the process's
+/// soft descriptor limit `nofile` (less [`SPARE_DESCRIPTORS`]), and never below 16.
+pub fn batch_files_within(wanted: usize, nofile: u64) -> usize {
+    let room = nofile.saturating_sub(SPARE_DESCRIPTORS) / 2;
+    wanted
+        .min(usize::try_from(room).unwrap_or(usize::MAX))
+        .max(16)
+}
+
+/// The process's soft limit on open descriptors (1024 if it cannot be read).
+pub fn nofile_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
 }
 
 /// A file of a batch while it is being written.
@@ -188,7 +222,7 @@ impl Shared<'_> {
         let mut end = first;
         let mut bytes = 0u64;
         while end < jobs.len()
-            && end - first < BATCH_FILES
+            && end - first < self.exec.batch_files.max(1)
             && (end == first || bytes + jobs[end].size <= BATCH_BYTES)
         {
             bytes += jobs[end].size;
@@ -219,7 +253,7 @@ impl Shared<'_> {
         }
         let batch = Arc::new(Batch { first, slots });
         let limits = Limits {
-            gap: reads::GAP,
+            gap: self.exec.gap,
             cap: reads::cap_for(bytes, self.exec.workers, self.exec.cap),
         };
         let requests = reads::plan(wants, limits);
@@ -561,6 +595,102 @@ mod tests {
         );
         let most = counting.most_in_flight.load(Ordering::SeqCst);
         assert!(most <= 3, "{most} reads in flight, asked for 3");
+    }
+
+    /// Restores `snap` from `repo` into a fresh folder of `d` and returns the pack reads.
+    fn pack_reads_of_restore(
+        d: &Path,
+        repo: &Repository,
+        counting: &Counting,
+        snap: &crate::format::snapshot::Snapshot,
+        remote: bool,
+    ) -> usize {
+        let index = repo.load_index().unwrap();
+        let target = d.join(if remote { "remote" } else { "local" });
+        let opts = RestoreOptions {
+            target,
+            reads_in_flight: 3,
+            remote,
+            ..RestoreOptions::default()
+        };
+        counting.pack_reads.store(0, Ordering::SeqCst);
+        let stats = restore::run(
+            repo,
+            &index,
+            &snap.tree,
+            std::path::Path::new("/"),
+            "t",
+            &opts,
+            &NoProgress,
+        )
+        .unwrap();
+        assert!(stats.failed.is_empty(), "{:?}", stats.failed);
+        counting.pack_reads.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_remote_restore_reads_each_pack_about_once() {
+        // 3000 small files over a few packs: local batches of 256 files each touch every
+        // pack; a remote batch holds them all.
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let mut files = Vec::new();
+        for i in 0..3000u64 {
+            let body = noise(i, 6000);
+            std::fs::write(src.join(format!("f{i}")), &body).unwrap();
+            files.push((format!("f{i}"), body));
+        }
+        let counting = Arc::new(Counting {
+            inner: Arc::new(OpendalBackend::memory().unwrap()),
+            pack_reads: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
+        });
+        let repo = crate::repo::tests::repo_on(counting.clone());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let snap = backup::run(
+            &repo,
+            Source::Paths(vec![src.clone()]),
+            None,
+            &BackupOptions::default(),
+            &NoProgress,
+            &cancel,
+        )
+        .unwrap()
+        .snapshot;
+        let packs = repo.backend().list(FileType::Pack).unwrap().len();
+        let local = pack_reads_of_restore(d.path(), &repo, &counting, &snap, false);
+        let remote = pack_reads_of_restore(d.path(), &repo, &counting, &snap, true);
+        for (name, body) in &files {
+            let out = d.path().join("remote").join(src.strip_prefix("/").unwrap());
+            assert!(std::fs::read(out.join(name)).unwrap() == *body, "{name}");
+        }
+        // A small batch is still split for the 3 workers (`reads::cap_for`): about 2 requests
+        // each, plus the tree reads, plus a pack or two cut by the cap.
+        assert!(
+            remote <= packs + 2 * 3 + 4,
+            "{remote} reads of {packs} packs, remote"
+        );
+        assert!(
+            remote * 3 < local,
+            "{remote} reads remote against {local} local"
+        );
+    }
+
+    #[test]
+    fn batches_stay_within_the_descriptor_limit() {
+        assert_eq!(
+            batch_files_within(REMOTE_BATCH_FILES, 1 << 20),
+            REMOTE_BATCH_FILES
+        );
+        assert_eq!(
+            batch_files_within(REMOTE_BATCH_FILES, 1024),
+            (1024 - 128) / 2
+        );
+        assert_eq!(batch_files_within(BATCH_FILES, 1024), BATCH_FILES);
+        assert_eq!(batch_files_within(BATCH_FILES, 100), 16);
+        assert!(nofile_limit() > 0);
     }
 
     #[test]

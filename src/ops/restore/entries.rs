@@ -134,11 +134,30 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The request cap (see [`super::RestoreOptions::max_read`]).
+    /// The request cap (see [`super::RestoreOptions::remote`]).
     pub fn max_read(&self) -> u64 {
-        match self.opts.max_read {
-            0 => super::reads::CAP,
-            n => n,
+        if self.opts.remote {
+            super::reads::REMOTE_CAP
+        } else {
+            super::reads::CAP
+        }
+    }
+
+    /// The gap read through in a request (see [`super::RestoreOptions::remote`]).
+    pub fn max_gap(&self) -> u64 {
+        if self.opts.remote {
+            super::reads::REMOTE_GAP
+        } else {
+            super::reads::GAP
+        }
+    }
+
+    /// Files per batch, before the descriptor limit (see [`super::RestoreOptions::remote`]).
+    pub fn batch_files(&self) -> usize {
+        if self.opts.remote {
+            super::content::REMOTE_BATCH_FILES
+        } else {
+            super::content::BATCH_FILES
         }
     }
 

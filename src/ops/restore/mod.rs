@@ -47,6 +47,7 @@ mod entries;
 mod inplace;
 mod metadata;
 mod reads;
+pub use content::{BATCH_FILES, REMOTE_BATCH_FILES};
 pub use reads::REMOTE_CAP;
 mod writer;
 
@@ -74,10 +75,12 @@ pub struct RestoreOptions {
     /// 0 picks the default, twice the cores and at least 4. Reading holds at most this many
     /// times the request cap plus one chunk in memory.
     pub reads_in_flight: usize,
-    /// The request cap: bytes of one pack read at most (unless one blob is longer); 0 picks
-    /// [`reads::CAP`] (4 MiB), which suits a local disk. Remote stores want
-    /// [`REMOTE_CAP`]: a whole default pack per request.
-    pub max_read: u64,
+    /// The repository is on a remote store, where every request is a round trip: requests of
+    /// up to [`REMOTE_CAP`] (a whole default pack) instead of [`reads::CAP`] (4 MiB), reading
+    /// through gaps of up to [`reads::REMOTE_GAP`] instead of [`reads::GAP`], and
+    /// batches of up to [`content::REMOTE_BATCH_FILES`] files instead of
+    /// [`content::BATCH_FILES`], so that each pack is read about once (`content.rs`).
+    pub remote: bool,
 }
 
 /// An entry that could not be restored; the restore went on with the others.
@@ -584,6 +587,8 @@ fn write_contents(
         direct: ctx.direct,
         workers: ctx.reads_in_flight(),
         cap: ctx.max_read(),
+        gap: ctx.max_gap(),
+        batch_files: content::batch_files_within(ctx.batch_files(), content::nofile_limit()),
     };
     let written = content::write_files(ctx.repo(), ctx.index(), &jobs, exec, ctx.progress());
     for ((n, path, replace), r) in writes.iter().zip(written) {

@@ -90,6 +90,10 @@ pub struct Limits {
 /// Read through gaps under 256 KiB: at the ~100 MB/s and ~10 ms of a remote request, 256 KiB
 /// take about 2.5 ms to transfer, a quarter of a round trip.
 pub const GAP: u64 = 256 << 10;
+/// Read through gaps under 4 MiB on a remote store: a round trip to an object store over a
+/// WAN costs 20–50 ms, in which 100 MB/s bring 2–5 MB; and a restore of the latest snapshot
+/// leaves whole dead chunks (up to a few MiB) between the blobs it wants in older packs.
+pub const REMOTE_GAP: u64 = 4 << 20;
 /// Requests of at most 4 MiB: half a default pack (8 MiB), so a pack is read in a few
 /// parallel pieces, and each request in flight holds at most this much memory.
 pub const CAP: u64 = 4 << 20;
