@@ -517,12 +517,14 @@ pub fn run(cli: Cli) -> Result<u8> {
     // Passphrases and master keys must never land in a core dump (best effort).
     cista::repo::keys::protect_process_memory();
     let cancel: CancelFlag = Arc::new(AtomicBool::new(false));
-    // `check` and `repair` judge and fix storage itself: a cached copy must not stand in for it
-    // (restic's check does not use the cache either).
-    let must_see_storage = matches!(cli.command, Command::Check(_) | Command::Repair(_));
+    // `repair` fixes storage itself: a cached copy must not stand in for it. `check` judges
+    // storage, so it reads everything from it, through a fresh temporary cache that only
+    // saves reading a tree pack more than once (restic's check does the same).
+    let is_check = matches!(cli.command, Command::Check(_));
     let cache = storage::CacheOptions {
         dir: cli.cache_dir,
-        disabled: cli.no_cache || must_see_storage,
+        disabled: cli.no_cache || matches!(cli.command, Command::Repair(_)),
+        temporary: is_check,
         cleanup: cli.cleanup_cache,
         local: std::env::var_os("CISTA_CACHE_LOCAL").is_some_and(|v| v == "1"),
         quiet: cli.quiet,

@@ -56,8 +56,13 @@ pub fn is_local(s: &str) -> bool {
 pub struct CacheOptions {
     /// `--cache-dir` / `CISTA_CACHE_DIR`.
     pub dir: Option<PathBuf>,
-    /// `--no-cache`, or a command that must see storage itself (`check`, `repair`).
+    /// `--no-cache`, or a command that must see storage itself (`repair`).
     pub disabled: bool,
+    /// `check`: a fresh cache in a temporary folder, removed when the run ends (restic's
+    /// check does the same unless `--with-cache`). Everything is read from storage, but
+    /// each tree pack once, whole, instead of in ranges as the walk meets its trees; the
+    /// copies are checked against their names like any other.
+    pub temporary: bool,
     /// `--cleanup-cache`.
     pub cleanup: bool,
     /// `CISTA_CACHE_LOCAL=1` (hidden, for tests): cache local repositories too.
@@ -81,6 +86,8 @@ pub struct Storage {
     opened: Mutex<Vec<Opened>>,
     warned: AtomicBool,
     housekept: AtomicBool,
+    /// The folder of a temporary cache, once made; removed when the run's storage is dropped.
+    temp: Mutex<Option<tempfile::TempDir>>,
 }
 
 impl Storage {
@@ -91,6 +98,7 @@ impl Storage {
             opened: Mutex::default(),
             warned: AtomicBool::new(false),
             housekept: AtomicBool::new(false),
+            temp: Mutex::default(),
         }
     }
 
@@ -180,6 +188,9 @@ impl Storage {
         if self.opts.disabled || (is_local(location) && !self.opts.local) {
             return None;
         }
+        if self.opts.temporary {
+            return self.temporary_root();
+        }
         let Some(path) = self.root_path() else {
             self.warn(format_args!(
                 "cache disabled: no folder for it (HOME is not set): give --cache-dir"
@@ -191,6 +202,35 @@ impl Storage {
             Err(e) => {
                 self.warn(format_args!(
                     "cache disabled: cannot use {}: {e}",
+                    path.display()
+                ));
+                None
+            }
+        }
+    }
+
+    /// A fresh cache root in the system's temporary folder (0700), the same one for the whole
+    /// run; `None` with a warning if none can be made.
+    fn temporary_root(&self) -> Option<CacheRoot> {
+        let mut temp = self.temp.lock().unwrap_or_else(PoisonError::into_inner);
+        if temp.is_none() {
+            match tempfile::Builder::new().prefix("cista-check-").tempdir() {
+                Ok(d) => *temp = Some(d),
+                Err(e) => {
+                    self.warn(format_args!(
+                        "temporary cache disabled: cannot make a folder in {}: {e}",
+                        std::env::temp_dir().display()
+                    ));
+                    return None;
+                }
+            }
+        }
+        let path = temp.as_ref()?.path().to_path_buf();
+        match CacheRoot::open(&path) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.warn(format_args!(
+                    "temporary cache disabled: cannot use {}: {e}",
                     path.display()
                 ));
                 None
@@ -214,7 +254,8 @@ impl Storage {
 
     /// `--cleanup-cache`, or a notice that old caches exist (once a run).
     fn housekeeping(&self, root: &CacheRoot, id: &str) {
-        if self.housekept.swap(true, Ordering::Relaxed) {
+        // A temporary cache has no old neighbours, and is not the one to clean up.
+        if self.opts.temporary || self.housekept.swap(true, Ordering::Relaxed) {
             return;
         }
         if self.opts.cleanup {

@@ -1,7 +1,8 @@
 //! The metadata cache through the real binary, proved with the request counts of
 //! `CISTA_DEBUG_BACKEND_STATS=1`: a second `snapshots`, `ls` or incremental backup reads no
 //! index file, snapshot, key file or tree pack it already has; corrupt and stale copies only
-//! cost a download; `--no-cache` creates nothing; `check` looks at storage, not the cache.
+//! cost a download; `--no-cache` creates nothing; `check` looks at storage through a fresh
+//! temporary cache, not the user's.
 //! Local repositories are cached only with the hidden `CISTA_CACHE_LOCAL=1`, as here.
 
 use std::collections::BTreeMap;
@@ -315,11 +316,62 @@ fn check_reads_storage_not_the_cache() {
     // Storage's snapshot rots; the cache still holds a good copy.
     let stored = rig.repo.files_in("snapshots");
     flip_a_byte(&stored[0]);
-    let r = run_cmd(rig.cmd(&["check"]), None).expect_code(1);
+    let tmp = rig.repo.scratch("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let before = listing(&rig.cache);
+    let mut c = rig.cmd(&["check"]);
+    c.env("TMPDIR", &tmp);
+    let r = run_cmd(c, None).expect_code(1);
     assert!(r.stderr.contains("snapshot"), "{}", r.stderr);
+    // Its own temporary cache, fresh (nothing stored there before this run), gone after;
+    // the user's cache is neither read nor changed.
     let counts = Counts::of(&r);
-    assert_eq!(counts.get("cache.hits"), 0);
-    assert!(!r.stderr.contains("cache.hits"), "check opened no cache");
+    assert_eq!(counts.get("cache.dropped_corrupt"), 0);
+    assert_eq!(listing(&rig.cache), before, "the user's cache is untouched");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "temporary cache removed"
+    );
+}
+
+#[test]
+fn check_reads_each_tree_pack_once_through_its_temporary_cache() {
+    let rig = Rig::new();
+    let src = rig.source();
+    // 600 directories: more trees than check's read-ahead takes at once (256), all in one
+    // small tree pack in random order.
+    for i in 0..600 {
+        let d = src.join(format!("d{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("f"), format!("file {i}")).unwrap();
+    }
+    rig.backup(&src);
+    let (_, cached) = rig.run(&["check"]);
+    // The read-ahead's ranges (a few hundred trees each) come from the copy.
+    assert!(cached.get("cache.hits") >= 3, "{cached:?}");
+    assert_eq!(cached.reads("pack"), 1, "the tree pack, once: {cached:?}");
+    let (_, uncached) = rig.run(&["--no-cache", "check"]);
+    assert!(uncached.reads("pack") >= 3, "{uncached:?}");
+}
+
+/// Every file below `dir` with its bytes.
+fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]

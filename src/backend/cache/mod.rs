@@ -25,7 +25,8 @@
 //! - Every cache failure (a full disk, a permission, a file removed by another process) is
 //!   a miss: the call goes to storage, whose answer is returned as it is.
 //!
-//! `check` and `repair` do not use the cache (the CLI decides): they must see storage.
+//! `repair` does not use the cache (the CLI decides): it must see storage. `check` uses a
+//! fresh one in a temporary folder, so it reads everything from storage, and tree packs once.
 
 pub mod store;
 
