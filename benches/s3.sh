@@ -45,7 +45,8 @@ CISTA=$TARGET/release/cista
 GEN=$TARGET/release/examples/corpus
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$MOTO" -H 127.0.0.1 -p "$PORT" > "$SCRATCH/moto.log" 2>&1 &
+# Unbuffered, so its request log is complete when read.
+PYTHONUNBUFFERED=1 "$MOTO" -H 127.0.0.1 -p "$PORT" > "$SCRATCH/moto.log" 2>&1 &
 MOTO_PID=$!
 trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
