@@ -522,6 +522,31 @@ mod tests {
             .collect()
     }
 
+    /// A memory repository behind a [`Counting`] backend, holding one backup of `src`.
+    fn backed_up_counted(
+        src: &Path,
+    ) -> (Arc<Counting>, Repository, crate::format::snapshot::Snapshot) {
+        let counting = Arc::new(Counting {
+            inner: Arc::new(OpendalBackend::memory().unwrap()),
+            pack_reads: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
+        });
+        let repo = crate::repo::tests::repo_on(counting.clone());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let snap = backup::run(
+            &repo,
+            Source::Paths(vec![src.to_path_buf()]),
+            None,
+            &BackupOptions::default(),
+            &NoProgress,
+            &cancel,
+        )
+        .unwrap()
+        .snapshot;
+        (counting, repo, snap)
+    }
+
     #[test]
     fn a_restore_reads_far_fewer_ranges_than_blobs_and_keeps_reads_in_flight_bounded() {
         let d = tempfile::tempdir().unwrap();
@@ -537,24 +562,7 @@ mod tests {
         std::fs::write(src.join("big"), &big).unwrap();
         files.push(("big".into(), big));
 
-        let counting = Arc::new(Counting {
-            inner: Arc::new(OpendalBackend::memory().unwrap()),
-            pack_reads: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            most_in_flight: AtomicUsize::new(0),
-        });
-        let repo = crate::repo::tests::repo_on(counting.clone());
-        let cancel = Arc::new(AtomicBool::new(false));
-        let snap = backup::run(
-            &repo,
-            Source::Paths(vec![src.clone()]),
-            None,
-            &BackupOptions::default(),
-            &NoProgress,
-            &cancel,
-        )
-        .unwrap()
-        .snapshot;
+        let (counting, repo, snap) = backed_up_counted(&src);
         let index = repo.load_index().unwrap();
         let data_blobs = index
             .iter()
@@ -641,24 +649,7 @@ mod tests {
             std::fs::write(src.join(format!("f{i}")), &body).unwrap();
             files.push((format!("f{i}"), body));
         }
-        let counting = Arc::new(Counting {
-            inner: Arc::new(OpendalBackend::memory().unwrap()),
-            pack_reads: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            most_in_flight: AtomicUsize::new(0),
-        });
-        let repo = crate::repo::tests::repo_on(counting.clone());
-        let cancel = Arc::new(AtomicBool::new(false));
-        let snap = backup::run(
-            &repo,
-            Source::Paths(vec![src.clone()]),
-            None,
-            &BackupOptions::default(),
-            &NoProgress,
-            &cancel,
-        )
-        .unwrap()
-        .snapshot;
+        let (counting, repo, snap) = backed_up_counted(&src);
         let packs = repo.backend().list(FileType::Pack).unwrap().len();
         let local = pack_reads_of_restore(d.path(), &repo, &counting, &snap, false);
         let remote = pack_reads_of_restore(d.path(), &repo, &counting, &snap, true);
