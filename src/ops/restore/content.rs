@@ -76,6 +76,25 @@ pub struct Exec {
     pub batch_files: usize,
 }
 
+impl Exec {
+    /// The settings for a local or a remote store (see [`super::RestoreOptions::remote`]),
+    /// with the batch lowered to the process's descriptor limit.
+    pub fn for_store(direct: bool, workers: usize, remote: bool) -> Self {
+        let (cap, gap, batch) = if remote {
+            (reads::REMOTE_CAP, reads::REMOTE_GAP, REMOTE_BATCH_FILES)
+        } else {
+            (reads::CAP, reads::GAP, BATCH_FILES)
+        };
+        Self {
+            direct,
+            workers,
+            cap,
+            gap,
+            batch_files: batch_files_within(batch, nofile_limit()),
+        }
+    }
+}
+
 /// Descriptors kept free for everything else the process opens meanwhile (pack files, sockets,
 /// the cache, the threads' own).
 const SPARE_DESCRIPTORS: u64 = 128;
@@ -570,32 +589,14 @@ mod tests {
             .count();
         assert!(data_blobs > 300, "{data_blobs} data blobs");
 
-        let target = d.path().join("restored");
-        let opts = RestoreOptions {
-            target: target.clone(),
-            reads_in_flight: 3,
-            ..RestoreOptions::default()
-        };
-        counting.pack_reads.store(0, Ordering::SeqCst);
-        let stats = restore::run(
-            &repo,
-            &index,
-            &snap.tree,
-            std::path::Path::new("/"),
-            "t",
-            &opts,
-            &NoProgress,
-        )
-        .unwrap();
-        assert!(stats.failed.is_empty(), "{:?}", stats.failed);
-        let out = target.join(src.strip_prefix("/").unwrap());
+        let reads = pack_reads_of_restore(d.path(), &repo, &counting, &snap, false);
+        let out = d.path().join("local").join(src.strip_prefix("/").unwrap());
         for (name, body) in &files {
             assert!(
                 std::fs::read(out.join(name)).unwrap() == *body,
                 "{name} differs"
             );
         }
-        let reads = counting.pack_reads.load(Ordering::SeqCst);
         // Tree reads are counted too; the contents need a handful of ranged reads.
         assert!(
             reads * 10 < data_blobs,

@@ -134,31 +134,9 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The request cap (see [`super::RestoreOptions::remote`]).
-    pub fn max_read(&self) -> u64 {
-        if self.opts.remote {
-            super::reads::REMOTE_CAP
-        } else {
-            super::reads::CAP
-        }
-    }
-
-    /// The gap read through in a request (see [`super::RestoreOptions::remote`]).
-    pub fn max_gap(&self) -> u64 {
-        if self.opts.remote {
-            super::reads::REMOTE_GAP
-        } else {
-            super::reads::GAP
-        }
-    }
-
-    /// Files per batch, before the descriptor limit (see [`super::RestoreOptions::remote`]).
-    pub fn batch_files(&self) -> usize {
-        if self.opts.remote {
-            super::content::REMOTE_BATCH_FILES
-        } else {
-            super::content::BATCH_FILES
-        }
+    /// Whether the repository is on a remote store (see [`super::RestoreOptions::remote`]).
+    pub fn remote(&self) -> bool {
+        self.opts.remote
     }
 
     /// Whether `--delete` applies (a fresh target has nothing to delete).

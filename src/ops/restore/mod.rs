@@ -47,7 +47,7 @@ mod entries;
 mod inplace;
 mod metadata;
 mod reads;
-pub use content::{BATCH_FILES, REMOTE_BATCH_FILES};
+pub use content::REMOTE_BATCH_FILES;
 pub use reads::REMOTE_CAP;
 mod writer;
 
@@ -583,13 +583,7 @@ fn write_contents(
             size: contents[*n].3,
         })
         .collect();
-    let exec = content::Exec {
-        direct: ctx.direct,
-        workers: ctx.reads_in_flight(),
-        cap: ctx.max_read(),
-        gap: ctx.max_gap(),
-        batch_files: content::batch_files_within(ctx.batch_files(), content::nofile_limit()),
-    };
+    let exec = content::Exec::for_store(ctx.direct, ctx.reads_in_flight(), ctx.remote());
     let written = content::write_files(ctx.repo(), ctx.index(), &jobs, exec, ctx.progress());
     for ((n, path, replace), r) in writes.iter().zip(written) {
         outcomes[*n] = Some(ctx.settle_file(path, replace.as_deref(), r));
