@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::harness::{Repo, Run, run_cmd};
+use super::harness::{Repo, Run, contents, run_cmd};
 
 /// One run's request counts (`snapshot.read`, `cache.hits`, `requests`, ...); absent keys are
 /// zero.
@@ -318,7 +318,7 @@ fn check_reads_storage_not_the_cache() {
     flip_a_byte(&stored[0]);
     let tmp = rig.repo.scratch("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let before = listing(&rig.cache);
+    let before = contents(&rig.cache);
     let mut c = rig.cmd(&["check"]);
     c.env("TMPDIR", &tmp);
     let r = run_cmd(c, None).expect_code(1);
@@ -327,7 +327,11 @@ fn check_reads_storage_not_the_cache() {
     // the user's cache is neither read nor changed.
     let counts = Counts::of(&r);
     assert_eq!(counts.get("cache.dropped_corrupt"), 0);
-    assert_eq!(listing(&rig.cache), before, "the user's cache is untouched");
+    assert_eq!(
+        contents(&rig.cache),
+        before,
+        "the user's cache is untouched"
+    );
     assert_eq!(
         std::fs::read_dir(&tmp).unwrap().count(),
         0,
@@ -353,25 +357,6 @@ fn check_reads_each_tree_pack_once_through_its_temporary_cache() {
     assert_eq!(cached.reads("pack"), 1, "the tree pack, once: {cached:?}");
     let (_, uncached) = rig.run(&["--no-cache", "check"]);
     assert!(uncached.reads("pack") >= 3, "{uncached:?}");
-}
-
-/// Every file below `dir` with its bytes.
-fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                let bytes = std::fs::read(&p).unwrap();
-                out.push((p, bytes));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

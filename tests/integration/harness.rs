@@ -250,6 +250,27 @@ impl Repo {
     }
 }
 
+/// Every regular file below `dir`: its path relative to `dir` and its bytes, sorted by path.
+pub fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The last stdout line of a `backup --json` run, which must be its summary.
 #[track_caller]
 pub fn summary_of(r: &Run) -> Value {

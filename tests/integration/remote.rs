@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{CHEAP_KDF, PASSWORD, Rng, Run, cista, run_cmd};
+use crate::harness::{CHEAP_KDF, PASSWORD, Rng, Run, cista, contents, run_cmd};
 use crate::servers::{self, S3_OPTIONS};
 
 /// A repository at a remote URL, with the environment and options that reach it.
@@ -79,27 +79,6 @@ fn make_source(root: &Path, seed: u64) {
     std::fs::write(root.join("sub/shared2"), &shared).unwrap();
     std::fs::write(root.join("sub/deeper/small.txt"), b"hello remote\n").unwrap();
     std::fs::write(root.join("empty"), b"").unwrap();
-}
-
-/// Every regular file below `root`, relative path -> bytes.
-fn contents(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((
-                    p.strip_prefix(root).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Restores `snapshot` of `r` and compares it with `src` (restored under its absolute path).

@@ -12,7 +12,7 @@ use cista::ops::find::{self, Located};
 use cista::repo::packer::{Packer, SealedBlob};
 use serde_json::Value;
 
-use super::harness::{Repo, Rng};
+use super::harness::{Repo, Rng, contents};
 
 /// A source folder with a secret at two depths and files that must survive.
 fn source(r: &Repo) -> PathBuf {
@@ -42,27 +42,6 @@ fn ls_paths(r: &Repo, snap: &str) -> Vec<String> {
 
 fn id_of(s: &Value) -> String {
     s["id"].as_str().unwrap().to_owned()
-}
-
-/// Files of a folder, relative, sorted, with their contents.
-fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The tree id of a directory in a snapshot.
