@@ -16,7 +16,7 @@
 #   --scale N         divide the corpus by N (e.g. 20 while developing); default 1 = 1.26 GB
 #   --seed S          corpus seed (default 1)
 #   --no-verify       do not compare restored files with the corpus
-#   --settle SECS     pause after deleting the previous turn's files (default 35; see below)
+#   --settle SECS     pause after deleting the previous turn's files (default 65; see below)
 #
 # Every tool runs with encryption and compression on: cista's defaults; restic repository v2
 # with --compression auto; borg repokey with --compression zstd,3; rustic's defaults (v2,
@@ -27,10 +27,12 @@
 # page cache: the corpus was just written, so every tool reads it warm. The tools' order
 # rotates from run to run, so none always follows the same neighbour. Each turn starts by
 # deleting the previous turn's corpus, repository and restore, then syncs and waits --settle
-# seconds before writing the new corpus: for that long after a deletion ext4 avoids reusing the
-# freed inodes and scans past them on every file it creates (recently_deleted, the writeback
-# expiry of 30 s plus 5), which made whichever tool restored soonest after the deletions pay
-# up to a quarter of its restore time in the kernel.
+# seconds before writing the new corpus: ext4 without a journal (this VM's root filesystem)
+# avoids reusing an inode freed less than 60 s ago (fs/ext4/ialloc.c, recently_deleted:
+# RECENTCY_MIN, plus 300 s while the inode's table block is dirty, hence the sync) and scans
+# past every such inode on each file it creates, which made whichever tool restored soonest
+# after the deletions pay up to half of its restore CPU in the kernel (perf: ext4_create ->
+# recently_deleted; a 40 s pause was not enough).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,7 +46,7 @@ OUT=""
 SCALE=1
 SEED=1
 VERIFY=1
-SETTLE=35
+SETTLE=65
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 usage() { sed -n '5,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }

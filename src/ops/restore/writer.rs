@@ -269,7 +269,9 @@ impl FileWriter {
                 format!("{missing} blocks of the file were never completed"),
             ));
         }
-        if !self.size.is_multiple_of(self.block) {
+        // Only aligned writes pad the last block past the end; an ordinary file already has
+        // its size from `new` (a truncate per file is a syscall and an inode update each).
+        if self.aligned && !self.size.is_multiple_of(self.block) {
             self.file.set_len(self.size)?;
         }
         Ok(())
