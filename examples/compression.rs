@@ -6,8 +6,8 @@
 //!
 //! Reads every regular file below the DIRs, cuts it with cista's default chunker, keeps each
 //! distinct chunk once (what a repository stores), then compresses all of them with each
-//! candidate parameter set the way a backup does (`cista::compress::with_compressed`'s rules: the
-//! level-1 incompressibility trial, and raw storage unless zstd saves 1/64) and prints a
+//! candidate parameter set the way a backup does (`cista::compress::kept_below`: the level-1
+//! incompressibility trial, and raw storage unless zstd saves 1/64) and prints a
 //! markdown table: stored bytes, the ratio against level 3, and the CPU seconds the
 //! compression took on one thread (the least of three interleaved passes, because one pass
 //! moves by 10-25% on a shared VM). Holds the distinct chunks in memory.
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use cista::chunker::Chunker;
-use cista::compress::looks_incompressible;
+use cista::compress::kept_below;
 use cista::crypto::MasterKey;
 use cista::format::config::ChunkerParams;
 use zstd::zstd_safe::{CParameter, Strategy};
@@ -112,11 +112,10 @@ fn main() {
             let stored: u64 = chunks
                 .iter()
                 .map(|c| {
-                    // cista::compress::with_compressed's rules.
-                    if c.len() < 64 || looks_incompressible(c) {
+                    // A backup's rules (cista::compress::with_compressed).
+                    let Some(limit) = kept_below(c) else {
                         return c.len() as u64;
-                    }
-                    let limit = c.len() - c.len() / 64;
+                    };
                     buf.clear();
                     buf.resize(limit, 0);
                     ctx.compress_to_buffer(c, &mut buf[..])

@@ -53,6 +53,16 @@ pub fn looks_incompressible(data: &[u8]) -> bool {
     })
 }
 
+/// The length a compressed form of `data` must stay under to be kept (it saves 1/64), or
+/// `None` when compressing is not worth trying: content under 64 bytes, or content the
+/// trial finds incompressible.
+pub fn kept_below(data: &[u8]) -> Option<usize> {
+    if data.len() < 64 || looks_incompressible(data) {
+        return None;
+    }
+    Some(data.len() - data.len() / 64)
+}
+
 /// A compression context for cista's `level`: zstd's own parameters for that level, except
 /// where [`tuned`] overrides them.
 fn compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
@@ -84,10 +94,9 @@ pub fn tuned(level: i32) -> &'static [zstd::zstd_safe::CParameter] {
 /// Calls `f` with the compressed form of `data` (as [`compress`] decides), without
 /// allocating per call: the context and buffer are reused by the calling thread.
 pub fn with_compressed<R>(data: &[u8], level: i32, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
-    if data.len() < 64 || looks_incompressible(data) {
+    let Some(limit) = kept_below(data) else {
         return f(None);
-    }
-    let limit = data.len() - data.len() / 64;
+    };
     SCRATCH.with(|cell| {
         let Ok(mut slot) = cell.try_borrow_mut() else {
             // Re-entered on this thread (cannot happen in cista's pipeline): do it uncached.
@@ -231,20 +240,20 @@ mod tests {
     #[test]
     fn level_2_finds_the_five_byte_matches_zstds_level_2_misses() {
         let data = five_byte_repeats();
-        let tuned = compress(&data, 2).expect("compressible");
+        let ours = compress(&data, 2).expect("compressible");
         let plain = zstd::bulk::compress(&data, 2).expect("zstd");
         assert!(
-            tuned.len() * 10 < plain.len() * 9,
+            ours.len() * 10 < plain.len() * 9,
             "tuned {} vs zstd's level 2 {}",
-            tuned.len(),
+            ours.len(),
             plain.len()
         );
         assert_eq!(
-            decompress_exact(&tuned, data.len(), "blob").expect("frame"),
+            decompress_exact(&ours, data.len(), "blob").expect("frame"),
             data
         );
         // Other levels are zstd's own.
-        assert!((1..=19).all(|l| super::tuned(l).is_empty() == (l != 2)));
+        assert!((1..=19).all(|l| tuned(l).is_empty() == (l != 2)));
     }
 
     #[test]
