@@ -62,6 +62,7 @@ pub fn open(loc: &Location, opts: &BackendOptions) -> Result<Arc<dyn Backend>, B
                     r => break r?,
                 }
             }
+            b.remove_stale_temp_files();
             Arc::new(b)
         }
     };
@@ -178,7 +179,8 @@ pub enum PackHint<'a> {
     NewTreePack(&'a Id),
 }
 
-/// A file in a local repository's `tmp/`: a write in progress, or one a crash interrupted.
+/// A file in a repository's `tmp/` (a folder, or sftp): a write in progress, or one a crash
+/// interrupted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TempFile {
     /// File name inside `tmp/`.
@@ -236,7 +238,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// Removes an object; removing a missing object is `NotFound`.
     fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError>;
-    /// Files in `tmp/` (local repositories only; object stores have none), for `check`.
+    /// Files in `tmp/`, for `check`: writes in progress or interrupted, in local
+    /// repositories and those whose writes are staged (sftp); object stores have none.
     fn temp_files(&self) -> Result<Vec<TempFile>, BackendError> {
         Ok(Vec::new())
     }

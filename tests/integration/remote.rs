@@ -176,6 +176,37 @@ fn every_command_against_sftp() {
     assert_eq!(staged, 0, "staged writes left in tmp/");
 }
 
+#[test]
+fn sftp_makes_no_folder_until_init_and_check_reports_staged_writes() {
+    let Some(server) = servers::ssh() else { return };
+    let (r, path) = Remote::sftp(server);
+    // No repository there: exit 10, and looking made no folder on the server.
+    let missing = r.run(&["snapshots"]);
+    assert_eq!(missing.code, Some(10), "{}", missing.stderr);
+    assert!(!path.exists(), "opening made {}", path.display());
+
+    r.run(&["init", "--kdf-params", CHEAP_KDF]).ok();
+    // Two staged writes a killed cista left behind: one from now, one from two days ago.
+    let tmp = path.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("fresh.0123456789abcdef.tmp"), b"partial").unwrap();
+    let old = std::fs::File::create(tmp.join("old.fedcba9876543210.tmp")).unwrap();
+    let two_days = std::time::Duration::from_secs(2 * 24 * 3600);
+    old.set_modified(std::time::SystemTime::now() - two_days)
+        .unwrap();
+    drop(old);
+
+    // Opening the repository removes the stale one; check reports the fresh one, a warning.
+    let checked = r.run(&["check", "--json"]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+    let out = checked.stdout_str();
+    assert!(out.contains("temp_file"), "{out}");
+    assert!(out.contains("fresh.0123456789abcdef.tmp"), "{out}");
+    assert!(!out.contains("old.fedcba9876543210.tmp"), "{out}");
+    assert!(!tmp.join("old.fedcba9876543210.tmp").exists());
+    assert!(tmp.join("fresh.0123456789abcdef.tmp").exists());
+}
+
 /// The message of a run that must fail with exit 1 in one line, which must contain `want`
 /// and no secret.
 #[track_caller]

@@ -42,6 +42,11 @@ pub fn open(loc: &Location, opts: &BackendOptions) -> Result<OpendalBackend, Bac
         let _guard = rt.enter();
         operator(loc, opts, &mut secrets)?
     };
+    // sftp's operator is rooted at the server's `/` (see `OpendalBackend::prefix`).
+    let prefix = match loc {
+        Location::Sftp { path, .. } => format!("{}/", path.trim_start_matches('/')),
+        _ => String::new(),
+    };
     let op = op
         .layer(
             layers::TimeoutLayer::new()
@@ -55,6 +60,7 @@ pub fn open(loc: &Location, opts: &BackendOptions) -> Result<OpendalBackend, Bac
         loc.to_string(),
         staged,
         secrets,
+        prefix,
     ))
 }
 
@@ -253,10 +259,7 @@ fn operator(
         }
         #[cfg(feature = "sftp")]
         Location::Sftp {
-            user,
-            host,
-            port,
-            path,
+            user, host, port, ..
         } => {
             opts.check_known(loc, &["key", "known-hosts"])?;
             let host = if host.contains(':') {
@@ -268,7 +271,7 @@ fn operator(
                 Some(p) => format!("ssh://{host}:{p}"),
                 None => format!("ssh://{host}"),
             };
-            let mut b = services::Sftp::default().endpoint(&endpoint).root(path);
+            let mut b = services::Sftp::default().endpoint(&endpoint).root("/");
             if let Some(u) = user {
                 b = b.user(u);
             }

@@ -18,7 +18,8 @@ pub mod build;
 use bytes::Bytes;
 use opendal::{Buffer, ErrorKind as OdKind, Operator, services};
 
-use super::{Backend, BackendError, ErrorKind, FileType};
+use super::local::STALE_TEMP_AFTER;
+use super::{Backend, BackendError, ErrorKind, FileType, TempFile};
 use crate::id::Id;
 
 /// How a write is kept from replacing an existing object.
@@ -57,6 +58,12 @@ pub struct OpendalBackend {
     replace_mode: ReplaceMode,
     /// Values that must never appear in a message (credentials given to the builder).
     secrets: Vec<String>,
+    /// Prepended to every repository path: the repository's folder with a trailing `/` for
+    /// sftp, empty for the rest. OpenDAL's sftp service creates every folder of its root when
+    /// it connects, so a mistyped `sftp://` location would leave an empty folder behind (and
+    /// `snapshots` would make one); its operator is rooted at the server's `/` instead and
+    /// the repository's folder is only ever made by the writes of `init`.
+    prefix: String,
 }
 
 impl std::fmt::Debug for OpendalBackend {
@@ -97,6 +104,7 @@ impl OpendalBackend {
             "memory:".into(),
             None,
             Vec::new(),
+            String::new(),
         ))
     }
 
@@ -108,6 +116,7 @@ impl OpendalBackend {
         location: String,
         staged: Option<ReplaceMode>,
         secrets: Vec<String>,
+        prefix: String,
     ) -> Self {
         let cap = op.info().capability();
         let (write_mode, replace_mode) = match staged {
@@ -122,7 +131,13 @@ impl OpendalBackend {
             write_mode,
             replace_mode,
             secrets,
+            prefix,
         }
+    }
+
+    /// The operator's path of a repository path (see `prefix`).
+    fn key(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
     }
 
     /// How this backend keeps writes from replacing (for tests and diagnostics).
@@ -135,7 +150,7 @@ impl OpendalBackend {
     }
 
     fn exists(&self, op: &'static str, path: &str) -> Result<bool, BackendError> {
-        match self.rt.block_on(self.op.stat(path)) {
+        match self.rt.block_on(self.op.stat(&self.key(path))) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == OdKind::NotFound => Ok(false),
             Err(e) => Err(self.convert(op, path, e)),
@@ -157,7 +172,12 @@ impl OpendalBackend {
         match self.write_mode {
             WriteMode::Conditional => self
                 .rt
-                .block_on(async { self.op.write_with(&path, buffer).if_not_exists(true).await })
+                .block_on(async {
+                    self.op
+                        .write_with(&self.key(&path), buffer)
+                        .if_not_exists(true)
+                        .await
+                })
                 .map(drop)
                 .map_err(|e| self.convert("write", &path, e)),
             WriteMode::CheckFirst => {
@@ -165,7 +185,7 @@ impl OpendalBackend {
                     return Err(Self::already_exists(path));
                 }
                 self.rt
-                    .block_on(self.op.write(&path, buffer))
+                    .block_on(self.op.write(&self.key(&path), buffer))
                     .map(drop)
                     .map_err(|e| self.convert("write", &path, e))
             }
@@ -193,10 +213,10 @@ impl OpendalBackend {
         if self.exists("write", &path)? {
             return Err(Self::already_exists(path));
         }
-        let tmp = self.temp_name("write", &path)?;
+        let tmp = self.key(&self.temp_name("write", &path)?);
         let result = self.rt.block_on(async {
             self.op.write_with(&tmp, buffer).if_not_exists(true).await?;
-            self.op.rename(&tmp, &path).await
+            self.op.rename(&tmp, &self.key(&path)).await
         });
         match result {
             Ok(()) => Ok(()),
@@ -211,12 +231,57 @@ impl OpendalBackend {
         }
     }
 
+    /// Staged writes left in `tmp/` ([`WriteMode::Staged`] only; other services write in one
+    /// request and leave none), with their age from the server's modification time.
+    fn staged_files(&self) -> Result<Vec<TempFile>, BackendError> {
+        if self.write_mode != WriteMode::Staged {
+            return Ok(Vec::new());
+        }
+        let dir = self.key("tmp/");
+        let entries = match self.rt.block_on(self.op.list(&dir)) {
+            Ok(e) => e,
+            Err(e) if e.kind() == OdKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.convert("list", "tmp/", e)),
+        };
+        let now = std::time::SystemTime::now();
+        let mut out: Vec<TempFile> = entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| TempFile {
+                name: e.name().to_owned(),
+                len: e.metadata().content_length(),
+                // Unknown or in the future (clock skew): reported as new, never removed.
+                age: e
+                    .metadata()
+                    .last_modified()
+                    .and_then(|t| now.duration_since(t.into()).ok())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Removes staged writes older than [`STALE_TEMP_AFTER`] (a crashed or killed writer's),
+    /// as a local repository does when opened. Best effort: a failure changes nothing, and
+    /// `check` still reports what is left.
+    pub fn remove_stale_temp_files(&self) {
+        let Ok(files) = self.staged_files() else {
+            return;
+        };
+        for f in files.into_iter().filter(|f| f.age > STALE_TEMP_AFTER) {
+            let _ = self
+                .rt
+                .block_on(self.op.delete(&self.key(&format!("tmp/{}", f.name))));
+        }
+    }
+
     /// One cheap request that tells an unreachable endpoint, a missing bucket and refused
     /// credentials apart, each with its own message ([`build::describe`]).
     pub fn probe(&self) -> Result<(), BackendError> {
         let r = self.rt.block_on(async {
             use futures_util::StreamExt as _;
-            let mut l = self.op.lister_with("").limit(1).await?;
+            let mut l = self.op.lister_with(&self.prefix).limit(1).await?;
             match l.next().await {
                 Some(Err(e)) => Err(e),
                 _ => Ok(()),
@@ -274,7 +339,7 @@ impl Backend for OpendalBackend {
     fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>, BackendError> {
         if t == FileType::Config {
             // The one config, listed under the zero id its path ignores.
-            return match self.rt.block_on(self.op.stat("config")) {
+            return match self.rt.block_on(self.op.stat(&self.key("config"))) {
                 Ok(m) => Ok(vec![(Id::default(), m.content_length())]),
                 Err(e) if e.kind() == OdKind::NotFound && !build::bucket_missing(&e) => {
                     Ok(Vec::new())
@@ -285,7 +350,7 @@ impl Backend for OpendalBackend {
         let dir = format!("{}/", t.dir());
         let entries = match self
             .rt
-            .block_on(async { self.op.list_with(&dir).recursive(true).await })
+            .block_on(async { self.op.list_with(&self.key(&dir)).recursive(true).await })
         {
             Ok(e) => e,
             Err(e) if e.kind() == OdKind::NotFound && !build::bucket_missing(&e) => {
@@ -303,7 +368,8 @@ impl Backend for OpendalBackend {
             let Ok(id) = Id::from_hex(e.name()) else {
                 continue;
             };
-            if e.path().trim_start_matches('/') != t.path(&id) {
+            let path = e.path().trim_start_matches('/');
+            if path.strip_prefix(self.prefix.as_str()) != Some(t.path(&id).as_str()) {
                 continue;
             }
             let len = match e.metadata().content_length() {
@@ -325,7 +391,7 @@ impl Backend for OpendalBackend {
         let path = t.path(id);
         let buf = self
             .rt
-            .block_on(self.op.read(&path))
+            .block_on(self.op.read(&self.key(&path)))
             .map_err(|e| self.convert("read", &path, e))?;
         Ok(Vec::from(buf.to_bytes()))
     }
@@ -365,7 +431,7 @@ impl Backend for OpendalBackend {
             .rt
             .block_on(async {
                 use futures_util::TryStreamExt as _;
-                let reader = self.op.reader(&path).await?;
+                let reader = self.op.reader(&self.key(&path)).await?;
                 let mut stream = reader.into_stream(offset..end).await?;
                 let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
                 while let Some(chunk) = stream.try_next().await? {
@@ -401,7 +467,7 @@ impl Backend for OpendalBackend {
         let path = t.path(id);
         let m = self
             .rt
-            .block_on(self.op.stat(&path))
+            .block_on(self.op.stat(&self.key(&path)))
             .map_err(|e| self.convert("stat", &path, e))?;
         Ok(m.content_length())
     }
@@ -433,10 +499,10 @@ impl Backend for OpendalBackend {
             });
         }
         if self.replace_mode == ReplaceMode::Rename {
-            let tmp = self.temp_name("replace", &path)?;
+            let tmp = self.key(&self.temp_name("replace", &path)?);
             let r = self.rt.block_on(async {
                 self.op.write_with(&tmp, bytes).if_not_exists(true).await?;
-                self.op.rename(&tmp, &path).await
+                self.op.rename(&tmp, &self.key(&path)).await
             });
             if r.is_err() {
                 let _ = self.rt.block_on(self.op.delete(&tmp));
@@ -445,9 +511,13 @@ impl Backend for OpendalBackend {
         }
         // Object stores: one PUT replaces atomically.
         self.rt
-            .block_on(self.op.write(&path, bytes))
+            .block_on(self.op.write(&self.key(&path), bytes))
             .map(drop)
             .map_err(|e| self.convert("replace", &path, e))
+    }
+
+    fn temp_files(&self) -> Result<Vec<TempFile>, BackendError> {
+        self.staged_files()
     }
 
     fn delete(&self, t: FileType, id: &Id) -> Result<(), BackendError> {
@@ -462,7 +532,7 @@ impl Backend for OpendalBackend {
             });
         }
         self.rt
-            .block_on(self.op.delete(&path))
+            .block_on(self.op.delete(&self.key(&path)))
             .map_err(|e| self.convert("delete", &path, e))
     }
 }
