@@ -170,6 +170,18 @@ fn every_command_against_sftp() {
     // staged write was left in tmp/.
     assert!(path.join("config").is_file());
     assert_eq!(std::fs::read_dir(path.join("keys")).unwrap().count(), 2);
+    // With the umask docs/CLI.md tells sftp servers to set, keys are the owner's alone.
+    use std::os::unix::fs::PermissionsExt as _;
+    for k in std::fs::read_dir(path.join("keys")).unwrap() {
+        let mode = k.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "key file mode {mode:o}");
+    }
+    let mode = std::fs::metadata(path.join("keys"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700, "keys/ mode {mode:o}");
     let staged = std::fs::read_dir(path.join("tmp"))
         .map(|d| d.count())
         .unwrap_or(0);

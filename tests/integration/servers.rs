@@ -259,7 +259,7 @@ fn start_sshd() -> Option<SshServer> {
          AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
          KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\nStrictModes no\n\
          PermitRootLogin prohibit-password\nMaxSessions 64\nMaxStartups 64\n\
-         Subsystem sftp internal-sftp\n",
+         Subsystem sftp internal-sftp -u 0077\n",
         d = dir.display()
     );
     std::fs::write(dir.join("sshd_config"), config).expect("config");
