@@ -78,6 +78,7 @@ pub fn run(env: &Env, a: CopyArgs) -> Result<u8> {
         filter: a.filter.filter(),
         dry_run: a.dry_run,
         lock: env.lock.clone(),
+        reads_in_flight: env.reads_in_flight()?,
     };
     let outcome = copy::run(&source, &target, &opts, &Warnings, &env.cancel)?;
     print(env, &outcome, a.dry_run)?;

@@ -59,6 +59,9 @@ pub struct CopyOptions {
     pub dry_run: bool,
     /// How to wait for the locks (`no_lock` is refused: a copy writes).
     pub lock: LockOptions,
+    /// Ranged reads of the source in flight at once (the source's `-o connections`); 0:
+    /// [`transfer::READERS`].
+    pub reads_in_flight: usize,
 }
 
 /// What a copy moved (or, in a dry run, would move).
@@ -202,7 +205,11 @@ pub fn run(
         cancel,
         dry_run: opts.dry_run,
     };
-    let mut mover = transfer::Mover::new(source, &src_index, target, &dst_index);
+    let readers = match opts.reads_in_flight {
+        0 => transfer::READERS,
+        n => n,
+    };
+    let mut mover = transfer::Mover::new(source, &src_index, target, &dst_index, readers);
     let mut rechunker = rechunk::Rechunker::new(source, &src_index, target, &dst_index);
     let mut engine = if shared {
         Engine::Shared(&mut mover)

@@ -5,7 +5,8 @@
 //! target's packer ([`Repository::reseal_blob_for`]): nothing is recompressed or staged on
 //! disk.
 //!
-//! Memory: [`READERS`] reads in flight, each at most [`super::ranges::MAX_READ`] (or one blob
+//! Memory: `readers` reads in flight ([`READERS`] unless the source's `-o connections` says
+//! otherwise), each at most [`super::ranges::MAX_READ`] (or one blob
 //! when larger) plus its re-sealed blobs, beside the packer's bound and the two indexes.
 
 use std::collections::HashSet;
@@ -25,8 +26,8 @@ use crate::ops::{CancelFlag, Progress};
 use crate::repo::packer::{Packer, SealedBlob};
 use crate::repo::{BlobLocation, Index, Repository};
 
-/// Ranged reads of the source in flight at once: enough to hide an object store's latency,
-/// few enough to bound memory.
+/// Ranged reads of the source in flight at once unless the caller says: enough to hide an
+/// object store's latency, few enough to bound memory.
 pub const READERS: usize = 4;
 /// Sealed tree bytes read and decoded at once while walking (one level of the tree at a
 /// time, in batches of about this size).
@@ -42,6 +43,8 @@ pub(crate) struct Mover<'a> {
     pub claimed: HashSet<BlobId>,
     /// Trees this run has walked.
     visited: HashSet<BlobId>,
+    /// Ranged reads of the source in flight at once.
+    readers: usize,
 }
 
 impl<'a> Mover<'a> {
@@ -50,6 +53,7 @@ impl<'a> Mover<'a> {
         src_index: &'a Index,
         target: &'a Repository,
         dst_index: &'a Index,
+        readers: usize,
     ) -> Self {
         Self {
             source,
@@ -58,6 +62,7 @@ impl<'a> Mover<'a> {
             dst_index,
             claimed: HashSet::new(),
             visited: HashSet::new(),
+            readers: readers.max(1),
         }
     }
 
@@ -192,7 +197,7 @@ impl<'a> Mover<'a> {
             .fetch_add(groups.iter().map(|g| g.len).sum::<u64>(), Ordering::Relaxed);
     }
 
-    /// Moves `locations` into `packer`: [`READERS`] threads each take one coalesced read at
+    /// Moves `locations` into `packer`: `readers` threads each take one coalesced read at
     /// a time, re-seal its blobs and hand them to the packer. The first error stops the
     /// others and is returned.
     pub fn transfer(
@@ -204,11 +209,11 @@ impl<'a> Mover<'a> {
         cancel: &CancelFlag,
     ) -> Result<()> {
         let groups = ranges::group(locations);
-        let (tx, rx) = bounded::<ReadGroup>(READERS);
+        let (tx, rx) = bounded::<ReadGroup>(self.readers);
         let stop = AtomicBool::new(false);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         std::thread::scope(|s| {
-            for _ in 0..READERS {
+            for _ in 0..self.readers {
                 let rx = rx.clone();
                 let (stop, first_error) = (&stop, &first_error);
                 s.spawn(move || {
