@@ -248,7 +248,9 @@ impl Shared<'_> {
             end += 1;
         }
         planner.next = end;
-        drop(planner);
+        // The planner stays locked until the batch's requests are queued: a worker that
+        // finds the queue empty meanwhile must wait for them, not conclude from `next` that
+        // nothing is left and quit (which once left a one-batch restore to a single worker).
 
         let mut wants: Vec<Want> = Vec::new();
         let mut slots = Vec::with_capacity(end - first);
@@ -284,6 +286,7 @@ impl Shared<'_> {
         if let Ok(mut q) = self.queue.lock() {
             q.extend(requests.into_iter().map(|r| (batch.clone(), r)));
         }
+        drop(planner);
         true
     }
 
@@ -482,6 +485,9 @@ mod tests {
         pack_reads: AtomicUsize,
         in_flight: AtomicUsize,
         most_in_flight: AtomicUsize,
+        /// When not 0: a content read (over 1 MiB; tree reads are smaller) waits, up to 5 s,
+        /// until this many reads are in flight, once; then it is 0 again.
+        rendezvous: AtomicUsize,
     }
 
     impl Backend for Counting {
@@ -510,6 +516,16 @@ mod tests {
                 self.most_in_flight.fetch_max(now, Ordering::SeqCst);
                 // Latency, so reads overlap when they can.
                 std::thread::sleep(std::time::Duration::from_millis(2));
+                let want = self.rendezvous.load(Ordering::SeqCst);
+                if want > 0 && len > 1 << 20 {
+                    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                    while self.in_flight.load(Ordering::SeqCst) < want
+                        && std::time::Instant::now() < until
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    self.rendezvous.store(0, Ordering::SeqCst);
+                }
             }
             let r = self.inner.read_range(t, id, offset, len);
             if t == FileType::Pack {
@@ -550,6 +566,7 @@ mod tests {
             pack_reads: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             most_in_flight: AtomicUsize::new(0),
+            rendezvous: AtomicUsize::new(0),
         });
         let repo = crate::repo::tests::repo_on(counting.clone());
         let cancel = Arc::new(AtomicBool::new(false));
@@ -653,7 +670,15 @@ mod tests {
         let (counting, repo, snap) = backed_up_counted(&src);
         let packs = repo.backend().list(FileType::Pack).unwrap().len();
         let local = pack_reads_of_restore(d.path(), &repo, &counting, &snap, false);
+        // One batch holds every file: all 3 workers read it, none quits while it is planned.
+        counting.most_in_flight.store(0, Ordering::SeqCst);
+        counting.rendezvous.store(3, Ordering::SeqCst);
         let remote = pack_reads_of_restore(d.path(), &repo, &counting, &snap, true);
+        let most = counting.most_in_flight.load(Ordering::SeqCst);
+        assert_eq!(
+            most, 3,
+            "reads in flight in a one-batch restore by 3 workers"
+        );
         for (name, body) in &files {
             let out = d.path().join("remote").join(src.strip_prefix("/").unwrap());
             assert!(std::fs::read(out.join(name)).unwrap() == *body, "{name}");
