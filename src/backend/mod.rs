@@ -191,6 +191,14 @@ pub struct TempFile {
     pub age: std::time::Duration,
 }
 
+impl TempFile {
+    /// Older than [`local::STALE_TEMP_AFTER`]: a dead writer's, which anyone opening the
+    /// repository may remove (docs/FORMAT.md §2).
+    pub fn is_stale(&self) -> bool {
+        self.age > local::STALE_TEMP_AFTER
+    }
+}
+
 /// Storage for one repository. Implementations must be safe to call from many threads.
 ///
 /// Contract: `write` is atomic (readers see all of an object or nothing) and durable when it

@@ -217,7 +217,7 @@ pub fn remove_stale_temp_files(tmp_dir: &Path) {
     let Ok(files) = temp_files(tmp_dir) else {
         return;
     };
-    for f in files.into_iter().filter(|f| f.age > STALE_TEMP_AFTER) {
+    for f in files.into_iter().filter(TempFile::is_stale) {
         let _ = std::fs::remove_file(tmp_dir.join(&f.name));
     }
 }

@@ -18,7 +18,6 @@ pub mod build;
 use bytes::Bytes;
 use opendal::{Buffer, ErrorKind as OdKind, Operator, services};
 
-use super::local::STALE_TEMP_AFTER;
 use super::{Backend, BackendError, ErrorKind, FileType, TempFile};
 use crate::id::Id;
 
@@ -262,14 +261,14 @@ impl OpendalBackend {
         Ok(out)
     }
 
-    /// Removes staged writes older than [`STALE_TEMP_AFTER`] (a crashed or killed writer's),
+    /// Removes staged writes older than [`super::local::STALE_TEMP_AFTER`] (a crashed or killed writer's),
     /// as a local repository does when opened. Best effort: a failure changes nothing, and
     /// `check` still reports what is left.
     pub fn remove_stale_temp_files(&self) {
         let Ok(files) = self.staged_files() else {
             return;
         };
-        for f in files.into_iter().filter(|f| f.age > STALE_TEMP_AFTER) {
+        for f in files.into_iter().filter(TempFile::is_stale) {
             let _ = self
                 .rt
                 .block_on(self.op.delete(&self.key(&format!("tmp/{}", f.name))));
