@@ -56,14 +56,16 @@ fn wait_for_port(port: u16, what: &str) {
 }
 
 /// Starts `program args` under a watchdog shell that kills it (by pid) once this test process
-/// is gone. Output goes to `log`.
+/// is gone. Output goes to `log`. Its children go first: sshd's per-connection processes
+/// outlive the listener, and so would the ssh masters (`ControlPersist=yes`, started by the
+/// openssh crate) of backends a test never dropped, which end once their connection does.
 fn spawn_watched(program: &Path, args: &[String], env: &[(&str, &str)], log: &Path) {
     let quoted: Vec<String> = std::iter::once(program.display().to_string())
         .chain(args.iter().cloned())
         .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
         .collect();
     let script = format!(
-        "{} >'{}' 2>&1 & pid=$!; while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null; sleep 1; kill -9 $pid 2>/dev/null; exit 0",
+        "{} >'{}' 2>&1 & pid=$!; while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $(cat /proc/$pid/task/*/children 2>/dev/null) 2>/dev/null; kill $pid 2>/dev/null; sleep 1; kill -9 $pid 2>/dev/null; exit 0",
         quoted.join(" "),
         log.display(),
         std::process::id()
