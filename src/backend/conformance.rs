@@ -169,7 +169,23 @@ fn empty_object(b: &dyn Backend) {
 fn read_range(b: &dyn Backend) {
     let (id, bytes) = object(30, 1000);
     b.write(FileType::Pack, &id, bytes.clone()).expect("write");
-    let r = |off: u64, len: u64| b.read_range(FileType::Pack, &id, off, len);
+    // Every case also through `read_range_into`, into one buffer that starts out holding
+    // something else and is reused: it must end up holding exactly the range, or fail alike.
+    let reused = std::cell::RefCell::new(vec![0xAB; 4096]);
+    let into = |id: &Id, off: u64, len: u64, one: &Result<Vec<u8>, BackendError>| {
+        let mut buf = reused.borrow_mut();
+        let other = b.read_range_into(FileType::Pack, id, off, len, &mut buf);
+        match (one, other) {
+            (Ok(v), Ok(())) => assert_eq!(*buf, *v, "read_range_into {off}+{len}"),
+            (Err(e), Err(f)) => assert_eq!(e.kind, f.kind, "read_range_into {off}+{len}"),
+            (one, other) => panic!("read_range {one:?} but read_range_into {other:?}"),
+        }
+    };
+    let r = |off: u64, len: u64| {
+        let one = b.read_range(FileType::Pack, &id, off, len);
+        into(&id, off, len, &one);
+        one
+    };
     assert_eq!(r(0, 10).expect("start"), bytes[..10]);
     assert_eq!(r(500, 17).expect("middle"), bytes[500..517]);
     assert_eq!(r(990, 10).expect("end"), bytes[990..]);
@@ -185,14 +201,11 @@ fn read_range(b: &dyn Backend) {
     assert_eq!(kind_of(r(1001, 0)), ErrorKind::Permanent, "empty past end");
     assert_eq!(kind_of(r(u64::MAX, 2)), ErrorKind::Permanent, "overflow");
     let (missing, _) = object(31, 1);
-    assert_eq!(
-        kind_of(b.read_range(FileType::Pack, &missing, 0, 1)),
-        ErrorKind::NotFound
-    );
-    assert_eq!(
-        kind_of(b.read_range(FileType::Pack, &missing, 0, 0)),
-        ErrorKind::NotFound
-    );
+    for len in [1, 0] {
+        let one = b.read_range(FileType::Pack, &missing, 0, len);
+        into(&missing, 0, len, &one);
+        assert_eq!(kind_of(one), ErrorKind::NotFound);
+    }
     b.delete(FileType::Pack, &id).expect("delete");
 }
 

@@ -194,8 +194,12 @@ impl CountingBackend {
 
     fn count_read(&self, r: &Result<Vec<u8>, BackendError>) {
         if let Ok(b) = r {
-            self.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
+            self.count_bytes_read(b);
         }
+    }
+
+    fn count_bytes_read(&self, b: &[u8]) {
+        self.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
     }
 
     fn count_written(&self, n: usize) {
@@ -235,6 +239,22 @@ impl Backend for CountingBackend {
         self.count(Op::ReadRange, t);
         let r = self.inner.read_range(t, id, offset, len);
         self.count_read(&r);
+        r
+    }
+
+    fn read_range_into(
+        &self,
+        t: FileType,
+        id: &Id,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        self.count(Op::ReadRange, t);
+        let r = self.inner.read_range_into(t, id, offset, len, buf);
+        if r.is_ok() {
+            self.count_bytes_read(buf);
+        }
         r
     }
 

@@ -146,20 +146,33 @@ impl Backend for RetryBackend {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, BackendError> {
+        let mut buf = Vec::new();
+        self.read_range_into(t, id, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(
+        &self,
+        t: FileType,
+        id: &Id,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
         self.retry(|_| {
-            let bytes = self.inner.read_range(t, id, offset, len)?;
-            if bytes.len() as u64 != len {
+            self.inner.read_range_into(t, id, offset, len, buf)?;
+            if buf.len() as u64 != len {
                 return Err(BackendError {
                     kind: ErrorKind::Transient,
                     op: "read",
                     path: t.path(id),
                     message: format!(
                         "short read: {} of {len} bytes at offset {offset}",
-                        bytes.len()
+                        buf.len()
                     ),
                 });
             }
-            Ok(bytes)
+            Ok(())
         })
     }
 

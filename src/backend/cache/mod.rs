@@ -376,6 +376,24 @@ impl Backend for CacheBackend {
         self.inner.read_range(t, id, offset, len)
     }
 
+    fn read_range_into(
+        &self,
+        t: FileType,
+        id: &Id,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        if t == FileType::Pack
+            && self.is_tree_pack(id)
+            && let Some(b) = self.tree_pack_range(id, offset, len)
+        {
+            *buf = b;
+            return Ok(());
+        }
+        self.inner.read_range_into(t, id, offset, len, buf)
+    }
+
     fn size(&self, t: FileType, id: &Id) -> Result<u64, BackendError> {
         if is_metadata(t)
             && let Some(len) = self.known_len(t, id)

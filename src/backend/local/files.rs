@@ -222,19 +222,26 @@ pub fn remove_stale_temp_files(tmp_dir: &Path) {
     }
 }
 
-/// A ranged read of a local file straight into a new buffer: restores read each chunk this
-/// way, and any hop through an async runtime costs a thread wake-up and a copy per chunk (a
-/// tenth of a restore's CPU time in `perf` when this went through OpenDAL's fs service).
-pub fn read_range(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+/// A ranged read of a local file straight into `buf` (cleared first): restores read each
+/// chunk this way, and any hop through an async runtime costs a thread wake-up and a copy per
+/// chunk (a tenth of a restore's CPU time in `perf` when this went through OpenDAL's fs
+/// service).
+pub fn read_range_into(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
+    buf.clear();
     let mut f = File::open(path)?;
     let size = f.metadata()?.len();
     f.seek(SeekFrom::Start(offset))?;
     // `len` comes from an index or a pack header: the allocation is bounded by the file, and
     // a lying length is caught by the check below.
     let cap = usize::try_from(len.min(size.saturating_sub(offset))).unwrap_or(0);
-    let mut buf = Vec::with_capacity(cap);
-    f.take(len).read_to_end(&mut buf)?;
+    buf.reserve(cap);
+    f.take(len).read_to_end(buf)?;
     if buf.len() as u64 != len {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
@@ -244,7 +251,7 @@ pub fn read_range(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>
             ),
         ));
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// The `tmp/` folder of a local repository root.

@@ -208,6 +208,20 @@ impl Backend for LocalBackend {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, BackendError> {
+        let mut buf = Vec::new();
+        self.read_range_into(t, id, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(
+        &self,
+        t: FileType,
+        id: &Id,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        buf.clear();
         self.ready("read")?;
         let rel = t.path(id);
         if offset.checked_add(len).is_none() {
@@ -228,9 +242,9 @@ impl Backend for LocalBackend {
                     message: format!("offset {offset} is past the end ({size} bytes)"),
                 });
             }
-            return Ok(Vec::new());
+            return Ok(());
         }
-        files::read_range(&self.root.join(&rel), offset, len)
+        files::read_range_into(&self.root.join(&rel), offset, len, buf)
             .map_err(|e| self.err("read", &rel, &e))
     }
 

@@ -402,6 +402,20 @@ impl Backend for OpendalBackend {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, BackendError> {
+        let mut buf = Vec::new();
+        self.read_range_into(t, id, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(
+        &self,
+        t: FileType,
+        id: &Id,
+        offset: u64,
+        len: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        out.clear();
         let path = t.path(id);
         let range_error = |message: String| BackendError {
             kind: ErrorKind::Permanent,
@@ -420,35 +434,36 @@ impl Backend for OpendalBackend {
                     "offset {offset} is past the end ({size} bytes)"
                 )));
             }
-            return Ok(Vec::new());
+            return Ok(());
         }
         // Streamed into one buffer of the asked length: collecting OpenDAL's chunks and then
         // making them one `Vec` would hold the request's bytes two or three times over, which
         // with whole-pack reads in flight is tens of MiB. More bytes than asked (a broken or
         // hostile server) end the read instead of growing the buffer.
-        let out = self
+        out.reserve(usize::try_from(len).unwrap_or(0));
+        let whole = self
             .rt
             .block_on(async {
                 use futures_util::TryStreamExt as _;
                 let reader = self.op.reader(&self.key(&path)).await?;
                 let mut stream = reader.into_stream(offset..end).await?;
-                let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
                 while let Some(chunk) = stream.try_next().await? {
                     if (out.len() + chunk.len()) as u64 > len {
-                        return Ok(None);
+                        return Ok(false);
                     }
                     for b in chunk {
                         out.extend_from_slice(&b);
                     }
                 }
-                Ok(Some(out))
+                Ok(true)
             })
             .map_err(|e| self.convert("read", &path, e))?;
-        let Some(out) = out else {
+        if !whole {
+            out.clear();
             return Err(range_error(format!(
                 "the server sent more than the {len} bytes asked for at offset {offset}"
             )));
-        };
+        }
         if out.len() as u64 != len {
             // A connection cut mid-body looks like this too: worth another try.
             return Err(BackendError {
@@ -459,7 +474,7 @@ impl Backend for OpendalBackend {
                 ))
             });
         }
-        Ok(out)
+        Ok(())
     }
 
     fn size(&self, t: FileType, id: &Id) -> Result<u64, BackendError> {
