@@ -206,6 +206,8 @@ pub fn write_files(
 impl Shared<'_> {
     /// A worker: takes requests until there are none and no files are left to plan.
     fn work(&self) {
+        // Reused from request to request: the bytes read, and a blob's content.
+        let mut sealed = Vec::new();
         let mut plain = Vec::new();
         loop {
             let next = match self.queue.lock() {
@@ -213,7 +215,7 @@ impl Shared<'_> {
                 Err(_) => return,
             };
             match next {
-                Some((batch, req)) => self.run_request(&batch, &req, &mut plain),
+                Some((batch, req)) => self.run_request(&batch, &req, &mut sealed, &mut plain),
                 None => {
                     if !self.plan_next() {
                         return;
@@ -318,15 +320,16 @@ impl Shared<'_> {
         Ok(())
     }
 
-    /// Reads one request and writes its blobs; `plain` is the worker's reusable buffer for
-    /// a blob's content.
-    fn run_request(&self, batch: &Batch, req: &Request, plain: &mut Vec<u8>) {
+    /// Reads one request and writes its blobs; `buf` and `plain` are the worker's reusable
+    /// buffers for the bytes read and a blob's content.
+    fn run_request(&self, batch: &Batch, req: &Request, buf: &mut Vec<u8>, plain: &mut Vec<u8>) {
         let mut sealed = self
             .repo
             .backend()
-            .read_range(FileType::Pack, &req.pack.0, req.offset, req.len)
+            .read_range_into(FileType::Pack, &req.pack.0, req.offset, req.len, buf)
             .ok()
-            .filter(|b| b.len() as u64 == req.len);
+            .filter(|()| buf.len() as u64 == req.len)
+            .map(|()| buf.as_mut_slice());
         for part in &req.parts {
             let id = part.entry.id;
             // A failed read or a damaged copy: read it alone, from any pack that holds it.
