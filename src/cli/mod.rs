@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, anyhow, bail};
-use cista::backend::Backend;
 use cista::format::key::KdfParams;
 use cista::format::lock::LockMode;
 use cista::ops::CancelFlag;
@@ -304,21 +303,17 @@ pub(crate) fn open_with(
     which: &str,
 ) -> Result<Repository> {
     let backend = storage.backend(location, options)?;
-    if let Err(e) = backend.size(cista::backend::FileType::Config, &Default::default())
-        && e.kind == cista::backend::ErrorKind::NotFound
-    {
-        if from.env_var != "CISTA_PASSWORD" {
+    // Before the passphrase: a missing repository fails without a prompt.
+    let located = match Repository::locate(&*backend) {
+        Err(cista::Error::RepoNotFound { location }) if from.env_var != "CISTA_PASSWORD" => {
             return Err(OtherRepo::NotFound {
                 which: which.to_owned(),
-                location: backend.location(),
+                location,
             }
             .into());
         }
-        return Err(cista::Error::RepoNotFound {
-            location: backend.location(),
-        }
-        .into());
-    }
+        r => r?,
+    };
     let (pw, source) = read_passphrase_from(from, &format!("enter password for {which}: "), false)?;
     if pw.is_empty() {
         // No repository has an empty passphrase (every way of setting one refuses it), so
@@ -329,7 +324,7 @@ pub(crate) fn open_with(
         }
         .into());
     }
-    match storage.open_repository(location, backend, pw.as_bytes()) {
+    match storage.open_repository(location, backend, located, pw.as_bytes()) {
         // The library's message names the main repository's variables: name the right ones.
         Err(e)
             if from.env_var != "CISTA_PASSWORD"

@@ -15,7 +15,7 @@ use anyhow::Result;
 use cista::backend::cache::{CacheBackend, CacheRoot};
 use cista::backend::counting::CountingBackend;
 use cista::backend::{Backend, BackendOptions, FileType, Location};
-use cista::repo::Repository;
+use cista::repo::{Located, Repository};
 
 /// The location `s` and the `-o` options, with the process environment (where backends
 /// read credentials and endpoints).
@@ -122,16 +122,17 @@ impl Storage {
     }
 
     /// Opens the repository at `location` over `remote` (from [`Storage::backend`]), with the
-    /// metadata cache when it applies.
+    /// metadata cache when it applies; `located` is what [`Repository::locate`] found there.
     pub fn open_repository(
         &self,
         location: &str,
         remote: Arc<CountingBackend>,
+        located: Located,
         passphrase: &[u8],
     ) -> Result<Repository> {
         let remote: Arc<dyn Backend> = remote;
         let Some(root) = self.cache_root(location) else {
-            return Ok(Repository::open(remote, passphrase)?);
+            return Ok(Repository::open_located(remote, located, passphrase)?);
         };
         // The folder this location's repository had last time, so its key files come from
         // the cache too.
@@ -144,7 +145,7 @@ impl Storage {
             Some((_, c)) => c.clone(),
             None => remote.clone(),
         };
-        let repo = Repository::open(first, passphrase)?;
+        let repo = Repository::open_located(first, located, passphrase)?;
         let id = repo.id_hex();
         let cache = match earlier {
             Some((hinted, c)) if hinted == id => c,

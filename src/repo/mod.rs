@@ -101,6 +101,13 @@ fn not_found_as_repo_missing(e: Error, location: &str) -> Error {
     }
 }
 
+/// A repository's sealed config as stored, from [`Repository::locate`]: found and plausible,
+/// not yet decrypted.
+#[derive(Debug)]
+pub struct Located {
+    config: Vec<u8>,
+}
+
 impl Repository {
     /// Creates a repository: folders, a fresh master key wrapped under `passphrase`, then the
     /// config last (its presence is what makes the folder a repository).
@@ -184,10 +191,18 @@ impl Repository {
         Ok(Self::assemble(backend, key, key_id, config))
     }
 
-    /// Opens a repository with any of its passphrases. Every key the passphrase unwraps is
-    /// tried against the config, so a stray key file (another master key) cannot shadow the
-    /// right one.
+    /// Opens a repository with any of its passphrases: [`Repository::locate`], then
+    /// [`Repository::open_located`].
     pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
+        let located = Self::locate(&*backend)?;
+        Self::open_located(backend, located, passphrase)
+    }
+
+    /// The half of opening that needs no passphrase: the config, found, within its cap and
+    /// of a format this build reads. A command calls it before asking for a passphrase, so
+    /// a mistyped location or a newer repository says so at once, not after a prompt and
+    /// the KDF (and the config is stat'ed and read once per run, not once per check).
+    pub fn locate(backend: &dyn Backend) -> Result<Located> {
         let location = backend.location();
         let size = backend
             .size(FileType::Config, &Id::default())
@@ -200,11 +215,23 @@ impl Repository {
                 format!("{size} bytes stored, more than the {cap}-byte cap"),
             ));
         }
-        let config_bytes = backend
+        let config = backend
             .read(FileType::Config, &Id::default())
             .map_err(|e| not_found_as_repo_missing(e.into(), &location))?;
-        // Check the header before the expensive KDF, so a newer repository says so at once.
-        let body = check_header(&config_bytes, ObjectKind::Config)?;
+        check_header(&config, ObjectKind::Config)?;
+        Ok(Located { config })
+    }
+
+    /// Opens the repository [`Repository::locate`] found, through `backend` (the same
+    /// storage, possibly behind a cache), with any of its passphrases. Every key the
+    /// passphrase unwraps is tried against the config, so a stray key file (another master
+    /// key) cannot shadow the right one.
+    pub fn open_located(
+        backend: Arc<dyn Backend>,
+        located: Located,
+        passphrase: &[u8],
+    ) -> Result<Self> {
+        let body = check_header(&located.config, ObjectKind::Config)?;
         let open_config = |key: &MasterKey| key.open(&header(ObjectKind::Config), body);
         let (key, key_id) = keys::open_master(&*backend, passphrase, &|k| open_config(k).is_ok())?;
         let plain = open_config(&key).map_err(|e| Error::corrupt("repository", "config", e))?;
