@@ -11,7 +11,8 @@ if ! command -v restic >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-g
     echo "scripts/test.sh: could not install restic; the restic JSON comparison will be skipped"
 fi
 # The remote-backend tests (tests/integration/remote.rs) need a real S3 server and a real
-# OpenSSH server on 127.0.0.1 (tests/integration/servers.rs starts and stops them by pid).
+# OpenSSH server on 127.0.0.1, the database tests (tests/integration/postgres.rs) a real
+# PostgreSQL (tests/integration/servers.rs starts and stops each by pid).
 # Install what is missing; every step is skipped when its tool is already there, so re-runs
 # stay fast. CISTA_REQUIRE_SERVERS makes a missing server a failure, never a silent skip.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -19,6 +20,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+  command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
   if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 ||

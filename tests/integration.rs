@@ -45,6 +45,8 @@ mod lock_sessions;
 mod locks;
 #[path = "integration/obsolete.rs"]
 mod obsolete;
+#[path = "integration/postgres.rs"]
+mod postgres;
 #[path = "integration/prune.rs"]
 mod prune;
 #[path = "integration/prune_harness.rs"]

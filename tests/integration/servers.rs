@@ -1,5 +1,5 @@
-//! Real servers for the remote-backend tests, on 127.0.0.1 only: an S3 server (`moto_server`
-//! from PyPI's `moto[server]`) and OpenSSH's sshd for sftp.
+//! Real servers for the tests, on 127.0.0.1 only: an S3 server (`moto_server` from PyPI's
+//! `moto[server]`), OpenSSH's sshd for sftp, and PostgreSQL for database backups.
 //!
 //! One of each per test binary run, started on first use on a free high port; each test gets
 //! a fresh bucket (S3) or folder (sftp). Every server is started under a small shell watchdog
@@ -9,7 +9,9 @@
 //!
 //! Binaries: `CISTA_MOTO_SERVER` or `.venv-test/bin/moto_server` (scripts/test.sh makes the
 //! venv) or `moto_server` on `PATH`; `/usr/sbin/sshd` and `ssh-keygen` (Debian's
-//! openssh-server and openssh-client).
+//! openssh-server and openssh-client); `CISTA_PG_BIN` or the newest
+//! `/usr/lib/postgresql/*/bin` (Debian's postgresql), run as the `postgres` user when the
+//! tests run as root (PostgreSQL refuses to run as root).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -56,19 +58,30 @@ fn wait_for_port(port: u16, what: &str) {
 }
 
 /// Starts `program args` under a watchdog shell that kills it (by pid) once this test process
-/// is gone. Output goes to `log`. Its children go first: sshd's per-connection processes
-/// outlive the listener, and so would the ssh masters (`ControlPersist=yes`, started by the
-/// openssh crate) of backends a test never dropped, which end once their connection does.
-fn spawn_watched(program: &Path, args: &[String], env: &[(&str, &str)], log: &Path) {
+/// is gone, then removes `remove` if given. Output goes to `log`. Its children go first:
+/// sshd's per-connection processes outlive the listener, and so would the ssh masters
+/// (`ControlPersist=yes`, started by the openssh crate) of backends a test never dropped,
+/// which end once their connection does.
+fn spawn_watched(
+    program: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    log: &Path,
+    remove: Option<&Path>,
+) {
     let quoted: Vec<String> = std::iter::once(program.display().to_string())
         .chain(args.iter().cloned())
         .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
         .collect();
     let script = format!(
-        "{} >'{}' 2>&1 & pid=$!; while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $(cat /proc/$pid/task/*/children 2>/dev/null) 2>/dev/null; kill $pid 2>/dev/null; sleep 1; kill -9 $pid 2>/dev/null; exit 0",
+        "{} >'{}' 2>&1 & pid=$!; while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $(cat /proc/$pid/task/*/children 2>/dev/null) 2>/dev/null; kill $pid 2>/dev/null; sleep 1; kill -9 $pid 2>/dev/null; {}exit 0",
         quoted.join(" "),
         log.display(),
-        std::process::id()
+        std::process::id(),
+        remove.map_or(String::new(), |p| format!(
+            "sleep 1; rm -rf '{}'; ",
+            p.display().to_string().replace('\'', "'\\''")
+        ))
     );
     let mut c = Command::new("sh");
     c.arg("-c")
@@ -151,6 +164,7 @@ fn start_moto(auth: bool) -> Option<S3Server> {
         ],
         env,
         &log,
+        None,
     );
     wait_for_port(port, "moto_server");
     Some(S3Server { port })
@@ -275,6 +289,7 @@ fn start_sshd() -> Option<SshServer> {
         ],
         &[],
         &dir.join("sshd.log"),
+        None,
     );
     wait_for_port(port, "sshd");
     let user = sh("id -un").unwrap_or_else(|| "root".into());
@@ -311,6 +326,193 @@ impl SshServer {
             format!("sftp.key={}", self.key.display()),
             "sftp.known-hosts=accept".into(),
         ]
+    }
+}
+
+/// A running PostgreSQL server: superuser `postgres`, trust authentication, TCP on 127.0.0.1
+/// only (no Unix socket), `fsync` off (a test server's durability is not under test).
+pub struct PgServer {
+    pub port: u16,
+    /// The folder of `initdb`, `pg_dump`, `psql`, ... of the server's version.
+    pub bin: PathBuf,
+}
+
+/// The newest Debian-installed PostgreSQL's `bin` folder, or `CISTA_PG_BIN`.
+fn pg_bin() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("CISTA_PG_BIN") {
+        return Some(d.into());
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let major: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((major, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+/// `program` as a command line run as the `postgres` user when this process is root
+/// (`setpriv` execs it, so the pid the watchdog holds is the server's own).
+fn as_postgres(program: &Path, args: &[String]) -> (PathBuf, Vec<String>) {
+    if !crate::harness::is_root() {
+        return (program.to_path_buf(), args.to_vec());
+    }
+    let mut all: Vec<String> = [
+        "--reuid=postgres",
+        "--regid=postgres",
+        "--init-groups",
+        "--",
+    ]
+    .map(String::from)
+    .to_vec();
+    all.push(program.display().to_string());
+    all.extend_from_slice(args);
+    (PathBuf::from("setpriv"), all)
+}
+
+fn start_postgres() -> Option<PgServer> {
+    let Some(bin) = pg_bin() else {
+        return unavailable("PostgreSQL", "no /usr/lib/postgresql/*/bin/initdb");
+    };
+    let owner = if crate::harness::is_root() {
+        let Some(ids) = sh("id -u postgres && id -g postgres") else {
+            return unavailable(
+                "PostgreSQL",
+                "running as root and there is no postgres user",
+            );
+        };
+        let ids: Vec<u32> = ids.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let [uid, gid] = ids[..] else {
+            return unavailable("PostgreSQL", "the postgres user's ids are unreadable");
+        };
+        Some((uid, gid))
+    } else {
+        None
+    };
+    // Outside the scratch root, which only its owner can enter; removed by the watchdog.
+    let data = tempfile::Builder::new()
+        .prefix("cista-pg-")
+        .tempdir_in(std::env::temp_dir())
+        .expect("tempdir")
+        .keep();
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("chown");
+    }
+    let (prog, args) = as_postgres(
+        &bin.join("initdb"),
+        &[
+            "-D".into(),
+            data.display().to_string(),
+            "-U".into(),
+            "postgres".into(),
+            "-A".into(),
+            "trust".into(),
+            "-E".into(),
+            "UTF8".into(),
+            "--no-locale".into(),
+            "--no-sync".into(),
+        ],
+    );
+    let out = Command::new(&prog).args(&args).output().expect("initdb");
+    assert!(out.status.success(), "initdb: {out:?}");
+    let port = free_port();
+    let (prog, args) = as_postgres(
+        &bin.join("postgres"),
+        &[
+            "-D".into(),
+            data.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+            "-c".into(),
+            "unix_socket_directories=".into(),
+            "-c".into(),
+            "fsync=off".into(),
+            "-c".into(),
+            "full_page_writes=off".into(),
+        ],
+    );
+    let log = scratch_root().path().join(format!("postgres-{port}.log"));
+    spawn_watched(&prog, &args, &[], &log, Some(&data));
+    wait_for_port(port, "postgres");
+    let server = PgServer { port, bin };
+    // Listening comes before accepting: wait until a query answers.
+    let start = Instant::now();
+    while !server.psql_status("postgres", "select 1").success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "postgres did not answer on 127.0.0.1:{port}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(server)
+}
+
+/// The shared PostgreSQL server, started on first use.
+pub fn postgres() -> Option<&'static PgServer> {
+    static PG: OnceLock<Option<PgServer>> = OnceLock::new();
+    PG.get_or_init(start_postgres).as_ref()
+}
+
+impl PgServer {
+    /// The libpq variables that point a client (pg_dump, psql, cista) at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PGHOST", "127.0.0.1".into()),
+            ("PGPORT", self.port.to_string()),
+            ("PGUSER", "postgres".into()),
+        ]
+    }
+
+    /// A command for one of the server's client tools, pointed at the server.
+    pub fn tool(&self, name: &str) -> Command {
+        let mut c = crate::harness::hermetic(self.bin.join(name));
+        c.envs(self.env());
+        c
+    }
+
+    fn psql_status(&self, db: &str, sql: &str) -> std::process::ExitStatus {
+        self.tool("psql")
+            .args(["-X", "-q", "-d", db, "-c", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("psql")
+    }
+
+    /// Runs `sql` in database `db` (stopping at the first error) and returns what it prints,
+    /// unaligned and without headers.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = self
+            .tool("psql")
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "psql {sql}: {out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// A new empty database with a name no other test uses.
+    pub fn create_database(&self, prefix: &str) -> String {
+        let name = unique(prefix).replace('-', "_");
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        name
     }
 }
 
