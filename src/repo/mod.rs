@@ -215,8 +215,11 @@ impl Repository {
                 format!("{size} bytes stored, more than the {cap}-byte cap"),
             ));
         }
+        // A ranged read of the size just stat'ed: a short read is an error (which the retry
+        // layer retries), where a whole-object read could only hand the truncated bytes on
+        // (the config is not named by its hash, so nothing else would catch them).
         let config = backend
-            .read(FileType::Config, &Id::default())
+            .read_range(FileType::Config, &Id::default(), 0, size)
             .map_err(|e| not_found_as_repo_missing(e.into(), &location))?;
         check_header(&config, ObjectKind::Config)?;
         Ok(Located { config })
@@ -979,6 +982,27 @@ pub(crate) mod tests {
             r.load_snapshot(&SnapshotId(id)),
             Err(Error::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn a_truncated_config_read_is_retried_not_taken_for_damage() {
+        use crate::backend::fault::FaultBackend;
+        use crate::backend::retry::{RetryBackend, RetryPolicy};
+        let mem: Arc<dyn Backend> = Arc::new(OpendalBackend::memory().unwrap());
+        let r = repo_on(mem.clone());
+        // The next ranged read (the config's) comes back one byte short, as a connection
+        // cut mid-body does; the config is not named by its hash, so only its length shows it.
+        let cut = Arc::new(FaultBackend::new(mem).truncate_reads(1));
+        let retrying = Arc::new(RetryBackend::with_policy(
+            cut.clone(),
+            RetryPolicy {
+                base_delay: std::time::Duration::from_millis(1),
+                ..RetryPolicy::default()
+            },
+        ));
+        let again = Repository::open(retrying, b"pw").unwrap();
+        assert_eq!(again.config(), r.config());
+        assert_eq!(cut.injected(), 1);
     }
 
     /// A repository at format 2, as cista wrote them before version 3: the config is
