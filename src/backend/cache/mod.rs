@@ -367,13 +367,9 @@ impl Backend for CacheBackend {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, BackendError> {
-        if t == FileType::Pack
-            && self.is_tree_pack(id)
-            && let Some(b) = self.tree_pack_range(id, offset, len)
-        {
-            return Ok(b);
-        }
-        self.inner.read_range(t, id, offset, len)
+        let mut buf = Vec::new();
+        self.read_range_into(t, id, offset, len, &mut buf)?;
+        Ok(buf)
     }
 
     fn read_range_into(
