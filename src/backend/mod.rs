@@ -169,6 +169,20 @@ pub struct BackendError {
     pub message: String,
 }
 
+/// [`Backend::read_range`] for storage and wrappers whose ranged read is
+/// [`Backend::read_range_into`]: into a new buffer.
+pub(crate) fn range_through_into(
+    b: &dyn Backend,
+    t: FileType,
+    id: &Id,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, BackendError> {
+    let mut buf = Vec::new();
+    b.read_range_into(t, id, offset, len, &mut buf)?;
+    Ok(buf)
+}
+
 /// What a caller knows about packs that a caching wrapper can use ([`Backend::hint`]).
 #[derive(Debug, Clone, Copy)]
 pub enum PackHint<'a> {

@@ -146,9 +146,7 @@ impl Backend for RetryBackend {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, BackendError> {
-        let mut buf = Vec::new();
-        self.read_range_into(t, id, offset, len, &mut buf)?;
-        Ok(buf)
+        crate::backend::range_through_into(self, t, id, offset, len)
     }
 
     fn read_range_into(
