@@ -100,7 +100,7 @@ impl<'a> Ctx<'a> {
             opts,
             progress,
             fresh,
-            direct: writer::suits_direct(&opts.target),
+            direct: opts.direct_io && writer::suits_direct(&opts.target),
             is_root: nix::unistd::geteuid().is_root(),
             temp_seq: AtomicU64::new(0),
             would_make: Mutex::new(HashSet::new()),

@@ -81,6 +81,10 @@ pub struct RestoreOptions {
     /// batches of up to [`content::REMOTE_BATCH_FILES`] files instead of
     /// [`content::BATCH_FILES`], so that each pack is read about once (`content.rs`).
     pub remote: bool,
+    /// Write files of 256 KiB or more with `O_DIRECT`, bypassing the page cache
+    /// (`--direct-io`, `writer.rs`), where the target's file system suits it. Off by default:
+    /// see docs/DESIGN.md "Restore pipeline" for when each is faster.
+    pub direct_io: bool,
 }
 
 /// An entry that could not be restored; the restore went on with the others.

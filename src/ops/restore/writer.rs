@@ -1,12 +1,11 @@
-//! Positioned writes of a restored file's chunks, in any order, bypassing the page cache
-//! (`O_DIRECT`) where the filesystem allows it.
+//! Positioned writes of a restored file's chunks, in any order, through the page cache or,
+//! with `--direct-io`, bypassing it (`O_DIRECT`) where the filesystem allows it.
 //!
-//! Why: a restore writes every byte once and never reads it back, so the page cache buys it
-//! nothing; it costs a copy into a freshly allocated page per 4 KiB, and on a server restored
-//! onto while it runs it evicts what the applications cache. On the 2-core VM of
-//! docs/PERFORMANCE.md, writing 1.3 GB through the page cache into fresh pages cost 3.7–4.5
-//! CPU-seconds of kernel copying; with `O_DIRECT` 0.1–0.2 (`dd … oflag=direct`), and the
-//! device took it at 1.5–1.7 GB/s.
+//! Why both: `O_DIRECT` leaves what a running server caches in place and skips the first-touch
+//! cost of a fresh VM's memory (3.5 kernel CPU-s per GiB on the 2-core VM of
+//! docs/PERFORMANCE.md), but each write then waits for the device; once the machine's memory
+//! has been touched, the page cache is faster (a 1.26 GB restore 2.0 s against 3.3 s there).
+//! docs/DESIGN.md "Restore pipeline" has the figures.
 //!
 //! `O_DIRECT` wants offsets, lengths and buffer addresses aligned to the logical block size,
 //! while chunks start and end anywhere. So each chunk's whole blocks are copied into an aligned
