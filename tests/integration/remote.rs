@@ -264,6 +264,29 @@ fn unreachable_endpoint_fails_in_one_line() {
 }
 
 #[test]
+fn without_ca_certificates_plain_http_works_and_https_says_what_to_install() {
+    let Some(server) = servers::s3() else { return };
+    let mut r = Remote::s3(server);
+    // No certificate anywhere the system's store is looked up.
+    let empty = r.scratch("no-certs");
+    std::fs::create_dir_all(&empty).unwrap();
+    r.env.push((
+        "SSL_CERT_FILE",
+        empty.join("none.pem").display().to_string(),
+    ));
+    r.env.push(("SSL_CERT_DIR", empty.display().to_string()));
+    r.url = server.url(&server.bucket(), "repo/no-certs");
+    let init = r.run(&["init", "--kdf-params", CHEAP_KDF]);
+    assert_eq!(init.code, Some(0), "{}", init.stderr);
+    let snaps = r.run(&["snapshots"]);
+    assert_eq!(snaps.code, Some(0), "{}", snaps.stderr);
+    r.url = r.url.replacen("http://", "https://", 1);
+    let msg = one_line_failure(r.run(&["snapshots"]), "cannot set up HTTPS");
+    assert!(msg.contains("ca-certificates"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+}
+
+#[test]
 fn missing_bucket_fails_in_one_line() {
     let Some(server) = servers::s3() else { return };
     let mut r = Remote::s3(server);

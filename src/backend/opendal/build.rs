@@ -26,9 +26,9 @@ fn install_tls_provider() {
     ONCE.call_once(|| {
         // Already installed (by an embedding program) is fine too.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        // OpenDAL 0.59 sends through a process-wide transport that its `install_default`
-        // installs only with its aws-lc-rs feature; first installed wins.
-        opendal_http_transport_reqwest::install_default();
+        // OpenDAL 0.59 sends through a process-wide transport (first installed wins): ours
+        // builds its TLS client only for https:// requests (`transport.rs`).
+        super::transport::SchemeTransport::install();
     });
 }
 
@@ -400,6 +400,16 @@ pub fn describe(e: &opendal::Error) -> String {
                 "cannot reach the server ({what}): check the location's host and port, the endpoint (-o s3.endpoint, AWS_ENDPOINT_URL) and the network"
             );
         }
+    }
+    // The HTTP transport's own line already names the cause and the fix.
+    #[cfg(feature = "http")]
+    if e.message().starts_with(super::transport::SETUP_FAILED) {
+        return e
+            .message()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
     }
     // Anything else: OpenDAL's kind and its own message, without context or source.
     let line: String = format!("{}: {}", e.kind(), e.message())

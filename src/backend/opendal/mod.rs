@@ -14,6 +14,8 @@
 //! and renamed into place (OpenSSH's `posix-rename`, atomic), after the same `stat`.
 
 pub mod build;
+#[cfg(feature = "http")]
+mod transport;
 
 use bytes::Bytes;
 use opendal::{Buffer, ErrorKind as OdKind, Operator, services};
