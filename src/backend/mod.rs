@@ -226,6 +226,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Ids and sizes of every object of one type; the config, if present, is listed once under
     /// the zero id. Names that are not objects (not hex, wrong folder, `tmp/`) are skipped.
     fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>, BackendError>;
+    /// A hint that `list(t)` follows soon: a backend that waits on round trips may start the
+    /// listing now, in the background, and answer the next `list(t)` with it, which then
+    /// holds every object durable before this call began (not before that `list`). Callers
+    /// hint only where such a listing is as good as a later one (after a lock that keeps
+    /// deletions out is written, [`crate::repo::Repository::lock_listing_ahead`]). A later
+    /// hint for the same type replaces an unused one. The default does nothing.
+    fn list_ahead(&self, _t: FileType) {}
     /// The whole object.
     fn read(&self, t: FileType, id: &Id) -> Result<Vec<u8>, BackendError>;
     /// `len` bytes from `offset`; fewer bytes than asked for is an error.

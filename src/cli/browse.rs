@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use cista::backend::FileType;
 use cista::format::tree::{Node, NodeKind};
 use cista::ops::dump;
 use cista::ops::find::{self, Located, SnapshotFilter};
@@ -53,7 +54,10 @@ pub struct LsArgs {
 }
 
 pub fn ls(env: &Env, a: LsArgs) -> Result<u8> {
-    let session = env.session(cista::format::lock::LockMode::Shared)?;
+    let session = env.session_listing(
+        cista::format::lock::LockMode::Shared,
+        &[FileType::Snapshot, FileType::Index],
+    )?;
     let repo = session.repo().clone();
     let (id, snap) = find::snapshot(&repo, &a.snapshot, &a.filter.filter())?;
     let index = super::repo_cmds::load_index(&repo)?;
@@ -148,7 +152,10 @@ enum ArchiveArg {
 }
 
 pub fn dump(env: &Env, a: DumpArgs) -> Result<u8> {
-    let session = env.session(cista::format::lock::LockMode::Shared)?;
+    let session = env.session_listing(
+        cista::format::lock::LockMode::Shared,
+        &[FileType::Snapshot, FileType::Index],
+    )?;
     let repo = session.repo().clone();
     let (id, snap) = find::snapshot(&repo, &a.snapshot, &a.filter.filter())?;
     let index = super::repo_cmds::load_index(&repo)?;
@@ -271,7 +278,10 @@ pub fn restore(env: &Env, a: RestoreArgs) -> Result<u8> {
     let spec = spec
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("{spec:?} is neither `latest` nor a snapshot id"))?;
-    let session = env.session(cista::format::lock::LockMode::Shared)?;
+    let session = env.session_listing(
+        cista::format::lock::LockMode::Shared,
+        &[FileType::Snapshot, FileType::Index],
+    )?;
     let repo = session.repo().clone();
     let (id, snap) = find::snapshot(&repo, spec, &a.filter.filter())?;
     let index = super::repo_cmds::load_index(&repo)?;

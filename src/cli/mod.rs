@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, anyhow, bail};
+use cista::backend::FileType;
 use cista::format::key::KdfParams;
 use cista::format::lock::LockMode;
 use cista::ops::CancelFlag;
@@ -231,6 +232,16 @@ impl Env {
     /// [`Env::session_writing`]). A wait for the lock is announced on stderr.
     fn session(&self, mode: LockMode) -> Result<Session> {
         self.open_session(mode, &self.lock)
+    }
+
+    /// [`Env::session`] for a command that lists `ahead` first (snapshots, the index): those
+    /// listings start as soon as the lock is written, beside the check that follows it.
+    fn session_listing(&self, mode: LockMode, ahead: &[FileType]) -> Result<Session> {
+        let lock = LockOptions {
+            list_ahead: ahead.to_vec(),
+            ..self.lock.clone()
+        };
+        self.open_session(mode, &lock)
     }
 
     /// [`Env::session`] for a command that writes: `--no-lock` does not apply (restic's
@@ -536,6 +547,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         lock: LockOptions {
             retry: cli.retry_lock.unwrap_or_default(),
             no_lock: cli.no_lock,
+            list_ahead: Vec::new(),
         },
         storage: storage::Storage::new(cache),
     };

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
+use cista::backend::FileType;
 use cista::format::snapshot::Snapshot;
 use cista::id::SnapshotId;
 use cista::ops::find;
@@ -78,7 +79,8 @@ pub fn run(env: &Env, a: SnapshotsArgs) -> Result<u8> {
     if a.latest == Some(0) {
         bail!("--latest needs a number above 0");
     }
-    let session = env.session(cista::format::lock::LockMode::Shared)?;
+    let session =
+        env.session_listing(cista::format::lock::LockMode::Shared, &[FileType::Snapshot])?;
     let repo = session.repo().clone();
     let filter = a.filter.filter();
     let mut list: Vec<Listed> = if a.snapshot_ids.is_empty() {

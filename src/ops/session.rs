@@ -32,6 +32,10 @@ pub struct LockOptions {
     /// Take no lock at all (restic's `--no-lock`): only for a shared session of a command
     /// that writes nothing, on storage where a lock cannot be written.
     pub no_lock: bool,
+    /// Object types the command lists first (snapshots, the index): their listings start as
+    /// soon as the lock is written, beside the check that follows it
+    /// ([`Repository::lock_listing_ahead`]); without a lock, at once.
+    pub list_ahead: Vec<crate::backend::FileType>,
 }
 
 /// An open repository with the lock of one operation.
@@ -63,12 +67,15 @@ impl Session {
                     mode.name()
                 )));
             }
+            for t in &opts.list_ahead {
+                repo.backend().list_ahead(*t);
+            }
             return Ok(Self {
                 repo: repo.clone(),
                 guard: None,
             });
         }
-        let guard = lock_with_retry(repo, mode, opts.retry, host, progress, cancel)?;
+        let guard = lock_with_retry(repo, mode, opts, host, progress, cancel)?;
         let repo = if mode == LockMode::Maintenance {
             repo.upgrade_format()?
         } else {
@@ -113,16 +120,17 @@ impl Session {
 fn lock_with_retry(
     repo: &Repository,
     mode: LockMode,
-    retry: Duration,
+    opts: &LockOptions,
     host: &Host,
     progress: &dyn Progress,
     cancel: Option<&CancelFlag>,
 ) -> Result<LockGuard> {
+    let retry = opts.retry;
     let deadline = Instant::now() + retry;
     let mut wait = RETRY_FIRST_WAIT;
     let mut told = false;
     loop {
-        match repo.lock(mode, host) {
+        match repo.lock_listing_ahead(mode, host, &opts.list_ahead) {
             Err(e @ Error::Locked { .. }) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -254,7 +262,7 @@ mod tests {
         let w = Warnings::default();
         let opts = LockOptions {
             retry: Duration::from_secs(30),
-            no_lock: false,
+            ..LockOptions::default()
         };
         std::thread::scope(|s| {
             let waiter = s.spawn(|| Session::open(&r, LockMode::Maintenance, &opts, &h, &w, None));
@@ -298,7 +306,7 @@ mod tests {
         let cancel: CancelFlag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let opts = LockOptions {
             retry: Duration::from_secs(3600),
-            no_lock: false,
+            ..LockOptions::default()
         };
         let e =
             Session::open(&r, LockMode::Shared, &opts, &h, &NoProgress, Some(&cancel)).unwrap_err();

@@ -150,6 +150,20 @@ impl Repository {
     /// written in the version-3 layout with a fresh session; the others in the version-2
     /// layout that older cista versions read.
     pub fn lock(&self, mode: LockMode, host: &Host) -> Result<LockGuard> {
+        self.lock_listing_ahead(mode, host, &[])
+    }
+
+    /// [`Repository::lock`], hinting storage to list each of `ahead` ([`Backend::list_ahead`])
+    /// as soon as the lock is written, so those listings overlap the check after it. A listing
+    /// begun once the lock is visible is as good for the session as one made later: no
+    /// conflicting operation (the only kind that deletes) can start while it is held, and one
+    /// that ran before has finished, or the check finds its lock and this fails.
+    pub fn lock_listing_ahead(
+        &self,
+        mode: LockMode,
+        host: &Host,
+        ahead: &[FileType],
+    ) -> Result<LockGuard> {
         let conflict = |locks: &[StoredLock]| {
             locks
                 .iter()
@@ -182,6 +196,9 @@ impl Repository {
         };
         let id = self.write_lock(&lock_now())?;
         let written_mono = host.clock.monotonic_ns();
+        for t in ahead {
+            self.backend().list_ahead(*t);
+        }
         // Two processes may have checked at the same moment; look again now ours is visible.
         if let Some(e) = conflict(&self.live_locks_except(host, Some(&id))?) {
             let _ = self.backend().delete(FileType::Lock, &id);

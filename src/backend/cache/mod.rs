@@ -96,8 +96,13 @@ pub struct CacheBackend {
     uncacheable: Mutex<HashSet<Id>>,
     /// One whole-pack fetch per pack at a time (the others wait for it and use the copy).
     fetching: Mutex<HashMap<Id, Arc<Mutex<()>>>>,
+    /// Listings started by [`Backend::list_ahead`], each taken by the next `list` of its type.
+    ahead: Mutex<HashMap<FileType, Ahead>>,
     counters: Counters,
 }
+
+/// A listing running in its own thread.
+type Ahead = std::thread::JoinHandle<Result<Vec<(Id, u64)>, BackendError>>;
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The sets only ever grow or shrink by whole entries: a panic elsewhere cannot leave
@@ -116,6 +121,7 @@ impl CacheBackend {
             verified: Mutex::default(),
             uncacheable: Mutex::default(),
             fetching: Mutex::default(),
+            ahead: Mutex::default(),
             counters: Counters::default(),
         }
     }
@@ -330,7 +336,12 @@ impl Backend for CacheBackend {
     }
 
     fn list(&self, t: FileType) -> Result<Vec<(Id, u64)>, BackendError> {
-        let listed = self.inner.list(t)?;
+        let pending = locked(&self.ahead).remove(&t);
+        // A listing thread that panicked answered nothing: list again here.
+        let listed = match pending.map(std::thread::JoinHandle::join) {
+            Some(Ok(listed)) => listed?,
+            Some(Err(_)) | None => self.inner.list(t)?,
+        };
         if is_metadata(t) || t == FileType::Pack {
             self.drop_absent(t, listed.iter().map(|(id, _)| id));
         }
@@ -338,6 +349,19 @@ impl Backend for CacheBackend {
             locked(&self.known).insert(t, listed.iter().copied().collect());
         }
         Ok(listed)
+    }
+
+    /// Lists `t` in a thread of its own (storage's round trips overlap the caller's), for the
+    /// next `list(t)`; no thread, no hint.
+    fn list_ahead(&self, t: FileType) {
+        let inner = self.inner.clone();
+        if let Ok(h) = std::thread::Builder::new()
+            .name("cista-list".into())
+            .spawn(move || inner.list(t))
+        {
+            // A replaced listing finishes on its own; nobody waits for it.
+            locked(&self.ahead).insert(t, h);
+        }
     }
 
     fn read(&self, t: FileType, id: &Id) -> Result<Vec<u8>, BackendError> {

@@ -298,3 +298,30 @@ fn conformance_through_the_cache() {
     let c = CacheBackend::new(mem, root.repo(REPO).unwrap());
     crate::backend::conformance::run_all(&c);
 }
+
+#[test]
+fn a_listing_started_ahead_answers_the_next_list_only() {
+    let rig = Rig::new();
+    let (a, abytes) = object("a");
+    let (b, bbytes) = object("b");
+    rig.storage.write(FileType::Index, &a, abytes).unwrap();
+    let c = rig.cache();
+    let lists = || rig.counted.stats().calls(Op::List, FileType::Index);
+    c.list_ahead(FileType::Index);
+    // A later hint replaces the earlier one; both listed, only the last is used.
+    c.list_ahead(FileType::Index);
+    let first = c.list(FileType::Index).unwrap();
+    assert_eq!(first.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [a]);
+    // Taken: the next list asks storage again and sees what was written since.
+    rig.storage.write(FileType::Index, &b, bbytes).unwrap();
+    let before = lists();
+    let second = c.list(FileType::Index).unwrap();
+    assert_eq!(lists(), before + 1);
+    assert_eq!(second.len(), 2);
+    // A hint for one type leaves the others alone.
+    c.list_ahead(FileType::Snapshot);
+    let before = lists();
+    assert_eq!(c.list(FileType::Index).unwrap().len(), 2);
+    assert_eq!(lists(), before + 1);
+    assert!(c.list(FileType::Snapshot).unwrap().is_empty());
+}

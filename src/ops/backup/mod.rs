@@ -31,6 +31,7 @@ pub use scan::MAX_SCAN_DEPTH;
 pub use source::VirtualRoot;
 pub use stream::segment_len;
 
+use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::format::lock::LockMode;
 use crate::format::pack::BlobType;
@@ -284,6 +285,8 @@ pub fn run(
     } else {
         let lock = LockOptions {
             no_lock: false,
+            // The parent is found among the snapshots, and the index loaded, first.
+            list_ahead: vec![FileType::Snapshot, FileType::Index],
             ..opts.lock.clone()
         };
         let host = crate::host::Host::this_process();
