@@ -117,7 +117,7 @@ impl ParentDir {
             }
             let id = self.parts.get(self.next)?;
             self.next += 1;
-            match ctx.repo.read_tree(ctx.index, id) {
+            match ctx.repo.read_tree(&ctx.index, id) {
                 Ok(t) => self.current = Some(t),
                 Err(_) => {
                     self.parts.clear();

@@ -16,6 +16,7 @@ mod scan;
 mod source;
 mod stream;
 pub mod targets;
+mod writer;
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -30,15 +31,14 @@ pub use excludes::{CACHEDIR_SIGNATURE, CACHEDIR_TAG, Excludes, TagFile, parse_si
 pub use scan::MAX_SCAN_DEPTH;
 pub use source::VirtualRoot;
 pub use stream::segment_len;
+pub use writer::{SnapshotMeta, SnapshotWriter};
 
-use crate::backend::FileType;
 use crate::error::{Error, Result};
-use crate::format::lock::LockMode;
 use crate::format::pack::BlobType;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Node, NodeKind, Tree, Xattr};
 use crate::id::{BlobId, SnapshotId};
-use crate::ops::session::{LockOptions, Session};
+use crate::ops::session::LockOptions;
 use crate::ops::{CancelFlag, Phase, Progress, now_unix_ns};
 use crate::repo::packer::{Packer, SealedBlob};
 use crate::repo::{Index, Repository};
@@ -138,10 +138,39 @@ struct Counters {
     errors: AtomicU64,
 }
 
+impl Counters {
+    /// The snapshot's summary: these counts, `packed` bytes uploaded, from `start_ns` to now.
+    fn summary(self, packed: u64, start_ns: i64) -> Summary {
+        let (files_new, files_changed, files_unmodified) = (
+            self.files_new.into_inner(),
+            self.files_changed.into_inner(),
+            self.files_unmodified.into_inner(),
+        );
+        Summary {
+            files_new,
+            files_changed,
+            files_unmodified,
+            dirs_new: self.dirs_new.into_inner(),
+            dirs_changed: self.dirs_changed.into_inner(),
+            dirs_unmodified: self.dirs_unmodified.into_inner(),
+            data_blobs: self.data_blobs.into_inner(),
+            tree_blobs: self.tree_blobs.into_inner(),
+            data_added: self.data_added.into_inner(),
+            data_added_packed: packed + self.dry_packed.into_inner(),
+            // restic's definition: the files stored, read or reused; never one that failed.
+            total_files_processed: files_new + files_changed + files_unmodified,
+            total_bytes_processed: self.total_bytes.into_inner(),
+            backup_start_ns: start_ns,
+            backup_end_ns: now_unix_ns(),
+            errors: self.errors.into_inner(),
+        }
+    }
+}
+
 /// State shared by every worker of one backup run.
 pub(crate) struct Ctx<'a> {
     repo: &'a Repository,
-    index: &'a Index,
+    index: Index,
     claimed: Mutex<HashSet<BlobId>>,
     packer: Packer,
     counters: Counters,
@@ -174,6 +203,25 @@ impl Ctx<'_> {
         source::Ignore {
             ctime: self.opts.ignore_ctime,
             inode: self.opts.ignore_inode,
+        }
+    }
+
+    /// A directory this run makes up (above a source it cannot read, or above a named
+    /// stream): 0700, the current user, the run's start as times.
+    fn made_dir(&self, name: &[u8], kind: NodeKind) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind,
+            mode: 0o040_700,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            mtime_ns: self.start_ns,
+            atime_ns: self.start_ns,
+            ctime_ns: self.start_ns,
+            inode: 0,
+            device: 0,
+            links: 1,
+            xattrs: Vec::new(),
         }
     }
 
@@ -268,10 +316,10 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs a backup and writes its snapshot. A source that fails to read is a warning (the
-/// snapshot is marked incomplete), and so is a source path that does not exist, unless none
-/// exists; a failing command or storage error writes no snapshot. With `dry_run` nothing is
-/// written to the repository (no lock, no pack, no index, no snapshot).
+/// Runs a backup and writes its snapshot, through a [`SnapshotWriter`]. A source that fails
+/// to read is a warning (the snapshot is marked incomplete), and so is a source path that does
+/// not exist, unless none exists; a failing command or storage error writes no snapshot. With
+/// `dry_run` nothing is written to the repository (no lock, no pack, no index, no snapshot).
 pub fn run(
     repo: &Repository,
     source: Source,
@@ -280,34 +328,7 @@ pub fn run(
     progress: &dyn Progress,
     cancel: &CancelFlag,
 ) -> Result<BackupOutcome> {
-    let session = if opts.dry_run {
-        Session::unlocked(repo)
-    } else {
-        let lock = LockOptions {
-            no_lock: false,
-            // The parent is found among the snapshots, and the index loaded, first.
-            list_ahead: vec![FileType::Snapshot, FileType::Index],
-            ..opts.lock.clone()
-        };
-        let host = crate::host::Host::this_process();
-        Session::open(repo, LockMode::Shared, &lock, &host, progress, Some(cancel))?
-    };
-    let start = now_unix_ns();
-    // Index files as they are, then orphan packs adopted only once verified (FORMAT §18).
-    let mut index = repo.load_index_files()?;
-    for (id, why) in index.damaged() {
-        progress.warn(&format!("index file {id} skipped: {why}"));
-    }
-    if !opts.dry_run {
-        // A dry run leaves orphan packs alone (adopting writes an index), so it may count
-        // their blobs as new.
-        for (id, e) in repo.adopt_orphan_packs(&mut index)?.rejected {
-            progress.warn(&format!(
-                "pack {id} not adopted (its blobs will be stored again): {e}"
-            ));
-        }
-    }
-
+    let writer = SnapshotWriter::open(repo, opts, progress, cancel)?;
     let hostname = opts.host.clone().unwrap_or_else(super::hostname);
     let (paths, root) = match &source {
         Source::Paths(p) => {
@@ -326,24 +347,10 @@ pub fn run(
     let parent = find_parent(repo, opts, &hostname, &paths)?;
     let parent_tree = parent.as_ref().map(|(_, s)| s.tree);
 
-    let ctx = Ctx {
-        repo,
-        index: &index,
-        claimed: Mutex::new(HashSet::new()),
-        packer: Packer::new(repo)?,
-        counters: Counters::default(),
-        progress,
-        cancel,
-        opts,
-        start_ns: start,
-    };
     let scan_done = AtomicBool::new(false);
-    let tree = std::thread::scope(|s| {
-        let tree = match (&source, &root) {
+    let added = std::thread::scope(|s| {
+        let added = match (&source, &root) {
             (Source::Paths(_), Some(root)) => {
-                for p in root.missing() {
-                    ctx.error(p, "does not exist, skipping");
-                }
                 if opts.scan {
                     let scan_done = &scan_done;
                     s.spawn(move || {
@@ -356,106 +363,34 @@ pub fn run(
                         )
                     });
                 }
-                source::archive_root(&ctx, root, parent_tree.as_ref())
+                writer.add_paths(root, parent_tree.as_ref())
             }
             (Source::Stdin { name }, _) => match stdin {
-                Some(r) => store_single(&ctx, name, r),
+                Some(r) => writer.add_stream(name, r).map(|_| ()),
                 None => Err(Error::InvalidInput("no standard input given".into())),
             },
-            (Source::Command { name, argv }, _) => store_command(&ctx, name, argv),
+            (Source::Command { name, argv }, _) => writer.add_command(name, argv).map(|_| ()),
             _ => Err(Error::InvalidInput("no source".into())),
         };
         // The scanner only feeds the progress display: a failed backup stops it; after a
         // successful one it finishes (it only stats), so the last status has exact totals.
-        if tree.is_err() {
+        if added.is_err() {
             scan_done.store(true, Ordering::Relaxed);
         }
-        tree
+        added
     });
-    // Whatever happened, make uploaded packs durable and indexed so the next run reuses them.
-    let Ctx {
-        packer, counters, ..
-    } = ctx;
-    let packed = packer.bytes_added.load(Ordering::Relaxed);
-    let flushed = packer.finish();
-    // A storage failure is the root cause of whatever the walk reported after it ("pack
-    // upload failed"), so it is the error to show.
-    flushed?;
-    let tree = tree?;
-
-    let c = counters;
-    let (files_new, files_changed, files_unmodified) = (
-        c.files_new.into_inner(),
-        c.files_changed.into_inner(),
-        c.files_unmodified.into_inner(),
-    );
-    let summary = Summary {
-        files_new,
-        files_changed,
-        files_unmodified,
-        dirs_new: c.dirs_new.into_inner(),
-        dirs_changed: c.dirs_changed.into_inner(),
-        dirs_unmodified: c.dirs_unmodified.into_inner(),
-        data_blobs: c.data_blobs.into_inner(),
-        tree_blobs: c.tree_blobs.into_inner(),
-        data_added: c.data_added.into_inner(),
-        data_added_packed: packed + c.dry_packed.into_inner(),
-        // restic's definition: the files stored, read or reused; never one that failed.
-        total_files_processed: files_new + files_changed + files_unmodified,
-        total_bytes_processed: c.total_bytes.into_inner(),
-        backup_start_ns: start,
-        backup_end_ns: now_unix_ns(),
-        errors: c.errors.into_inner(),
-    };
-    let mut tags = opts.tags.clone();
-    tags.sort();
-    tags.dedup();
-    let parent_tree_id = parent.as_ref().map(|(_, s)| s.tree);
-    let (time_unix_ns, tz_offset_s) = match opts.time {
-        Some(m) => (m.unix_ns, m.offset_s),
-        None => (start, local_offset_s()),
-    };
-    let snapshot = Snapshot {
-        time_unix_ns,
-        tz_offset_s,
-        hostname,
-        username: super::username(),
-        uid: nix::unistd::getuid().as_raw(),
-        gid: nix::unistd::getgid().as_raw(),
-        paths,
-        tags,
-        tree,
-        parent: parent.map(|(id, _)| id),
-        program_version: format!("cista {}", env!("CARGO_PKG_VERSION")),
-        incomplete: summary.errors > 0,
-        original: None,
-        summary,
-        lost: None,
-    };
-    // A stop requested while the last data was being stored still means "no snapshot".
-    if cancel.load(Ordering::Relaxed) {
-        return Err(Error::Interrupted);
+    if let Err(e) = added {
+        // Whatever happened, make uploaded packs durable and indexed so the next run reuses
+        // them. A storage failure is the root cause of whatever the walk reported after it
+        // ("pack upload failed"), so it is the error to show.
+        writer.abort()?;
+        return Err(e);
     }
-    let not_written = if opts.dry_run {
-        Some(NotWritten::DryRun)
-    } else if opts.skip_if_unchanged && parent_tree_id == Some(snapshot.tree) {
-        Some(NotWritten::Unchanged)
-    } else {
-        None
-    };
-    let id = match not_written {
-        None => {
-            // A lock others may have ignored commits nothing (FORMAT §17): a prune could
-            // have deleted what this snapshot would name.
-            session.ensure_fresh()?;
-            Some(repo.save_snapshot(&snapshot)?)
-        }
-        Some(_) => None,
-    };
-    Ok(BackupOutcome {
-        id,
-        snapshot,
-        not_written,
+    writer.commit(SnapshotMeta {
+        paths,
+        parent: parent.map(|(id, _)| id),
+        parent_tree,
+        hostname: Some(hostname),
     })
 }
 
@@ -481,62 +416,6 @@ fn find_parent(
         .into_iter()
         .rev()
         .find(|(_, s)| s.hostname == hostname && s.paths == paths))
-}
-
-fn file_node(name: &str, content: Vec<BlobId>, size: u64) -> Node {
-    let now = now_unix_ns();
-    Node {
-        name: name.as_bytes().to_vec(),
-        kind: NodeKind::File { size, content },
-        mode: 0o100644,
-        uid: nix::unistd::getuid().as_raw(),
-        gid: nix::unistd::getgid().as_raw(),
-        mtime_ns: now,
-        atime_ns: now,
-        ctime_ns: now,
-        inode: 0,
-        device: 0,
-        links: 1,
-        xattrs: Vec::new(),
-    }
-}
-
-fn store_single(ctx: &Ctx<'_>, name: &str, reader: &mut (dyn Read + Send)) -> Result<BlobId> {
-    let (content, size) = ctx.store_stream(reader, Path::new("standard input"))?;
-    ctx.counters.files_new.fetch_add(1, Ordering::Relaxed);
-    ctx.counters.total_bytes.fetch_add(size, Ordering::Relaxed);
-    ctx.progress.file_done(size);
-    ctx.store_tree(vec![file_node(name, content, size)])
-}
-
-fn store_command(ctx: &Ctx<'_>, name: &str, argv: &[OsString]) -> Result<BlobId> {
-    let (prog, args) = argv
-        .split_first()
-        .ok_or_else(|| Error::InvalidInput("no command given".into()))?;
-    let mut child = std::process::Command::new(prog)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::CommandFailed {
-            command: format!("{prog:?}"),
-            status: format!("could not start: {e}"),
-        })?;
-    let result = match child.stdout.take() {
-        Some(mut out) => store_single(ctx, name, &mut out),
-        None => Err(Error::InvalidInput("command has no standard output".into())),
-    };
-    if result.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait().map_err(|e| Error::io(Path::new(prog), e))?;
-    if !status.success() {
-        return Err(Error::CommandFailed {
-            command: format!("{prog:?}"),
-            status: status.to_string(),
-        });
-    }
-    result
 }
 
 #[cfg(test)]

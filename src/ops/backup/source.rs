@@ -148,15 +148,14 @@ impl VirtualRoot {
     }
 }
 
-pub(super) fn archive_root(
+/// The top-level nodes of `root`'s trees, compared against the parent's root tree `parent`.
+pub(super) fn archive_roots(
     ctx: &Ctx<'_>,
     root: &VirtualRoot,
     parent: Option<&BlobId>,
-) -> Result<BlobId> {
+) -> Result<Vec<Node>> {
     let mut pdir = ParentDir::of_parts(parent.into_iter().copied().collect());
-    let nodes = archive_between(ctx, &root.children, &mut pdir)?;
-    // A snapshot names one root tree blob, so the root is never split.
-    ctx.store_tree(nodes)
+    archive_between(ctx, &root.children, &mut pdir)
 }
 
 fn archive_between(
@@ -209,20 +208,7 @@ fn archive_between(
 fn between_node(ctx: &Ctx<'_>, path: &Path, name: &[u8], kind: NodeKind) -> Node {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => ctx.node(name, kind, &m, Vec::new()),
-        _ => Node {
-            name: name.to_vec(),
-            kind,
-            mode: 0o040_700,
-            uid: nix::unistd::getuid().as_raw(),
-            gid: nix::unistd::getgid().as_raw(),
-            mtime_ns: ctx.start_ns,
-            atime_ns: ctx.start_ns,
-            ctime_ns: ctx.start_ns,
-            inode: 0,
-            device: 0,
-            links: 1,
-            xattrs: Vec::new(),
-        },
+        _ => ctx.made_dir(name, kind),
     }
 }
 
