@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
@@ -155,37 +156,53 @@ impl<'a> SnapshotWriter<'a> {
         let (prog, args) = argv
             .split_first()
             .ok_or_else(|| Error::InvalidInput("no command given".into()))?;
-        let mut child = std::process::Command::new(prog)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
+        let mut cmd = Command::new(prog);
+        cmd.args(args);
+        self.add_command_with(path, cmd)
+    }
+
+    /// [`SnapshotWriter::add_command`] for a command the caller prepared (arguments,
+    /// environment, working folder). Its standard input is closed and its output stored; if
+    /// its standard error is set to [`Stdio::piped`], the last [`STDERR_TAIL`] bytes of it are
+    /// kept and, should it fail, named in the error (a `pg_dump` says why in one line).
+    pub fn add_command_with(&self, path: &str, mut cmd: Command) -> Result<u64> {
+        let names = split_path(path)?;
+        let command = format!("{:?}", cmd.get_program());
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| Error::CommandFailed {
-                command: format!("{prog:?}"),
+                command: command.clone(),
                 status: format!("could not start: {e}"),
             })?;
+        let said = child
+            .stderr
+            .take()
+            .map(|e| std::thread::spawn(move || tail_of(e, STDERR_TAIL)));
         // Stored under a name nobody can see until the exit status says it is whole.
         let result = match child.stdout.take() {
-            Some(mut out) => {
-                let names = split_path(path)?;
-                self.ctx
-                    .store_stream(&mut out, Path::new(path))
-                    .map(|stored| (names, stored))
-            }
+            Some(mut out) => self.ctx.store_stream(&mut out, Path::new(path)),
             None => Err(Error::InvalidInput("command has no standard output".into())),
         };
         if result.is_err() {
             let _ = child.kill();
         }
-        let status = child.wait().map_err(|e| Error::io(Path::new(prog), e))?;
+        let status = child
+            .wait()
+            .map_err(|e| Error::io(Path::new(cmd.get_program()), e))?;
+        let said = said.and_then(|h| h.join().ok()).unwrap_or_default();
         if !status.success() {
             return Err(Error::CommandFailed {
-                command: format!("{prog:?}"),
-                status: status.to_string(),
+                command,
+                status: if said.is_empty() {
+                    status.to_string()
+                } else {
+                    format!("{status}: {said}")
+                },
             });
         }
-        let (names, stored) = result?;
-        self.add_file(names, stored)
+        self.add_file(names, result?)
     }
 
     /// Counts a stored stream as a new file and adds its node (mode 0644, the current user,
@@ -320,6 +337,32 @@ impl<'a> SnapshotWriter<'a> {
     pub fn abort(self) -> Result<()> {
         self.ctx.packer.finish().map(|_| ())
     }
+}
+
+/// Bytes of a failing command's standard error kept for its error message.
+pub const STDERR_TAIL: usize = 2048;
+
+/// The last `keep` bytes `r` yields, as one line (line breaks become ` / `).
+fn tail_of(mut r: impl Read, keep: usize) -> String {
+    let mut last: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                last.extend_from_slice(&buf[..n]);
+                if last.len() > keep {
+                    last.drain(..last.len() - keep);
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&last)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// `path` as plain names: no empty, `.` or `..` component, no NUL.
@@ -493,6 +536,16 @@ mod tests {
         let argv = ["sh", "-c", "printf partial; exit 3"].map(OsString::from);
         let e = w.add_command("dump.sql", &argv).unwrap_err();
         assert!(matches!(e, Error::CommandFailed { .. }), "{e}");
+        // With its standard error captured, the failure says what the command said.
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "printf out; echo 'first line' >&2; echo 'FATAL: no such role' >&2; exit 1",
+        ])
+        .stderr(Stdio::piped());
+        let e = w.add_command_with("dump.sql", cmd).unwrap_err().to_string();
+        assert!(e.contains("first line / FATAL: no such role"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
         // The name is still free: the failed output never reached the tree.
         w.add_stream("dump.sql", &mut &b"whole"[..]).unwrap();
         w.abort().unwrap();
