@@ -101,6 +101,10 @@ pub enum Error {
     /// A path is not in the snapshot.
     #[error("{path:?} is not in snapshot {snapshot}; browse it with `cista ls {snapshot}`")]
     PathNotFound { path: String, snapshot: String },
+    /// PostgreSQL's tools are missing, too old, or refused (the message names which and
+    /// what to do).
+    #[error("{0}; no snapshot was written")]
+    Postgres(String),
     /// The command given to `--stdin-from-command` failed.
     #[error("{command} {status}; no snapshot was written")]
     CommandFailed { command: String, status: String },

@@ -269,7 +269,7 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
     Ok(code::OK)
 }
 
-fn print_summary(env: &Env, o: &backup::BackupOutcome) -> std::io::Result<()> {
+pub(super) fn print_summary(env: &Env, o: &backup::BackupOutcome) -> std::io::Result<()> {
     let s = &o.snapshot;
     let m = &s.summary;
     let secs = (m.backup_end_ns - m.backup_start_ns) as f64 / 1e9;

@@ -119,6 +119,18 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "CISTA_NEW_PASSWORD_FILE=/root/new cista key passwd",
         ],
     ),
+    (
+        "pg",
+        &["cista pg backup --dbname app", "cista pg backup --all"],
+    ),
+    (
+        "pg backup",
+        &[
+            "cista pg backup --dbname app",
+            "PGHOST=db.internal PGUSER=backup cista pg backup --all --tag nightly",
+            "cista pg backup --dbname 'host=127.0.0.1 port=5433 dbname=app' --pg-bin /usr/lib/postgresql/16/bin",
+        ],
+    ),
     ("unlock", &["cista unlock", "cista unlock --remove-all"]),
     ("version", &["cista version", "cista version --json"]),
     (

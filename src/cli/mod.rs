@@ -10,6 +10,7 @@ pub mod help;
 mod keys;
 mod lock_cmds;
 pub mod output;
+mod pg;
 mod progress;
 mod prune;
 mod repair;
@@ -151,6 +152,9 @@ enum Command {
     /// Manage the passphrases that open the repository.
     #[command(subcommand)]
     Key(keys::KeyCommand),
+    /// PostgreSQL: dump databases into one snapshot.
+    #[command(subcommand)]
+    Pg(pg::PgCommand),
     /// Remove data no snapshot needs (never blocks a backup).
     Prune(prune::PruneArgs),
     /// Remove stale locks (or all locks with --remove-all).
@@ -562,6 +566,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Restore(a) => browse::restore(&env, a),
         Command::Check(a) => repo_cmds::check(&env, a),
         Command::Key(k) => keys::run(&env, k),
+        Command::Pg(c) => pg::run(&env, c),
         Command::Prune(a) => prune::run(&env, a),
         Command::Repair(c) => repair::run(&env, c),
         Command::Unlock(a) => repo_cmds::unlock(&env, a),

@@ -10,6 +10,7 @@ pub mod find;
 pub mod forget;
 pub mod globs;
 pub mod groups;
+pub mod pg;
 pub mod prune;
 pub mod repair;
 pub mod restore;

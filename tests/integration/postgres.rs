@@ -106,3 +106,202 @@ fn a_failing_pg_dump_writes_no_snapshot_and_its_error_is_shown() {
     assert!(repo.snapshots(&[]).is_empty(), "a snapshot was written");
     repo.run(&["check"]).ok();
 }
+
+/// `cista pg backup ARGS`, pointed at the server and its tools.
+fn pg_backup(repo: &Repo, pg: &PgServer, args: &[&str]) -> Command {
+    let mut argv = vec!["pg".to_owned(), "backup".to_owned()];
+    if !args.contains(&"--pg-bin") {
+        argv.push("--pg-bin".into());
+        argv.push(pg.bin.display().to_string());
+    }
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    let mut cmd = repo.cmd(&argv);
+    cmd.envs(pg.env());
+    cmd
+}
+
+/// Restores the snapshot's `file` into a new database and returns its name.
+fn restore_into_new(repo: &Repo, pg: &PgServer, file: &str) -> String {
+    let dump = repo.run(&["dump", "latest", file]).ok().stdout;
+    let path = repo.scratch("restore.dump");
+    std::fs::write(&path, &dump).unwrap();
+    let copy = pg.create_database("restored");
+    let out = pg
+        .tool("pg_restore")
+        .args(["--no-owner", "-d", &copy])
+        .arg(&path)
+        .output()
+        .expect("pg_restore");
+    assert!(out.status.success(), "pg_restore: {out:?}");
+    copy
+}
+
+#[test]
+fn pg_backup_puts_databases_globals_and_a_manifest_in_one_snapshot() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let app = pg.create_database("app");
+    pg.psql(
+        &app,
+        "CREATE TABLE akten (id int PRIMARY KEY, titel text);
+         INSERT INTO akten SELECT g, 'Akte Nr. ' || g || ' – Müller' FROM generate_series(1, 3000) g;
+         SELECT lo_from_bytea(0, 'ein großes Objekt');",
+    );
+    let audit = pg.create_database("audit");
+    pg.psql(
+        &audit,
+        "CREATE TABLE log (at timestamptz DEFAULT now(), what text);
+                     INSERT INTO log (what) SELECT 'event ' || g FROM generate_series(1, 500) g;",
+    );
+    let repo = Repo::new();
+    let r = run_cmd(
+        pg_backup(
+            &repo,
+            pg,
+            &["--dbname", &app, "--dbname", &audit, "--tag", "nightly"],
+        ),
+        None,
+    )
+    .ok();
+    assert!(r.stdout_str().contains("saved"), "{}", r.stdout_str());
+    let snaps = repo.snapshots(&["--tag", "postgres"]);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let tags = snaps[0]["tags"].to_string();
+    assert!(
+        tags.contains("nightly") && tags.contains("postgres"),
+        "{tags}"
+    );
+
+    // Each database comes back whole, under another name.
+    for db in [&app, &audit] {
+        let copy = restore_into_new(&repo, pg, &format!("/postgres/{db}.dump"));
+        assert_eq!(plain_dump(pg, db), plain_dump(pg, &copy), "{db}");
+    }
+    let globals = repo
+        .run(&["dump", "latest", "/postgres/globals.sql"])
+        .ok()
+        .stdout;
+    assert!(String::from_utf8_lossy(&globals).contains("CREATE ROLE postgres"));
+
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &repo
+            .run(&["dump", "latest", "/postgres/manifest.json"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(manifest["format"], "cista-pg/1");
+    assert!(
+        manifest["pg_dump_version"]
+            .as_str()
+            .unwrap()
+            .contains("PostgreSQL")
+    );
+    let dbs = manifest["databases"].as_array().unwrap();
+    assert_eq!(dbs.len(), 2);
+    assert_eq!(dbs[0]["name"], app.as_str());
+    assert!(dbs[0]["dump_bytes"].as_u64().unwrap() > 3000 * 20);
+    assert!(dbs[0]["size_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(dbs[0]["options"][1], "--compress=0");
+    repo.run(&["check", "--read-data"]).ok();
+}
+
+#[test]
+fn pg_backup_all_dumps_every_database_and_a_second_night_adds_little() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let big = pg.create_database("big");
+    pg.psql(
+        &big,
+        "CREATE TABLE t (id int PRIMARY KEY, body text);
+         INSERT INTO t SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 20000) g;",
+    );
+    let repo = Repo::new();
+    run_cmd(pg_backup(&repo, pg, &["--all", "--json"]), None).ok();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &repo
+            .run(&["dump", "latest", "/postgres/manifest.json"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let names: Vec<&str> = manifest["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"postgres") && names.contains(&big.as_str()),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("template")),
+        "{names:?}"
+    );
+    // One row changed: the uncompressed dump's other chunks are already stored.
+    pg.psql(&big, "UPDATE t SET body = 'changed' WHERE id = 7");
+    let r = run_cmd(pg_backup(&repo, pg, &["--all", "--json"]), None).ok();
+    let summary: serde_json::Value = r
+        .stdout_str()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message_type"] == "summary")
+        .unwrap();
+    let added = summary["data_added"].as_u64().unwrap();
+    let total = summary["total_bytes_processed"].as_u64().unwrap();
+    assert!(total > 600_000, "{summary}");
+    assert!(
+        added * 4 < total,
+        "the second night added {added} of {total} bytes"
+    );
+}
+
+#[test]
+fn pg_backup_refused_by_the_server_writes_no_snapshot_and_says_why() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let db = pg.create_database("secret");
+    let role = db.replace("secret", "reader");
+    pg.psql(
+        &db,
+        &format!(
+            "CREATE TABLE hidden (n int); INSERT INTO hidden VALUES (1);
+             REVOKE ALL ON hidden FROM PUBLIC; CREATE ROLE {role} LOGIN;"
+        ),
+    );
+    let repo = Repo::new();
+    // A database that does not exist: psql says so before any dump runs.
+    let r = run_cmd(
+        pg_backup(&repo, pg, &["--dbname", "no_such_database"]),
+        None,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("no_such_database"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
+    // pg_dump refused a table: its own words, no snapshot.
+    let mut cmd = pg_backup(&repo, pg, &["--dbname", &db, "--no-globals"]);
+    cmd.env("PGUSER", &role);
+    let r = run_cmd(cmd, None);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("permission denied"), "{}", r.stderr);
+    assert!(r.stderr.contains("no snapshot was written"), "{}", r.stderr);
+    assert!(repo.snapshots(&[]).is_empty());
+    repo.run(&["check"]).ok();
+    // A folder without pg_dump: named, before any passphrase is needed.
+    let empty = repo.scratch("no-tools");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = run_cmd(
+        pg_backup(
+            &repo,
+            pg,
+            &["--dbname", &db, "--pg-bin", empty.to_str().unwrap()],
+        ),
+        None,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("no pg_dump in"), "{}", r.stderr);
+}
