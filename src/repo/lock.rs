@@ -155,9 +155,10 @@ impl Repository {
 
     /// [`Repository::lock`], hinting storage to list each of `ahead` ([`Backend::list_ahead`])
     /// as soon as the lock is written, so those listings overlap the check after it. A listing
-    /// begun once the lock is visible is as good for the session as one made later: no
-    /// conflicting operation (the only kind that deletes) can start while it is held, and one
-    /// that ran before has finished, or the check finds its lock and this fails.
+    /// begun once the lock is visible is as good for the session as one made later: what
+    /// deletes either conflicts with the lock (the check after the write finds it, and this
+    /// fails) or honours every session whose lock it sees (prune's retired packs wait for
+    /// them, FORMAT §18), and this one is seen from the moment its lock is written.
     pub fn lock_listing_ahead(
         &self,
         mode: LockMode,
