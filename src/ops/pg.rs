@@ -105,20 +105,16 @@ impl PgTools {
 
     /// One value from the server `conn` names: `psql -XAtq -c SQL`.
     pub fn query(&self, conn: &str, sql: &str) -> Result<String> {
+        self.query_sep(conn, sql)
+    }
+
+    /// Rows from the server, fields separated by [`SEP`].
+    fn query_sep(&self, conn: &str, sql: &str) -> Result<String> {
+        let sep = SEP.to_string();
         let out = self
             .tool("psql")
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                conn,
-                "-c",
-                sql,
-            ])
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", &sep])
+            .args(["-d", conn, "-c", sql])
             .output()
             .map_err(|e| Error::Postgres(format!("cannot run psql: {e}")))?;
         if !out.status.success() {
@@ -247,6 +243,118 @@ pub struct DumpRecord {
     pub end_unix_ns: i64,
     /// `pg_dump`'s exit status (0: only successful dumps are recorded).
     pub exit_status: i32,
+    /// Tables (and partitioned tables, materialized views) with the planner's row estimate,
+    /// from the catalog as the dump began.
+    pub tables: Vec<TableRecord>,
+    /// Large objects in the database.
+    pub large_objects: u64,
+    /// The dump's table of contents as `pg_restore --list` read it from the stored stream,
+    /// one entry a line (`215; 1259 16386 TABLE public kunden postgres`), comments left out.
+    pub toc: Vec<String>,
+}
+
+/// One table of a dumped database.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct TableRecord {
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+    /// `pg_class.reltuples` (-1: never analyzed).
+    pub rows_estimate: i64,
+}
+
+/// Field separator of catalog queries (names may hold `|`, never a control character that
+/// psql would print raw).
+const SEP: char = '\u{1f}';
+
+/// The tables of the database `conn` names, by schema and name.
+fn tables_of(tools: &PgTools, conn: &str) -> Result<Vec<TableRecord>> {
+    let out = tools.query_sep(
+        conn,
+        "SELECT n.nspname, c.relname, c.reltuples::bigint FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname <> 'information_schema' \
+         AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2",
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(SEP);
+            Some(TableRecord {
+                schema: f.next()?.to_owned(),
+                name: f.next()?.to_owned(),
+                rows_estimate: f.next()?.trim().parse().ok()?,
+            })
+        })
+        .collect())
+}
+
+/// `pg_restore --list` fed from a dump as it is stored: the entries of its table of contents.
+struct TocReader {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    listing: Option<std::thread::JoinHandle<String>>,
+}
+
+impl TocReader {
+    fn start(tools: &PgTools) -> Result<Self> {
+        let mut child = tools
+            .tool("pg_restore")
+            .arg("--list")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::Postgres(format!("cannot run pg_restore: {e}")))?;
+        let stdin = child.stdin.take();
+        let listing = child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut out, &mut s);
+                s
+            })
+        });
+        Ok(Self {
+            child,
+            stdin,
+            listing,
+        })
+    }
+
+    /// Hands on the next bytes of the dump until `pg_restore` has read what it wants (the
+    /// table of contents comes first) and closed its end.
+    fn feed(&mut self, bytes: &[u8]) {
+        if let Some(w) = &mut self.stdin
+            && std::io::Write::write_all(w, bytes).is_err()
+        {
+            self.stdin = None;
+        }
+    }
+
+    /// The entries, or why the stream was not a readable archive.
+    fn finish(mut self) -> Result<Vec<String>> {
+        drop(self.stdin.take());
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::Postgres(format!("pg_restore --list: {e}")))?;
+        let listing = self
+            .listing
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if !status.success() {
+            return Err(Error::Postgres(format!(
+                "pg_restore --list could not read the dump back ({status})"
+            )));
+        }
+        Ok(listing
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with(';'))
+            .map(str::to_owned)
+            .collect())
+    }
 }
 
 /// The `pg_dump` options every dump uses.
@@ -320,13 +428,24 @@ pub fn backup(
             .parse()
             .unwrap_or(0);
         let path = format!("{ROOT}/{}.dump", file_name_of(&name));
+        let tables = tables_of(tools, &conn)?;
+        let large_objects = tools
+            .query(&conn, "SELECT count(*) FROM pg_largeobject_metadata")?
+            .trim()
+            .parse()
+            .unwrap_or(0);
         let mut cmd = tools.tool("pg_dump");
         cmd.args(DUMP_OPTIONS)
             .arg("--dbname")
             .arg(&conn)
             .stderr(Stdio::piped());
         let start_unix_ns = now_unix_ns();
-        let dump_bytes = writer.add_command_with(&path, cmd)?;
+        let mut toc = TocReader::start(tools)?;
+        let dump_bytes = writer.add_command_watched(&path, cmd, &mut |b| toc.feed(b))?;
+        let toc = toc.finish().map_err(|e| match e {
+            Error::Postgres(m) => Error::Postgres(format!("{name}: {m}")),
+            e => e,
+        })?;
         databases.push(DumpRecord {
             name,
             path,
@@ -336,6 +455,9 @@ pub fn backup(
             start_unix_ns,
             end_unix_ns: now_unix_ns(),
             exit_status: 0,
+            tables,
+            large_objects,
+            toc,
         });
     }
     let globals = if opts.globals {

@@ -204,6 +204,28 @@ fn pg_backup_puts_databases_globals_and_a_manifest_in_one_snapshot() {
     assert!(dbs[0]["dump_bytes"].as_u64().unwrap() > 3000 * 20);
     assert!(dbs[0]["size_bytes"].as_u64().unwrap() > 0);
     assert_eq!(dbs[0]["options"][1], "--compress=0");
+    // What it holds: from the catalog, and the table of contents read back from the stream.
+    let tables = dbs[0]["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 1, "{tables:?}");
+    assert_eq!(
+        (&tables[0]["schema"], &tables[0]["name"]),
+        (&"public".into(), &"akten".into())
+    );
+    assert_eq!(dbs[0]["large_objects"], 1);
+    let toc: Vec<&str> = dbs[0]["toc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        toc.iter().any(|l| l.contains("TABLE DATA public akten")),
+        "{toc:?}"
+    );
+    assert!(
+        toc.iter().any(|l| l.contains("TABLE public akten")),
+        "{toc:?}"
+    );
     repo.run(&["check", "--read-data"]).ok();
 }
 
@@ -304,4 +326,50 @@ fn pg_backup_refused_by_the_server_writes_no_snapshot_and_says_why() {
     );
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("no pg_dump in"), "{}", r.stderr);
+}
+
+#[test]
+fn a_pg_dump_killed_mid_way_writes_no_snapshot() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let db = pg.create_database("killed");
+    pg.psql(
+        &db,
+        "CREATE TABLE t (id int, body text);
+         INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g;",
+    );
+    let repo = Repo::new();
+    // Tools whose pg_dump dies by SIGKILL after 20 kB of a real dump.
+    let bin = repo.scratch("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["psql", "pg_restore", "pg_dumpall"] {
+        std::os::unix::fs::symlink(pg.bin.join(tool), bin.join(tool)).unwrap();
+    }
+    let script = format!(
+        "#!/bin/sh\n'{}' \"$@\" | head -c 20000\nkill -KILL $$\n",
+        pg.bin.join("pg_dump").display()
+    );
+    let fake = bin.join("pg_dump");
+    std::fs::write(&fake, script).unwrap();
+    let mut perms = std::fs::metadata(&fake).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&fake, perms).unwrap();
+    let r = run_cmd(
+        pg_backup(
+            &repo,
+            pg,
+            &["--dbname", &db, "--pg-bin", bin.to_str().unwrap()],
+        ),
+        None,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("SIGKILL") || r.stderr.contains("signal"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("no snapshot was written"), "{}", r.stderr);
+    assert!(repo.snapshots(&[]).is_empty());
+    repo.run(&["check", "--read-data"]).ok();
 }

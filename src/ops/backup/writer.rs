@@ -165,7 +165,19 @@ impl<'a> SnapshotWriter<'a> {
     /// environment, working folder). Its standard input is closed and its output stored; if
     /// its standard error is set to [`Stdio::piped`], the last [`STDERR_TAIL`] bytes of it are
     /// kept and, should it fail, named in the error (a `pg_dump` says why in one line).
-    pub fn add_command_with(&self, path: &str, mut cmd: Command) -> Result<u64> {
+    pub fn add_command_with(&self, path: &str, cmd: Command) -> Result<u64> {
+        self.add_command_watched(path, cmd, &mut |_| {})
+    }
+
+    /// [`SnapshotWriter::add_command_with`], handing every byte of the output to `watch` as
+    /// it is stored (a second reader of the same stream: `pg_restore --list` reads a dump's
+    /// table of contents from it).
+    pub fn add_command_watched(
+        &self,
+        path: &str,
+        mut cmd: Command,
+        watch: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<u64> {
         let names = split_path(path)?;
         let command = format!("{:?}", cmd.get_program());
         let mut child = cmd
@@ -182,7 +194,10 @@ impl<'a> SnapshotWriter<'a> {
             .map(|e| std::thread::spawn(move || tail_of(e, STDERR_TAIL)));
         // Stored under a name nobody can see until the exit status says it is whole.
         let result = match child.stdout.take() {
-            Some(mut out) => self.ctx.store_stream(&mut out, Path::new(path)),
+            Some(out) => {
+                let mut watched = Watched { inner: out, watch };
+                self.ctx.store_stream(&mut watched, Path::new(path))
+            }
             None => Err(Error::InvalidInput("command has no standard output".into())),
         };
         if result.is_err() {
@@ -336,6 +351,20 @@ impl<'a> SnapshotWriter<'a> {
     /// cause of whatever failed in the sources after it).
     pub fn abort(self) -> Result<()> {
         self.ctx.packer.finish().map(|_| ())
+    }
+}
+
+/// A reader that shows every byte it yields to `watch`.
+struct Watched<'w, R> {
+    inner: R,
+    watch: &'w mut (dyn FnMut(&[u8]) + Send),
+}
+
+impl<R: Read> Read for Watched<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.watch)(&buf[..n]);
+        Ok(n)
     }
 }
 
