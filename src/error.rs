@@ -103,7 +103,7 @@ pub enum Error {
     PathNotFound { path: String, snapshot: String },
     /// PostgreSQL's tools are missing, too old, or refused (the message names which and
     /// what to do).
-    #[error("{0}; no snapshot was written")]
+    #[error("{0}")]
     Postgres(String),
     /// The command given to `--stdin-from-command` failed.
     #[error("{command} {status}; no snapshot was written")]

@@ -131,6 +131,19 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "cista pg backup --dbname 'host=127.0.0.1 port=5433 dbname=app' --pg-bin /usr/lib/postgresql/16/bin",
         ],
     ),
+    (
+        "pg ls",
+        &["cista pg ls latest", "cista pg ls 1a2b3c4d --json"],
+    ),
+    (
+        "pg restore",
+        &[
+            "cista pg restore latest --dbname app_restored",
+            "cista pg restore latest --database app --create --dbname postgres",
+            "cista pg restore latest --dbname scratch --table kunden --schema public",
+            "cista pg restore latest --database app --to-file app.sql",
+        ],
+    ),
     ("unlock", &["cista unlock", "cista unlock --remove-all"]),
     ("version", &["cista version", "cista version --json"]),
     (

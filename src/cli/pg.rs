@@ -7,8 +7,11 @@ use cista::ops::backup::{BackupOptions, SnapshotMeta, SnapshotWriter};
 use cista::ops::pg::{self, PgBackupOptions, PgTools};
 use clap::{Args, Subcommand};
 
+use cista::backend::FileType;
+use serde_json::json;
+
 use super::progress::Reporter;
-use super::{Env, code};
+use super::{Env, code, output};
 
 #[derive(Debug, Subcommand)]
 pub enum PgCommand {
@@ -16,6 +19,59 @@ pub enum PgCommand {
     /// deduplicate) straight into one snapshot tagged `postgres`, with the cluster's globals
     /// and a manifest.
     Backup(PgBackupArgs),
+    /// List the databases, schemas and tables a `pg backup` snapshot holds.
+    Ls(PgLsArgs),
+    /// Restore a database (or some of its tables or schemas) of a `pg backup` snapshot
+    /// into a running server, or into a plain SQL file.
+    Restore(PgRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PgLsArgs {
+    /// `latest` (the newest `pg backup` snapshot) or a snapshot id prefix.
+    snapshot: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PgRestoreArgs {
+    /// `latest` (the newest `pg backup` snapshot) or a snapshot id prefix.
+    snapshot: String,
+    /// The database to restore into (a name or libpq connection string); with --create, the
+    /// one to connect to first (e.g. `postgres`).
+    #[arg(long, short = 'd')]
+    dbname: Option<String>,
+    /// The snapshot's database to restore, when it holds several.
+    #[arg(long)]
+    database: Option<String>,
+    /// Only this table (repeatable; `pg_restore -t`).
+    #[arg(long)]
+    table: Vec<String>,
+    /// Only this schema (repeatable; `pg_restore -n`).
+    #[arg(long)]
+    schema: Vec<String>,
+    /// Create the database, under its name in the dump, before restoring into it.
+    #[arg(long)]
+    create: bool,
+    /// Drop each object before creating it (`--clean --if-exists`).
+    #[arg(long)]
+    clean: bool,
+    /// Do not set owners (for a server without the dump's roles).
+    #[arg(long)]
+    no_owner: bool,
+    /// Parallel restore jobs (more than 1 stages the dump in a temporary file, which
+    /// pg_restore needs for it).
+    #[arg(long, short = 'j', default_value_t = 1)]
+    jobs: u32,
+    /// Restore the cluster's globals (roles, tablespaces) first.
+    #[arg(long)]
+    globals: bool,
+    /// Write a plain SQL script to this file instead of restoring into a server.
+    #[arg(long, value_name = "PATH")]
+    to_file: Option<PathBuf>,
+    /// Folder of PostgreSQL's client tools (default: PATH, then the newest
+    /// /usr/lib/postgresql/*/bin).
+    #[arg(long, value_name = "DIR")]
+    pg_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -47,7 +103,116 @@ pub struct PgBackupArgs {
 pub fn run(env: &Env, c: PgCommand) -> Result<u8> {
     match c {
         PgCommand::Backup(a) => backup(env, a),
+        PgCommand::Ls(a) => ls(env, a),
+        PgCommand::Restore(a) => restore(env, a),
     }
+}
+
+/// The snapshot `spec` names among `pg backup` snapshots, its index and its manifest.
+fn pg_snapshot(
+    env: &Env,
+    spec: &str,
+) -> Result<(
+    cista::ops::session::Session,
+    cista::id::SnapshotId,
+    cista::format::snapshot::Snapshot,
+    cista::repo::Index,
+)> {
+    let session = env.session_listing(
+        cista::format::lock::LockMode::Shared,
+        &[FileType::Snapshot, FileType::Index],
+    )?;
+    let repo = session.repo().clone();
+    let filter = cista::ops::find::SnapshotFilter {
+        tags: vec![pg::TAG.to_owned()],
+        ..Default::default()
+    };
+    let (id, snap) = cista::ops::find::snapshot(&repo, spec, &filter)?;
+    let index = super::repo_cmds::load_index(&repo)?;
+    Ok((session, id, snap, index))
+}
+
+fn ls(env: &Env, a: PgLsArgs) -> Result<u8> {
+    let (session, id, snap, index) = pg_snapshot(env, &a.snapshot)?;
+    let m = pg::read_manifest(session.repo(), &index, &snap, &id.to_string())?;
+    if env.json {
+        let mut out = output::Out::new();
+        out.line(
+            json!({"message_type": "pg_manifest", "snapshot_id": id.to_hex(), "manifest": m}),
+        )?;
+        out.finish()?;
+        return Ok(code::OK);
+    }
+    let mut text = format!(
+        "snapshot {id}: {}, server {}\n",
+        m.pg_dump_version, m.server_version
+    );
+    for d in &m.databases {
+        text += &format!(
+            "database {} ({} on the server, dump {}, {} tables, {} large objects)\n",
+            d.name,
+            output::bytes(d.size_bytes),
+            output::bytes(d.dump_bytes),
+            d.tables.len(),
+            d.large_objects
+        );
+        for t in &d.tables {
+            text += &format!(
+                "  {}.{}  ~{} rows\n",
+                t.schema,
+                t.name,
+                t.rows_estimate.max(0)
+            );
+        }
+    }
+    if let Some(g) = &m.globals {
+        text += &format!("globals: /{g}\n");
+    }
+    env.info(text.trim_end())?;
+    Ok(code::OK)
+}
+
+fn restore(env: &Env, a: PgRestoreArgs) -> Result<u8> {
+    let tools = PgTools::find(a.pg_bin.as_deref())?;
+    let (session, id, snap, index) = pg_snapshot(env, &a.snapshot)?;
+    let opts = pg::PgRestoreOptions {
+        database: a.database.clone(),
+        target: a.dbname.clone(),
+        to_file: a.to_file.clone(),
+        tables: a.table.clone(),
+        schemas: a.schema.clone(),
+        create: a.create,
+        clean: a.clean,
+        no_owner: a.no_owner,
+        jobs: a.jobs,
+        globals: a.globals,
+    };
+    let d = pg::restore(
+        session.repo(),
+        &index,
+        &snap,
+        &id.to_string(),
+        &tools,
+        &opts,
+    )?;
+    let into = match (&a.to_file, &a.dbname) {
+        (Some(f), _) => format!("into {}", f.display()),
+        (None, Some(db)) if !a.create => format!("into {db}"),
+        _ => format!("as {}", d.name),
+    };
+    if env.json {
+        let mut out = output::Out::new();
+        out.line(
+            json!({"message_type": "summary", "snapshot_id": id.to_hex(), "database": d.name}),
+        )?;
+        out.finish()?;
+    } else {
+        env.info(format_args!(
+            "restored database {} of snapshot {id} {into}",
+            d.name
+        ))?;
+    }
+    Ok(code::OK)
 }
 
 fn backup(env: &Env, a: PgBackupArgs) -> Result<u8> {
@@ -87,7 +252,13 @@ fn backup(env: &Env, a: PgBackupArgs) -> Result<u8> {
             reporter.finish();
             // Uploaded chunks stay indexed for the next run; no snapshot.
             writer.abort()?;
-            return Err(e.into());
+            return Err(match e {
+                cista::Error::Postgres(m) => {
+                    cista::Error::Postgres(format!("{m}; no snapshot was written"))
+                }
+                e => e,
+            }
+            .into());
         }
     };
     let paths = manifest

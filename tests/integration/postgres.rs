@@ -2,7 +2,6 @@
 //! docs/CLI.md), against a real server (servers.rs): what an operator's cron line does today,
 //! and the baseline the `pg` commands must beat.
 
-use std::path::Path;
 use std::process::Command;
 
 use crate::harness::{Repo, run_cmd};
@@ -66,19 +65,8 @@ fn a_pg_dump_backed_up_from_a_command_restores_to_the_same_database() {
         None,
     )
     .ok();
-    let dump = repo.run(&["dump", "latest", "/app.dump"]).ok().stdout;
-    let file = repo.scratch("app.dump");
-    std::fs::write(&file, &dump).unwrap();
-
     // Into a fresh database under another name, as a restore drill would.
-    let copy = pg.create_database("restored");
-    let out = pg
-        .tool("pg_restore")
-        .args(["--no-owner", "-d", &copy])
-        .arg(Path::new(&file))
-        .output()
-        .expect("pg_restore");
-    assert!(out.status.success(), "pg_restore: {out:?}");
+    let copy = restore_into_new(&repo, pg, "/app.dump");
     assert_eq!(
         pg.psql(&copy, "SELECT count(*), max(name) FROM kunden"),
         "5000|Zoë 999\n"
@@ -109,7 +97,17 @@ fn a_failing_pg_dump_writes_no_snapshot_and_its_error_is_shown() {
 
 /// `cista pg backup ARGS`, pointed at the server and its tools.
 fn pg_backup(repo: &Repo, pg: &PgServer, args: &[&str]) -> Command {
-    let mut argv = vec!["pg".to_owned(), "backup".to_owned()];
+    pg_cmd(repo, pg, "backup", args)
+}
+
+/// `cista pg restore ARGS`, pointed at the server and its tools.
+fn pg_restore_cmd(repo: &Repo, pg: &PgServer, args: &[&str]) -> Command {
+    pg_cmd(repo, pg, "restore", args)
+}
+
+/// `cista pg SUB ARGS` with the server's environment and (unless ARGS name one) its tools.
+fn pg_cmd(repo: &Repo, pg: &PgServer, sub: &str, args: &[&str]) -> Command {
+    let mut argv = vec!["pg".to_owned(), sub.to_owned()];
     if !args.contains(&"--pg-bin") {
         argv.push("--pg-bin".into());
         argv.push(pg.bin.display().to_string());
@@ -372,4 +370,219 @@ fn a_pg_dump_killed_mid_way_writes_no_snapshot() {
     assert!(r.stderr.contains("no snapshot was written"), "{}", r.stderr);
     assert!(repo.snapshots(&[]).is_empty());
     repo.run(&["check", "--read-data"]).ok();
+}
+
+#[test]
+fn pg_restore_brings_back_a_database_its_tables_or_a_schema_and_pg_ls_lists_them() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let db = pg.create_database("kanzlei");
+    pg.psql(
+        &db,
+        "CREATE TABLE kunden (id int PRIMARY KEY, name text NOT NULL);
+         INSERT INTO kunden SELECT g, 'Zoë ' || g FROM generate_series(1, 2000) g;
+         CREATE TABLE rechnungen (id int, kunde int REFERENCES kunden, betrag numeric);
+         INSERT INTO rechnungen SELECT g, 1 + g % 2000, g * 1.5 FROM generate_series(1, 3000) g;
+         CREATE SCHEMA \"Büro\";
+         CREATE TABLE \"Büro\".\"Akten\" (n int, body bytea);
+         INSERT INTO \"Büro\".\"Akten\" SELECT g, decode(md5(g::text), 'hex') FROM generate_series(1, 500) g;
+         ANALYZE;",
+    );
+    let other = pg.create_database("other");
+    let role = other.replace("other", "clerk");
+    pg.psql("postgres", &format!("CREATE ROLE {role} LOGIN"));
+    let repo = Repo::new();
+    run_cmd(
+        pg_backup(&repo, pg, &["--dbname", &db, "--dbname", &other]),
+        None,
+    )
+    .ok();
+    let saved = plain_dump(pg, &db);
+
+    // pg ls: databases and tables from the manifest.
+    let ls = repo.run(&["pg", "ls", "latest"]).ok().stdout_str();
+    assert!(ls.contains(&format!("database {db}")), "{ls}");
+    assert!(ls.contains("public.kunden  ~2000 rows"), "{ls}");
+    assert!(ls.contains("Büro.Akten"), "{ls}");
+    let json: serde_json::Value = serde_json::from_str(
+        repo.run(&["pg", "ls", "latest", "--json"])
+            .ok()
+            .stdout_str()
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(json["manifest"]["databases"][0]["name"], db.as_str());
+
+    // Two databases in the snapshot: which one must be said.
+    let fresh = pg.create_database("whole");
+    let r = run_cmd(
+        pg_restore_cmd(&repo, pg, &["latest", "--dbname", &fresh]),
+        None,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("--database"), "{}", r.stderr);
+
+    // The whole database into an empty one under another name, in parallel.
+    run_cmd(
+        pg_restore_cmd(
+            &repo,
+            pg,
+            &[
+                "latest",
+                "--database",
+                &db,
+                "--dbname",
+                &fresh,
+                "--jobs",
+                "2",
+            ],
+        ),
+        None,
+    )
+    .ok();
+    assert_eq!(plain_dump(pg, &fresh), saved);
+
+    // One table.
+    let one = pg.create_database("onetable");
+    run_cmd(
+        pg_restore_cmd(
+            &repo,
+            pg,
+            &[
+                "latest",
+                "--database",
+                &db,
+                "--dbname",
+                &one,
+                "--table",
+                "kunden",
+            ],
+        ),
+        None,
+    )
+    .ok();
+    assert_eq!(pg.psql(&one, "SELECT count(*) FROM kunden"), "2000\n");
+    assert_eq!(
+        pg.psql(
+            &one,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'rechnungen'"
+        ),
+        "0\n"
+    );
+
+    // One schema.
+    let schema = pg.create_database("schema");
+    run_cmd(
+        pg_restore_cmd(
+            &repo,
+            pg,
+            &[
+                "latest",
+                "--database",
+                &db,
+                "--dbname",
+                &schema,
+                "--schema",
+                "Büro",
+            ],
+        ),
+        None,
+    )
+    .ok();
+    assert_eq!(
+        pg.psql(&schema, "SELECT count(*) FROM \"Büro\".\"Akten\""),
+        "500\n"
+    );
+    assert_eq!(
+        pg.psql(
+            &schema,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "0\n"
+    );
+
+    // Dropped, then created again under its own name.
+    pg.psql("postgres", &format!("DROP DATABASE {db}"));
+    run_cmd(
+        pg_restore_cmd(
+            &repo,
+            pg,
+            &[
+                "latest",
+                "--database",
+                &db,
+                "--create",
+                "--dbname",
+                "postgres",
+            ],
+        ),
+        None,
+    )
+    .ok();
+    assert_eq!(plain_dump(pg, &db), saved);
+
+    // The cluster's roles come back with --globals (those that exist are reported by psql
+    // and skipped).
+    pg.psql("postgres", &format!("DROP ROLE {role}"));
+    let globals = pg.create_database("globals");
+    run_cmd(
+        pg_restore_cmd(
+            &repo,
+            pg,
+            &[
+                "latest",
+                "--database",
+                &other,
+                "--dbname",
+                &globals,
+                "--globals",
+            ],
+        ),
+        None,
+    )
+    .ok();
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")
+        ),
+        "1\n"
+    );
+
+    // A plain SQL script instead of a server.
+    let sql = repo.scratch("kanzlei.sql");
+    run_cmd(
+        pg_restore_cmd(
+            &repo,
+            pg,
+            &[
+                "latest",
+                "--database",
+                &db,
+                "--to-file",
+                sql.to_str().unwrap(),
+            ],
+        ),
+        None,
+    )
+    .ok();
+    let text = std::fs::read_to_string(&sql).unwrap();
+    assert!(
+        text.contains("CREATE TABLE public.kunden"),
+        "{}",
+        &text[..text.len().min(500)]
+    );
+
+    // A snapshot that is not a pg backup is refused by name.
+    let files = repo.scratch("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("a"), b"a").unwrap();
+    repo.run(&["backup".as_ref(), files.as_os_str()]).ok();
+    let plain = repo.snapshots(&[]).last().unwrap()["short_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = repo.run(&["pg", "ls", &plain]);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
 }
