@@ -695,8 +695,8 @@ pub fn restore(
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let staged = dir.path().join("dump");
         let mut f = std::fs::File::create(&staged).map_err(|e| Error::io(&staged, e))?;
+        // A scratch copy for this run: not fsynced (durability buys it nothing).
         restore::dump_file(repo, index, &node, &mut f)?;
-        f.sync_all().map_err(|e| Error::io(&staged, e))?;
         drop(f);
         cmd.arg("--jobs").arg(opts.jobs.to_string()).arg(&staged);
         let out = cmd

@@ -586,3 +586,90 @@ fn pg_restore_brings_back_a_database_its_tables_or_a_schema_and_pg_ls_lists_them
     let r = repo.run(&["pg", "ls", &plain]);
     assert_ne!(r.code, Some(0), "{}", r.stderr);
 }
+
+#[test]
+fn pg_backup_of_hundreds_of_tables_under_writes_restores_one_consistent_point() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let db = pg.create_database("busy");
+    pg.psql(
+        &db,
+        "DO $$ BEGIN FOR i IN 1..300 LOOP
+           EXECUTE format('CREATE TABLE %I (id int PRIMARY KEY, note text)', 'tabelle_' || i);
+           EXECUTE format('INSERT INTO %I SELECT g, ''Straße '' || g FROM generate_series(1, 20) g', 'tabelle_' || i);
+         END LOOP; END $$;
+         CREATE TABLE konto (name text PRIMARY KEY, saldo bigint NOT NULL);
+         INSERT INTO konto VALUES ('a', 0), ('b', 0);
+         CREATE TABLE ereignis (n serial PRIMARY KEY, at timestamptz DEFAULT now());",
+    );
+    // A writer moving money between two rows in one transaction, and adding events, until
+    // the backup is done: the restored database must show one moment of it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, mut cmd) = (stop.clone(), pg.tool("psql"));
+        cmd.args(["-X", "-q", "-d", &db, "-f", "-"])
+            .stdin(std::process::Stdio::piped());
+        std::thread::spawn(move || {
+            let mut child = cmd.spawn().expect("psql");
+            let mut stdin = child.stdin.take().unwrap();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tx = "BEGIN; UPDATE konto SET saldo = saldo - 7 WHERE name = 'a';
+                          UPDATE konto SET saldo = saldo + 7 WHERE name = 'b';
+                          INSERT INTO ereignis DEFAULT VALUES; COMMIT;\n";
+                if std::io::Write::write_all(&mut stdin, tx.as_bytes()).is_err() {
+                    break;
+                }
+                n += 1;
+            }
+            drop(stdin);
+            child.wait().unwrap();
+            n
+        })
+    };
+    // Let the writer get going first.
+    while pg.psql(&db, "SELECT count(*) > 50 FROM ereignis") != "t\n" {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let repo = Repo::new();
+    run_cmd(
+        pg_backup(&repo, pg, &["--dbname", &db, "--no-globals"]),
+        None,
+    )
+    .ok();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(written > 0);
+
+    let copy = pg.create_database("busy_restored");
+    run_cmd(
+        pg_cmd(&repo, pg, "restore", &["latest", "--dbname", &copy]),
+        None,
+    )
+    .ok();
+    assert_eq!(pg.psql(&copy, "SELECT sum(saldo) FROM konto"), "0\n");
+    // The events restored are the transfers restored: one transaction's worth each.
+    assert_eq!(
+        pg.psql(&copy, "SELECT (SELECT saldo FROM konto WHERE name = 'b') / 7 = (SELECT count(*) FROM ereignis)"),
+        "t\n"
+    );
+    assert_eq!(
+        pg.psql(
+            &copy,
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'tabelle\\_%'"
+        ),
+        "300\n"
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &repo
+            .run(&["dump", "latest", "/postgres/manifest.json"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["databases"][0]["tables"].as_array().unwrap().len(),
+        302
+    );
+}
