@@ -197,7 +197,7 @@ fn restore(env: &Env, a: PgRestoreArgs) -> Result<u8> {
     )?;
     let into = match (&a.to_file, &a.dbname) {
         (Some(f), _) => format!("into {}", f.display()),
-        (None, Some(db)) if !a.create => format!("into {db}"),
+        (None, Some(db)) if !a.create => format!("into {}", pg::describe_conn(db)),
         _ => format!("as {}", d.name),
     };
     if env.json {

@@ -156,8 +156,9 @@ fn major_of(version: &str) -> Option<u32> {
     v.split(['.', 'b', 'r']).next()?.parse().ok()
 }
 
-/// A connection string with any password left out, for messages.
-fn describe_conn(conn: &str) -> String {
+/// A connection string for messages: as given, unless it may hold a password (a
+/// `password=` key or a URI's `user:password@`).
+pub fn describe_conn(conn: &str) -> String {
     if conn.contains("password") || conn.contains('@') {
         "(the given connection)".into()
     } else {
