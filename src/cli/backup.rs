@@ -198,14 +198,7 @@ pub fn run(env: &Env, a: BackupArgs) -> Result<u8> {
     // Ctrl-C / SIGTERM ask the backup to stop at a safe point (uploaded packs are indexed, no
     // snapshot is written); a second signal exits at once. `rewrite` and `repair` do the same;
     // other commands keep the default.
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(
-            sig,
-            code::INTERRUPTED.into(),
-            env.cancel.clone(),
-        )?;
-        signal_hook::flag::register(sig, env.cancel.clone())?;
-    }
+    super::rewrite::stop_on_signals(env)?;
     let time = match &a.time {
         Some(t) => Some(
             cista::ops::retention::calendar::parse_time(t, &jiff::tz::TimeZone::system())

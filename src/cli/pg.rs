@@ -221,6 +221,8 @@ fn backup(env: &Env, a: PgBackupArgs) -> Result<u8> {
     }
     // Before the repository: a missing or too old pg_dump says so without a passphrase.
     let tools = PgTools::find(a.pg_bin.as_deref())?;
+    // Ctrl-C / SIGTERM: the dump is stopped, what was uploaded indexed, no snapshot written.
+    super::rewrite::stop_on_signals(env)?;
     let repo = env.open()?;
     let mut tags = vec![pg::TAG.to_owned()];
     tags.extend(

@@ -326,6 +326,77 @@ fn pg_backup_refused_by_the_server_writes_no_snapshot_and_says_why() {
     assert!(r.stderr.contains("no pg_dump in"), "{}", r.stderr);
 }
 
+/// A folder of the server's tools whose `pg_dump` is `script`.
+fn tools_with_pg_dump(repo: &Repo, pg: &PgServer, script: &str) -> std::path::PathBuf {
+    let bin = repo.scratch("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["psql", "pg_restore", "pg_dumpall"] {
+        std::os::unix::fs::symlink(pg.bin.join(tool), bin.join(tool)).unwrap();
+    }
+    let fake = bin.join("pg_dump");
+    std::fs::write(&fake, script).unwrap();
+    let mut perms = std::fs::metadata(&fake).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&fake, perms).unwrap();
+    bin
+}
+
+#[test]
+fn a_stalled_pg_dump_is_stopped_by_sigint_with_no_snapshot() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let db = pg.create_database("stalled");
+    let repo = Repo::new();
+    // A dump that writes 3 MB, then waits (as one blocked on a table lock would), ignoring
+    // SIGINT; `exec` so the shell's pid is the one waiting.
+    let marker = repo.scratch("dump-stalled");
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in --version) echo 'pg_dump (PostgreSQL) 99.0'; exit 0;; esac\n\
+         trap '' INT\nhead -c 3000000 /dev/urandom\ntouch '{}'\nexec sleep 600\n",
+        marker.display()
+    );
+    let bin = tools_with_pg_dump(&repo, pg, &script);
+    let mut cmd = pg_backup(
+        &repo,
+        pg,
+        &[
+            "--dbname",
+            &db,
+            "--no-globals",
+            "--pg-bin",
+            bin.to_str().unwrap(),
+        ],
+    );
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // Once the dump has written its bytes, it stalls: then ask cista to stop.
+    while !marker.exists() {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("pg backup ended ({s}) before the dump stalled");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(sent);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(repo.snapshots(&[]).is_empty());
+    assert!(
+        repo.files_in("locks").is_empty(),
+        "lock left after a clean stop"
+    );
+    repo.run(&["check"]).ok();
+}
+
 #[test]
 fn a_pg_dump_killed_mid_way_writes_no_snapshot() {
     let Some(pg) = servers::postgres() else {
@@ -339,20 +410,11 @@ fn a_pg_dump_killed_mid_way_writes_no_snapshot() {
     );
     let repo = Repo::new();
     // Tools whose pg_dump dies by SIGKILL after 20 kB of a real dump.
-    let bin = repo.scratch("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for tool in ["psql", "pg_restore", "pg_dumpall"] {
-        std::os::unix::fs::symlink(pg.bin.join(tool), bin.join(tool)).unwrap();
-    }
     let script = format!(
         "#!/bin/sh\n'{}' \"$@\" | head -c 20000\nkill -KILL $$\n",
         pg.bin.join("pg_dump").display()
     );
-    let fake = bin.join("pg_dump");
-    std::fs::write(&fake, script).unwrap();
-    let mut perms = std::fs::metadata(&fake).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&fake, perms).unwrap();
+    let bin = tools_with_pg_dump(&repo, pg, &script);
     let r = run_cmd(
         pg_backup(
             &repo,

@@ -180,6 +180,8 @@ impl<'a> SnapshotWriter<'a> {
     ) -> Result<u64> {
         let names = split_path(path)?;
         let command = format!("{:?}", cmd.get_program());
+        // In cista's own process group, so a password prompt on the terminal still works
+        // and Ctrl-C reaches it too.
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -192,14 +194,34 @@ impl<'a> SnapshotWriter<'a> {
             .stderr
             .take()
             .map(|e| std::thread::spawn(move || tail_of(e, STDERR_TAIL)));
+        // A stop request ends the command even while it writes nothing (a dump waiting on a
+        // table lock, or one that ignores SIGINT), which a read of its output would wait for
+        // forever. The child is not reaped until this watcher has ended, so its pid cannot have
+        // been reused.
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let cancel = self.ctx.cancel;
         // Stored under a name nobody can see until the exit status says it is whole.
-        let result = match child.stdout.take() {
-            Some(out) => {
-                let mut watched = Watched { inner: out, watch };
-                self.ctx.store_stream(&mut watched, Path::new(path))
-            }
-            None => Err(Error::InvalidInput("command has no standard output".into())),
-        };
+        let result = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    if cancel.load(Ordering::Relaxed) {
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            });
+            let result = match child.stdout.take() {
+                Some(out) => {
+                    let mut watched = Watched { inner: out, watch };
+                    self.ctx.store_stream(&mut watched, Path::new(path))
+                }
+                None => Err(Error::InvalidInput("command has no standard output".into())),
+            };
+            done.store(true, Ordering::Relaxed);
+            result
+        });
         if result.is_err() {
             let _ = child.kill();
         }
@@ -207,6 +229,9 @@ impl<'a> SnapshotWriter<'a> {
             .wait()
             .map_err(|e| Error::io(Path::new(cmd.get_program()), e))?;
         let said = said.and_then(|h| h.join().ok()).unwrap_or_default();
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
         if !status.success() {
             return Err(Error::CommandFailed {
                 command,
