@@ -547,25 +547,25 @@ pub fn read_manifest(
     }
     let mut bytes = Vec::new();
     restore::dump_file(repo, index, &node, &mut bytes)?;
-    let format = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_owned));
-    match format.as_deref() {
-        Some(MANIFEST_FORMAT) => {}
-        Some(other) => {
-            return Err(Error::InvalidInput(format!(
-                "snapshot {snapshot}'s PostgreSQL manifest is of format {other:?}, newer than this cista reads ({MANIFEST_FORMAT}): upgrade cista"
-            )));
-        }
-        None => {}
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let damaged = |e: serde_json::Error| {
         Error::corrupt(
             "snapshot",
             snapshot,
             format!("its PostgreSQL manifest: {e}"),
         )
-    })
+    };
+    // Parsed once; its format is checked before the fields are read, so a newer manifest is
+    // refused as newer rather than as damaged.
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(damaged)?;
+    match value.get("format").and_then(|f| f.as_str()) {
+        Some(MANIFEST_FORMAT) | None => {}
+        Some(other) => {
+            return Err(Error::InvalidInput(format!(
+                "snapshot {snapshot}'s PostgreSQL manifest is of format {other:?}, newer than this cista reads ({MANIFEST_FORMAT}): upgrade cista"
+            )));
+        }
+    }
+    serde_json::from_value(value).map_err(damaged)
 }
 
 /// What `pg restore` does.

@@ -118,6 +118,15 @@ fn pg_cmd(repo: &Repo, pg: &PgServer, sub: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// The latest snapshot's `postgres/manifest.json`.
+fn manifest_of(repo: &Repo) -> serde_json::Value {
+    let bytes = repo
+        .run(&["dump", "latest", "/postgres/manifest.json"])
+        .ok()
+        .stdout;
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// Restores the snapshot's `file` into a new database and returns its name.
 fn restore_into_new(repo: &Repo, pg: &PgServer, file: &str) -> String {
     let dump = repo.run(&["dump", "latest", file]).ok().stdout;
@@ -182,13 +191,7 @@ fn pg_backup_puts_databases_globals_and_a_manifest_in_one_snapshot() {
         .stdout;
     assert!(String::from_utf8_lossy(&globals).contains("CREATE ROLE postgres"));
 
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &repo
-            .run(&["dump", "latest", "/postgres/manifest.json"])
-            .ok()
-            .stdout,
-    )
-    .unwrap();
+    let manifest = manifest_of(&repo);
     assert_eq!(manifest["format"], "cista-pg/1");
     assert!(
         manifest["pg_dump_version"]
@@ -240,13 +243,7 @@ fn pg_backup_all_dumps_every_database_and_a_second_night_adds_little() {
     );
     let repo = Repo::new();
     run_cmd(pg_backup(&repo, pg, &["--all", "--json"]), None).ok();
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &repo
-            .run(&["dump", "latest", "/postgres/manifest.json"])
-            .ok()
-            .stdout,
-    )
-    .unwrap();
+    let manifest = manifest_of(&repo);
     let names: Vec<&str> = manifest["databases"]
         .as_array()
         .unwrap()
@@ -723,13 +720,7 @@ fn pg_backup_of_hundreds_of_tables_under_writes_restores_one_consistent_point() 
         ),
         "300\n"
     );
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &repo
-            .run(&["dump", "latest", "/postgres/manifest.json"])
-            .ok()
-            .stdout,
-    )
-    .unwrap();
+    let manifest = manifest_of(&repo);
     assert_eq!(
         manifest["databases"][0]["tables"].as_array().unwrap().len(),
         302
