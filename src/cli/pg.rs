@@ -58,8 +58,9 @@ pub struct PgRestoreArgs {
     /// Do not set owners (for a server without the dump's roles).
     #[arg(long)]
     no_owner: bool,
-    /// Parallel restore jobs (more than 1 stages the dump in a temporary file, which
-    /// pg_restore needs for it).
+    /// Parallel restore jobs. A dump made with `pg backup --jobs` loads its tables' data in
+    /// parallel straight from the repository; a single-archive dump is staged in a
+    /// temporary file, which pg_restore needs for it.
     #[arg(long, short = 'j', default_value_t = 1)]
     jobs: u32,
     /// Restore the cluster's globals (roles, tablespaces) first.
@@ -92,6 +93,11 @@ pub struct PgBackupArgs {
     /// /usr/lib/postgresql/*/bin).
     #[arg(long, value_name = "DIR")]
     pg_bin: Option<PathBuf>,
+    /// Dumps to run at once per database. More than 1 splits each database into archives
+    /// (the schema, each table of 16 MiB or more, the rest) dumped in parallel from one
+    /// exported snapshot, which `pg restore --jobs` loads in parallel too.
+    #[arg(long, short = 'j', default_value_t = 1)]
+    jobs: u32,
     /// Another tag for the snapshot, besides `postgres` (repeatable, or comma-separated).
     #[arg(long)]
     tag: Vec<String>,
@@ -247,6 +253,7 @@ fn backup(env: &Env, a: PgBackupArgs) -> Result<u8> {
         databases: a.dbname.clone(),
         all: a.all,
         globals: !a.no_globals,
+        jobs: a.jobs,
     };
     let manifest = match pg::backup(&writer, &tools, &pg_opts) {
         Ok(m) => m,

@@ -121,6 +121,11 @@ impl<'a> SnapshotWriter<'a> {
         })
     }
 
+    /// The stop request every `add_*` call watches (a caller's own waits should too).
+    pub fn cancel_flag(&self) -> &CancelFlag {
+        self.ctx.cancel
+    }
+
     /// When the writer was opened (ns since the epoch).
     pub fn start_ns(&self) -> i64 {
         self.ctx.start_ns
@@ -166,17 +171,18 @@ impl<'a> SnapshotWriter<'a> {
     /// its standard error is set to [`Stdio::piped`], the last [`STDERR_TAIL`] bytes of it are
     /// kept and, should it fail, named in the error (a `pg_dump` says why in one line).
     pub fn add_command_with(&self, path: &str, cmd: Command) -> Result<u64> {
-        self.add_command_watched(path, cmd, &mut |_| {})
+        self.add_command_watched(path, cmd, &mut |_| Ok(()))
     }
 
     /// [`SnapshotWriter::add_command_with`], handing every byte of the output to `watch` as
     /// it is stored (a second reader of the same stream: `pg_restore --list` reads a dump's
-    /// table of contents from it).
+    /// table of contents from it). An error from `watch` ends the command (it is killed) and
+    /// is the call's error: a caller stops one dump when another one failed.
     pub fn add_command_watched(
         &self,
         path: &str,
         mut cmd: Command,
-        watch: &mut (dyn FnMut(&[u8]) + Send),
+        watch: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
     ) -> Result<u64> {
         let names = split_path(path)?;
         let command = format!("{:?}", cmd.get_program());
@@ -382,13 +388,13 @@ impl<'a> SnapshotWriter<'a> {
 /// A reader that shows every byte it yields to `watch`.
 struct Watched<'w, R> {
     inner: R,
-    watch: &'w mut (dyn FnMut(&[u8]) + Send),
+    watch: &'w mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
 }
 
 impl<R: Read> Read for Watched<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        (self.watch)(&buf[..n]);
+        (self.watch)(&buf[..n])?;
         Ok(n)
     }
 }

@@ -3,9 +3,10 @@
 
 use std::process::Stdio;
 
+use super::split;
 use super::{
-    DumpRecord, MANIFEST_FORMAT, Manifest, PgBackupOptions, PgTools, ROOT, SEP, TableRecord,
-    as_conninfo, conninfo_value, file_name_of,
+    DumpRecord, MANIFEST_FORMAT, MANIFEST_FORMAT_SPLIT, Manifest, PgBackupOptions, PgTools, ROOT,
+    SEP, TableRecord, as_conninfo, conninfo_value, file_name_of,
 };
 use crate::error::{Error, Result};
 use crate::ops::backup::SnapshotWriter;
@@ -15,7 +16,7 @@ use crate::ops::now_unix_ns;
 fn tables_of(tools: &PgTools, conn: &str) -> Result<Vec<TableRecord>> {
     let out = tools.query_sep(
         conn,
-        "SELECT n.nspname, c.relname, c.reltuples::bigint FROM pg_class c \
+        "SELECT n.nspname, c.relname, c.reltuples::bigint, pg_table_size(c.oid) FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname <> 'information_schema' \
          AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2",
@@ -28,20 +29,21 @@ fn tables_of(tools: &PgTools, conn: &str) -> Result<Vec<TableRecord>> {
                 schema: f.next()?.to_owned(),
                 name: f.next()?.to_owned(),
                 rows_estimate: f.next()?.trim().parse().ok()?,
+                size_bytes: f.next()?.trim().parse().ok()?,
             })
         })
         .collect())
 }
 
 /// `pg_restore --list` fed from a dump as it is stored: the entries of its table of contents.
-struct TocReader {
+pub(super) struct TocReader {
     child: std::process::Child,
     stdin: Option<std::process::ChildStdin>,
     listing: Option<std::thread::JoinHandle<String>>,
 }
 
 impl TocReader {
-    fn start(tools: &PgTools) -> Result<Self> {
+    pub(super) fn start(tools: &PgTools) -> Result<Self> {
         let mut child = tools
             .tool("pg_restore")
             .arg("--list")
@@ -67,7 +69,7 @@ impl TocReader {
 
     /// Hands on the next bytes of the dump until `pg_restore` has read what it wants (the
     /// table of contents comes first) and closed its end.
-    fn feed(&mut self, bytes: &[u8]) {
+    pub(super) fn feed(&mut self, bytes: &[u8]) {
         if let Some(w) = &mut self.stdin
             && std::io::Write::write_all(w, bytes).is_err()
         {
@@ -76,7 +78,7 @@ impl TocReader {
     }
 
     /// The entries, or why the stream was not a readable archive.
-    fn finish(mut self) -> Result<Vec<String>> {
+    pub(super) fn finish(mut self) -> Result<Vec<String>> {
         drop(self.stdin.take());
         let status = self
             .child
@@ -177,6 +179,27 @@ pub fn backup(
             .trim()
             .parse()
             .unwrap_or(0);
+        if opts.jobs > 1 {
+            let start_unix_ns = now_unix_ns();
+            let split = split::dump(writer, tools, &name, &conn, &tables, opts.jobs)?;
+            databases.push(DumpRecord {
+                name,
+                path: split.schema.path,
+                size_bytes,
+                dump_bytes: split.schema.dump_bytes
+                    + split.data.iter().map(|p| p.dump_bytes).sum::<u64>(),
+                options: split.schema.options,
+                start_unix_ns,
+                end_unix_ns: now_unix_ns(),
+                exit_status: 0,
+                tables,
+                large_objects,
+                toc: split.schema.toc,
+                exported_snapshot: Some(split.snapshot),
+                data: split.data,
+            });
+            continue;
+        }
         let mut cmd = tools.tool("pg_dump");
         cmd.args(DUMP_OPTIONS)
             .arg("--dbname")
@@ -184,7 +207,10 @@ pub fn backup(
             .stderr(Stdio::piped());
         let start_unix_ns = now_unix_ns();
         let mut toc = TocReader::start(tools)?;
-        let dump_bytes = writer.add_command_watched(&path, cmd, &mut |b| toc.feed(b))?;
+        let dump_bytes = writer.add_command_watched(&path, cmd, &mut |b| {
+            toc.feed(b);
+            Ok(())
+        })?;
         let toc = toc.finish().map_err(|e| match e {
             Error::Postgres(m) => Error::Postgres(format!("{name}: {m}")),
             e => e,
@@ -201,6 +227,8 @@ pub fn backup(
             tables,
             large_objects,
             toc,
+            exported_snapshot: None,
+            data: Vec::new(),
         });
     }
     let globals = if opts.globals {
@@ -215,8 +243,14 @@ pub fn backup(
     } else {
         None
     };
+    let split = databases.iter().any(|d| !d.data.is_empty());
     let manifest = Manifest {
-        format: MANIFEST_FORMAT.into(),
+        format: if split {
+            MANIFEST_FORMAT_SPLIT
+        } else {
+            MANIFEST_FORMAT
+        }
+        .into(),
         pg_dump_version: tools.version.clone(),
         server_version,
         databases,

@@ -33,6 +33,7 @@ use crate::repo::{Index, Repository};
 
 mod dump;
 mod restore;
+pub mod split;
 
 pub use dump::{DUMP_OPTIONS, backup};
 pub use restore::{PgRestoreOptions, restore};
@@ -41,8 +42,12 @@ pub use restore::{PgRestoreOptions, restore};
 pub const ROOT: &str = "postgres";
 /// The tag every `pg backup` snapshot carries.
 pub const TAG: &str = "postgres";
-/// The manifest's `format` value.
+/// The manifest's `format` value when every database is one archive.
 pub const MANIFEST_FORMAT: &str = "cista-pg/1";
+/// The manifest's `format` value when some database was split into archives (`--jobs`): a
+/// reader of `cista-pg/1` would restore such a database without the split tables' data, so
+/// it must refuse it.
+pub const MANIFEST_FORMAT_SPLIT: &str = "cista-pg/2";
 
 /// The client tools of one PostgreSQL version.
 #[derive(Debug, Clone)]
@@ -192,6 +197,31 @@ pub fn file_name_of(database: &str) -> String {
     s
 }
 
+/// A schema's or table's name as a part of a file name: [`file_name_of`], with every `.`
+/// escaped too (`%2E`), so that `schema.table` names one table.
+fn name_part(name: &str) -> String {
+    file_name_of(name).replace('.', "%2E")
+}
+
+/// `conn` with its database replaced by `name` (libpq: the last `dbname` wins, in a
+/// connection string as in a URI's parameters).
+fn with_dbname(conn: &str, name: &str) -> String {
+    if conn.starts_with("postgresql://") || conn.starts_with("postgres://") {
+        let mut v = String::new();
+        for b in name.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                v.push(char::from(b));
+            } else {
+                v.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let sep = if conn.contains('?') { '&' } else { '?' };
+        format!("{conn}{sep}dbname={v}")
+    } else {
+        format!("{} dbname={}", as_conninfo(conn), conninfo_value(name))
+    }
+}
+
 /// `--dbname`'s value as a connection string: as it is if it is one (`key=value` pairs or a
 /// `postgresql://` URI), else `dbname='NAME'` (pg_dumpall takes only connection strings).
 fn as_conninfo(s: &str) -> String {
@@ -221,6 +251,9 @@ pub struct PgBackupOptions {
     pub all: bool,
     /// Capture `pg_dumpall --globals-only` (roles, tablespaces).
     pub globals: bool,
+    /// Dumps to run at once per database; more than 1 splits each database into archives
+    /// read from one exported snapshot (see [`split`]).
+    pub jobs: u32,
 }
 
 /// What one `pg backup` recorded (`postgres/manifest.json`).
@@ -243,11 +276,12 @@ pub struct Manifest {
 pub struct DumpRecord {
     /// The database's name.
     pub name: String,
-    /// Its file in the snapshot.
+    /// Its archive in the snapshot: the whole dump, or with `data` its schema (pre-data and
+    /// post-data sections) only.
     pub path: String,
     /// `pg_database_size` when the dump began.
     pub size_bytes: u64,
-    /// The dump's length.
+    /// The length of its archives together.
     pub dump_bytes: u64,
     /// `pg_dump` arguments besides the connection.
     pub options: Vec<String>,
@@ -265,6 +299,43 @@ pub struct DumpRecord {
     /// The dump's table of contents as `pg_restore --list` read it from the stored stream,
     /// one entry a line (`215; 1259 16386 TABLE public kunden postgres`), comments left out.
     pub toc: Vec<String>,
+    /// The snapshot `pg_export_snapshot()` exported and every archive of a split dump read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exported_snapshot: Option<String>,
+    /// A split dump's data archives (`cista-pg/2`), largest first; empty: `path` holds it all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataPart>,
+}
+
+/// One data archive of a split dump.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DataPart {
+    /// Its file in the snapshot.
+    pub path: String,
+    /// The one table whose rows it holds; none: the rows of every table no other part holds,
+    /// the sequences' values and the large objects.
+    pub table: Option<TableName>,
+    /// Its length.
+    pub dump_bytes: u64,
+    /// `pg_dump` arguments besides the connection and the snapshot.
+    pub options: Vec<String>,
+    /// Start, ns since the epoch.
+    pub start_unix_ns: i64,
+    /// End.
+    pub end_unix_ns: i64,
+    /// `pg_dump`'s exit status (0).
+    pub exit_status: i32,
+    /// Its table of contents, read back from the stored stream as for [`DumpRecord::toc`].
+    pub toc: Vec<String>,
+}
+
+/// A table by schema and name.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct TableName {
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
 }
 
 /// One table of a dumped database.
@@ -276,6 +347,10 @@ pub struct TableRecord {
     pub name: String,
     /// `pg_class.reltuples` (-1: never analyzed).
     pub rows_estimate: i64,
+    /// `pg_table_size`: its rows with TOAST, without indexes (absent in manifests before
+    /// `cista-pg/2`: 0).
+    #[serde(default)]
+    pub size_bytes: u64,
 }
 
 /// The manifest's size cap: a snapshot is untrusted input, and the manifest of a cluster
@@ -346,10 +421,10 @@ pub fn read_manifest(
     // refused as newer rather than as damaged.
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(damaged)?;
     match value.get("format").and_then(|f| f.as_str()) {
-        Some(MANIFEST_FORMAT) | None => {}
+        Some(MANIFEST_FORMAT | MANIFEST_FORMAT_SPLIT) | None => {}
         Some(other) => {
             return Err(Error::InvalidInput(format!(
-                "snapshot {snapshot}'s PostgreSQL manifest is of format {other:?}, newer than this cista reads ({MANIFEST_FORMAT}): upgrade cista"
+                "snapshot {snapshot}'s PostgreSQL manifest is of format {other:?}, newer than this cista reads ({MANIFEST_FORMAT_SPLIT}): upgrade cista"
             )));
         }
     }
