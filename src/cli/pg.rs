@@ -98,12 +98,21 @@ pub struct PgBackupArgs {
     /// exported snapshot, which `pg restore --jobs` loads in parallel too.
     #[arg(long, short = 'j', default_value_t = 1)]
     jobs: u32,
+    /// With --jobs: the size (`pg_table_size`, e.g. 64M) from which a table gets its own
+    /// archive; smaller tables share one.
+    #[arg(long, value_name = "SIZE", value_parser = size_arg, default_value = "16M")]
+    split_min_size: u64,
     /// Another tag for the snapshot, besides `postgres` (repeatable, or comma-separated).
     #[arg(long)]
     tag: Vec<String>,
     /// Host name recorded in the snapshot (default: this machine's).
     #[arg(long)]
     host: Option<String>,
+}
+
+/// A size argument (`16M`); a bad one is a usage error (exit 2).
+fn size_arg(s: &str) -> Result<u64, String> {
+    cista::ops::backup::parse_size(s).map_err(|e| e.to_string())
 }
 
 pub fn run(env: &Env, c: PgCommand) -> Result<u8> {
@@ -254,6 +263,7 @@ fn backup(env: &Env, a: PgBackupArgs) -> Result<u8> {
         all: a.all,
         globals: !a.no_globals,
         jobs: a.jobs,
+        split_min_bytes: a.split_min_size,
     };
     let manifest = match pg::backup(&writer, &tools, &pg_opts) {
         Ok(m) => m,

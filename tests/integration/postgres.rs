@@ -726,3 +726,356 @@ fn pg_backup_of_hundreds_of_tables_under_writes_restores_one_consistent_point() 
         302
     );
 }
+
+#[test]
+fn pg_backup_jobs_splits_tables_into_archives_that_restore_in_parallel_to_the_same_database() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let db = pg.create_database("split");
+    pg.psql(
+        &db,
+        "CREATE TABLE kunden (id int PRIMARY KEY, name text NOT NULL);
+         INSERT INTO kunden SELECT g, 'Zoë ' || g FROM generate_series(1, 2000) g;
+         CREATE TABLE akten (id bigserial PRIMARY KEY, kunde int REFERENCES kunden, body text);
+         INSERT INTO akten (kunde, body) SELECT 1 + g % 2000, repeat(md5(g::text), 4)
+           FROM generate_series(1, 4000) g;
+         CREATE INDEX ON akten (kunde);
+         CREATE SCHEMA \"Büro\";
+         CREATE TABLE \"Büro\".\"tä.b\"\"le*\" (n int, body bytea);
+         INSERT INTO \"Büro\".\"tä.b\"\"le*\" SELECT g, decode(md5(g::text), 'hex')
+           FROM generate_series(1, 3000) g;
+         CREATE TABLE klein (n int); INSERT INTO klein VALUES (1);
+         CREATE SEQUENCE zähler; SELECT setval('zähler', 41);
+         SELECT lo_from_bytea(0, 'ein großes Objekt');
+         ANALYZE;",
+    );
+    let repo = Repo::new();
+    // Tables of 64 KiB or more get their own archive: akten and the quoted one; kunden
+    // (about 100 KiB) too; klein goes with the sequences and the large object.
+    run_cmd(
+        pg_backup(
+            &repo,
+            pg,
+            &[
+                "--dbname",
+                &db,
+                "--no-globals",
+                "--jobs",
+                "2",
+                "--split-min-size",
+                "64K",
+            ],
+        ),
+        None,
+    )
+    .ok();
+    let saved = plain_dump(pg, &db);
+    let m = manifest_of(&repo);
+    assert_eq!(m["format"], "cista-pg/2");
+    let d = &m["databases"][0];
+    assert!(
+        d["exported_snapshot"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{d}"
+    );
+    assert!(d["options"].to_string().contains("--schema-only"), "{d}");
+    let parts = d["data"].as_array().unwrap();
+    let paths: Vec<&str> = parts.iter().map(|p| p["path"].as_str().unwrap()).collect();
+    assert!(
+        paths.contains(&format!("postgres/{db}.data/public.akten.dump").as_str()),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&format!("postgres/{db}.data/Büro.tä%2Eb\"le*.dump").as_str()),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&format!("postgres/{db}.data/rest.dump").as_str()),
+        "{paths:?}"
+    );
+    // Every archive's table of contents was read back: the rest holds the sequence's value
+    // and the large object, a table's archive its rows only.
+    let rest = parts.iter().find(|p| p["table"].is_null()).unwrap();
+    let rest_toc = rest["toc"].to_string();
+    assert!(
+        rest_toc.contains("SEQUENCE SET") && rest_toc.contains("BLOB"),
+        "{rest_toc}"
+    );
+    let akten = parts
+        .iter()
+        .find(|p| p["table"]["name"] == "akten")
+        .unwrap();
+    assert!(
+        akten["toc"].to_string().contains("TABLE DATA public akten"),
+        "{akten}"
+    );
+    let sum: u64 = parts
+        .iter()
+        .map(|p| p["dump_bytes"].as_u64().unwrap())
+        .sum();
+    assert!(d["dump_bytes"].as_u64().unwrap() > sum, "{d}");
+
+    // In parallel, and in one stream after another: the same database.
+    for jobs in ["2", "1"] {
+        let copy = pg.create_database("split_copy");
+        run_cmd(
+            pg_restore_cmd(&repo, pg, &["latest", "--dbname", &copy, "--jobs", jobs]),
+            None,
+        )
+        .ok();
+        assert_eq!(plain_dump(pg, &copy), saved, "--jobs {jobs}");
+    }
+    // A plain SQL file of it, run by psql, makes the same database.
+    let file = repo.scratch("split.sql");
+    run_cmd(
+        pg_restore_cmd(&repo, pg, &["latest", "--to-file", file.to_str().unwrap()]),
+        None,
+    )
+    .ok();
+    let from_file = pg.create_database("split_file");
+    let out = pg
+        .tool("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &from_file, "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(plain_dump(pg, &from_file), saved);
+    // One table: its definition and rows, nothing else.
+    let one = pg.create_database("split_one");
+    run_cmd(
+        pg_restore_cmd(
+            &repo,
+            pg,
+            &[
+                "latest", "--dbname", &one, "--table", "akten", "--jobs", "2",
+            ],
+        ),
+        None,
+    )
+    .ok();
+    assert_eq!(pg.psql(&one, "SELECT count(*) FROM akten"), "4000\n");
+    assert_eq!(
+        pg.psql(
+            &one,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "1\n"
+    );
+    // --clean needs --create here (it says why); with it, the database is dropped and made
+    // again under its own name.
+    let r = run_cmd(
+        pg_restore_cmd(&repo, pg, &["latest", "--dbname", &one, "--clean"]),
+        None,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("add --create"), "{}", r.stderr);
+    pg.psql(&db, "DELETE FROM akten WHERE id > 10");
+    run_cmd(
+        pg_restore_cmd(
+            &repo,
+            pg,
+            &[
+                "latest", "--dbname", "postgres", "--create", "--clean", "--jobs", "2",
+            ],
+        ),
+        None,
+    )
+    .ok();
+    assert_eq!(plain_dump(pg, &db), saved);
+
+    // The next night, nothing changed: little is added.
+    let r = run_cmd(
+        pg_backup(
+            &repo,
+            pg,
+            &[
+                "--dbname",
+                &db,
+                "--no-globals",
+                "--jobs",
+                "2",
+                "--split-min-size",
+                "64K",
+                "--json",
+            ],
+        ),
+        None,
+    )
+    .ok();
+    let summary: serde_json::Value = r
+        .stdout_str()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message_type"] == "summary")
+        .unwrap();
+    let processed = summary["total_bytes_processed"].as_u64().unwrap();
+    let added = summary["data_added"].as_u64().unwrap();
+    assert!(added * 4 < processed, "added {added} of {processed}");
+    repo.run(&["check", "--read-data"]).ok();
+}
+
+#[test]
+fn pg_backup_jobs_under_writes_is_one_point_in_time_across_its_archives() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let db = pg.create_database("split_busy");
+    pg.psql(
+        &db,
+        "CREATE TABLE konto (name text PRIMARY KEY, saldo bigint NOT NULL);
+         INSERT INTO konto VALUES ('a', 0), ('b', 0);
+         CREATE TABLE ereignis (n serial PRIMARY KEY, at timestamptz DEFAULT now());
+         CREATE TABLE füllung (n int, body text);
+         INSERT INTO füllung SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, mut cmd) = (stop.clone(), pg.tool("psql"));
+        cmd.args(["-X", "-q", "-d", &db, "-f", "-"])
+            .stdin(std::process::Stdio::piped());
+        std::thread::spawn(move || {
+            let mut child = cmd.spawn().expect("psql");
+            let mut stdin = child.stdin.take().unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tx = "BEGIN; UPDATE konto SET saldo = saldo - 7 WHERE name = 'a';
+                          UPDATE konto SET saldo = saldo + 7 WHERE name = 'b';
+                          INSERT INTO ereignis DEFAULT VALUES; COMMIT;\n";
+                if std::io::Write::write_all(&mut stdin, tx.as_bytes()).is_err() {
+                    break;
+                }
+            }
+            drop(stdin);
+            child.wait().unwrap();
+        })
+    };
+    while pg.psql(&db, "SELECT count(*) > 50 FROM ereignis") != "t\n" {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let repo = Repo::new();
+    // Every table in its own archive, three dumps at once.
+    run_cmd(
+        pg_backup(
+            &repo,
+            pg,
+            &[
+                "--dbname",
+                &db,
+                "--no-globals",
+                "--jobs",
+                "3",
+                "--split-min-size",
+                "1",
+            ],
+        ),
+        None,
+    )
+    .ok();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let m = manifest_of(&repo);
+    let tables: Vec<String> = m["databases"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["table"]["name"].as_str().map(String::from))
+        .collect();
+    for t in ["konto", "ereignis", "füllung"] {
+        assert!(tables.iter().any(|n| n == t), "{tables:?}");
+    }
+    let copy = pg.create_database("split_busy_copy");
+    run_cmd(
+        pg_restore_cmd(&repo, pg, &["latest", "--dbname", &copy, "--jobs", "3"]),
+        None,
+    )
+    .ok();
+    // konto and ereignis came from two archives dumped by two pg_dumps: one moment.
+    assert_eq!(pg.psql(&copy, "SELECT sum(saldo) FROM konto"), "0\n");
+    assert_eq!(
+        pg.psql(&copy, "SELECT (SELECT saldo FROM konto WHERE name = 'b') / 7 = (SELECT count(*) FROM ereignis)"),
+        "t\n"
+    );
+    assert_eq!(pg.psql(&copy, "SELECT count(*) FROM füllung"), "20000\n");
+}
+
+#[test]
+fn a_split_dump_whose_one_pg_dump_fails_writes_no_snapshot() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let db = pg.create_database("split_killed");
+    pg.psql(
+        &db,
+        "CREATE TABLE a (id int, body text);
+         INSERT INTO a SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g;
+         CREATE TABLE b (id int, body text);
+         INSERT INTO b SELECT g, repeat('y', 100) FROM generate_series(1, 5000) g;",
+    );
+    let repo = Repo::new();
+    // The dump of table b's rows dies by SIGKILL after 20 kB; the others are real.
+    let real = pg.bin.join("pg_dump");
+    let script = format!(
+        "#!/bin/sh\ncase \"$*\" in *'\"public\".\"b\"'*) '{r}' \"$@\" | head -c 20000; kill -KILL $$;; esac\nexec '{r}' \"$@\"\n",
+        r = real.display()
+    );
+    let bin = tools_with_pg_dump(&repo, pg, &script);
+    let r = run_cmd(
+        pg_backup(
+            &repo,
+            pg,
+            &[
+                "--dbname",
+                &db,
+                "--no-globals",
+                "--jobs",
+                "2",
+                "--split-min-size",
+                "1",
+                "--pg-bin",
+                bin.to_str().unwrap(),
+            ],
+        ),
+        None,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("no snapshot was written"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
+    assert!(repo.snapshots(&[]).is_empty());
+    repo.run(&["check", "--read-data"]).ok();
+}
+
+#[test]
+fn a_pg_dump_older_than_the_server_is_refused_naming_both_versions() {
+    let Some(pg) = servers::postgres() else {
+        return;
+    };
+    let db = pg.create_database("old_tools");
+    let repo = Repo::new();
+    // Debian has one PostgreSQL version: a pg_dump that says it is 9.6 stands in for an
+    // older client installed beside a newer server.
+    let script = "#!/bin/sh\ncase \"$1\" in --version) echo 'pg_dump (PostgreSQL) 9.6.24'; exit 0;; esac\nexit 1\n";
+    let bin = tools_with_pg_dump(&repo, pg, script);
+    let r = run_cmd(
+        pg_backup(
+            &repo,
+            pg,
+            &["--dbname", &db, "--pg-bin", bin.to_str().unwrap()],
+        ),
+        None,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
+    let line = &r.stderr;
+    assert!(
+        line.contains(&bin.join("pg_dump").display().to_string()),
+        "{line}"
+    );
+    assert!(
+        line.contains("9.6.24") && line.contains("older than the server"),
+        "{line}"
+    );
+    assert!(line.contains("/usr/lib/postgresql/"), "{line}");
+    assert!(repo.snapshots(&[]).is_empty());
+}

@@ -181,7 +181,7 @@ pub fn backup(
             .unwrap_or(0);
         if opts.jobs > 1 {
             let start_unix_ns = now_unix_ns();
-            let split = split::dump(writer, tools, &name, &conn, &tables, opts.jobs)?;
+            let split = split::dump(writer, tools, &name, &conn, &tables, opts)?;
             databases.push(DumpRecord {
                 name,
                 path: split.schema.path,

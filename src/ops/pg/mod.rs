@@ -254,6 +254,9 @@ pub struct PgBackupOptions {
     /// Dumps to run at once per database; more than 1 splits each database into archives
     /// read from one exported snapshot (see [`split`]).
     pub jobs: u32,
+    /// In the split form, the `pg_table_size` from which a table gets its own archive
+    /// (0: [`split::SPLIT_MIN_BYTES`]).
+    pub split_min_bytes: u64,
 }
 
 /// What one `pg backup` recorded (`postgres/manifest.json`).
@@ -455,6 +458,24 @@ mod tests {
         assert_eq!(
             describe_conn("postgresql://u:secret@h/db"),
             "(the given connection)"
+        );
+        assert_eq!(name_part("a.b%c"), "a%2Eb%25c");
+        assert_eq!(name_part("tä.b\"le"), "tä%2Eb\"le");
+        assert_eq!(
+            with_dbname("host=h dbname=x", "neu"),
+            "host=h dbname=x dbname='neu'"
+        );
+        assert_eq!(
+            with_dbname("postgres", "neu"),
+            "dbname='postgres' dbname='neu'"
+        );
+        assert_eq!(
+            with_dbname("postgresql://h/x", "Büro 1"),
+            "postgresql://h/x?dbname=B%C3%BCro%201"
+        );
+        assert_eq!(
+            with_dbname("postgresql://h/x?sslmode=disable", "n"),
+            "postgresql://h/x?sslmode=disable&dbname=n"
         );
     }
 }

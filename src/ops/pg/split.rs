@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use super::dump::TocReader;
 use super::{
-    DUMP_OPTIONS, DataPart, PgTools, ROOT, TableName, TableRecord, describe_conn, file_name_of,
-    name_part, one_line,
+    DUMP_OPTIONS, DataPart, PgBackupOptions, PgTools, ROOT, TableName, TableRecord, describe_conn,
+    file_name_of, name_part, one_line,
 };
 use crate::error::{Error, Result};
 use crate::ops::backup::SnapshotWriter;
@@ -81,21 +81,22 @@ struct Job {
 }
 
 /// Dumps database `name` (connection `conn`, whose catalog listed `tables`) in the split
-/// form with up to `jobs` dumps at once.
+/// form with up to `opts.jobs` dumps at once.
 pub fn dump(
     writer: &SnapshotWriter<'_>,
     tools: &PgTools,
     name: &str,
     conn: &str,
     tables: &[TableRecord],
-    jobs: u32,
+    opts: &PgBackupOptions,
 ) -> Result<SplitDump> {
     let own = format!("{ROOT}/{}.data", file_name_of(name));
-    let mut big: Vec<&TableRecord> = tables
-        .iter()
-        .filter(|t| t.size_bytes >= SPLIT_MIN_BYTES)
-        .collect();
-    big.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    let min = match opts.split_min_bytes {
+        0 => SPLIT_MIN_BYTES,
+        n => n,
+    };
+    let mut big: Vec<&TableRecord> = tables.iter().filter(|t| t.size_bytes >= min).collect();
+    big.sort_by_key(|t| std::cmp::Reverse(t.size_bytes));
     let split_set = splittable(tools, conn)?;
     big.retain(|t| split_set.contains(&(t.schema.clone(), t.name.clone())));
     let mut data: Vec<Job> = big
@@ -125,7 +126,7 @@ pub fn dump(
         options: rest,
         weight: total.saturating_sub(big.iter().map(|t| t.size_bytes).sum()),
     });
-    data.sort_by(|a, b| b.weight.cmp(&a.weight));
+    data.sort_by_key(|j| std::cmp::Reverse(j.weight));
     // The schema first: it is small, and a permission error shows in it at once.
     let mut all = vec![Job {
         path: format!("{ROOT}/{}.dump", file_name_of(name)),
@@ -142,7 +143,7 @@ pub fn dump(
         .collect();
     let coordinator = Coordinator::start(tools, conn, &lock, writer.cancel_flag())?;
     let snapshot = coordinator.snapshot.clone();
-    let results = run_jobs(writer, tools, conn, &snapshot, &all, jobs, name);
+    let results = run_jobs(writer, tools, conn, &snapshot, &all, opts.jobs, name);
     let ended = coordinator.finish();
     let mut parts = results?;
     ended?;
