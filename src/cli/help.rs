@@ -129,6 +129,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "cista pg backup --dbname app",
             "PGHOST=db.internal PGUSER=backup cista pg backup --all --tag nightly",
             "cista pg backup --dbname 'host=127.0.0.1 port=5433 dbname=app' --pg-bin /usr/lib/postgresql/16/bin",
+            "cista pg backup --dbname app --jobs 4",
         ],
     ),
     (

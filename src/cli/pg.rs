@@ -171,6 +171,13 @@ fn ls(env: &Env, a: PgLsArgs) -> Result<u8> {
             d.tables.len(),
             d.large_objects
         );
+        if let Some(snap) = &d.exported_snapshot {
+            text += &format!(
+                "  split: schema /{} and {} data archives, one exported snapshot ({snap})\n",
+                d.path,
+                d.data.len()
+            );
+        }
         for t in &d.tables {
             text += &format!(
                 "  {}.{}  ~{} rows\n",

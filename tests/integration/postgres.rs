@@ -811,6 +811,14 @@ fn pg_backup_jobs_splits_tables_into_archives_that_restore_in_parallel_to_the_sa
         akten["toc"].to_string().contains("TABLE DATA public akten"),
         "{akten}"
     );
+    let ls = repo.run(&["pg", "ls", "latest"]).ok().stdout_str();
+    assert!(
+        ls.contains(&format!(
+            "split: schema /postgres/{db}.dump and {} data archives",
+            parts.len()
+        )),
+        "{ls}"
+    );
     let sum: u64 = parts
         .iter()
         .map(|p| p["dump_bytes"].as_u64().unwrap())
