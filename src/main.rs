@@ -7,7 +7,16 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // The derived definition plus examples, EXIT STATUS and ENVIRONMENT in every --help.
-    let matches = cli::help::command().get_matches();
+    let command = cli::help::command();
+    // The profile's flags, put in as if typed (docs/CONFIG.md).
+    let argv = match cli::config::expand(&command, std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            cli::output::warn(format!("cista: {e}"));
+            return ExitCode::from(cli::code::USAGE);
+        }
+    };
+    let matches = command.get_matches_from(argv);
     let args = match <cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(a) => a,
         Err(e) => e.exit(),

@@ -21,6 +21,8 @@ mod cache;
 mod check_fixtures;
 #[path = "integration/cli.rs"]
 mod cli;
+#[path = "integration/config.rs"]
+mod config;
 #[path = "integration/copy.rs"]
 mod copy;
 #[path = "integration/corruption.rs"]

@@ -26,6 +26,14 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "config show",
+        &["cista config show", "cista -P offsite config show --json"],
+    ),
+    (
+        "config check",
+        &["cista --config /etc/cista/cista.toml config check"],
+    ),
+    (
         "snapshots",
         &[
             "cista snapshots",
@@ -208,6 +216,8 @@ ENVIRONMENT:
   CISTA_PASSWORD           the password itself
   CISTA_NEW_PASSWORD_FILE  file with the new password for `key add` and `key passwd`
   CISTA_CACHE_DIR          folder of the metadata cache (as --cache-dir)
+  CISTA_CONFIG             config file (as --config; set but empty: none)
+  CISTA_PROFILE            the config file's profile (as -P/--profile)
   CISTA_DEBUG_BACKEND_STATS=1  print storage request counts on stderr at exit
   CISTA_TO_REPOSITORY, CISTA_TO_PASSWORD_FILE, CISTA_TO_PASSWORD_COMMAND,
   CISTA_TO_PASSWORD        copy's target repository and its password

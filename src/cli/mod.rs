@@ -4,6 +4,8 @@
 mod backup;
 mod browse;
 mod cat;
+pub mod config;
+mod config_cmd;
 mod copy;
 mod forget;
 pub mod help;
@@ -40,6 +42,8 @@ pub mod code {
     pub const OK: u8 = 0;
     /// Any error not listed below.
     pub const ERROR: u8 = 1;
+    /// A command line, config file or profile that cannot be used.
+    pub const USAGE: u8 = 2;
     /// Snapshot written, but some source files could not be read.
     pub const INCOMPLETE: u8 = 3;
     /// The repository does not exist.
@@ -125,6 +129,13 @@ pub struct Cli {
         value_name = "KEY=VALUE"
     )]
     options: Vec<String>,
+    /// Read flags from this config file (default: $CISTA_CONFIG, ~/.config/cista/cista.toml,
+    /// /etc/cista/cista.toml; docs/CONFIG.md).
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The config file's profile to use (default: $CISTA_PROFILE, else `default`).
+    #[arg(short = 'P', long, env = "CISTA_PROFILE", global = true, help_heading = GLOBAL, value_name = "NAME")]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -152,6 +163,9 @@ enum Command {
     /// Manage the passphrases that open the repository.
     #[command(subcommand)]
     Key(keys::KeyCommand),
+    /// Show or check the config file's profiles.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
     /// PostgreSQL: dump databases into one snapshot.
     #[command(subcommand)]
     Pg(pg::PgCommand),
@@ -575,6 +589,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Debug(d) => lock_cmds::debug(&env, d),
         Command::Rewrite(a) => rewrite::rewrite(&env, a),
         Command::Copy(a) => copy::run(&env, a),
+        Command::Config(c) => {
+            config_cmd::run(&env, c, cli.config.as_deref(), cli.profile.as_deref())
+        }
     };
     if print_stats {
         env.storage.print_stats();
@@ -608,6 +625,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             code::WRONG_PASSWORD
         }
         Some(cista::Error::Interrupted) => code::INTERRUPTED,
+        _ if err.downcast_ref::<config::ConfigError>().is_some() => code::USAGE,
         _ if let Some(o) = err.downcast_ref::<OtherRepo>() => match o {
             OtherRepo::NotFound { .. } => code::NO_REPO,
             OtherRepo::WrongPassword { .. } => code::WRONG_PASSWORD,

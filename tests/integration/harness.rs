@@ -32,6 +32,8 @@ pub fn hermetic(program: impl AsRef<OsStr>) -> Command {
             c.env_remove(k);
         }
     }
+    // No config file of the machine's (~/.config/cista, /etc/cista) reaches a test.
+    c.env("CISTA_CONFIG", "");
     c.stdin(Stdio::null());
     c
 }
