@@ -646,6 +646,61 @@ fn pg_restore_brings_back_a_database_its_tables_or_a_schema_and_pg_ls_lists_them
     assert_ne!(r.code, Some(0), "{}", r.stderr);
 }
 
+/// A `psql` moving 7 from account `a` to `b` and adding an event, in one transaction each,
+/// over and over until stopped: a restored copy must show one moment of it.
+struct Transfers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Transfers {
+    /// Starts on `db` (tables `konto` with rows `a` and `b`, `ereignis`) and returns once it
+    /// has committed some.
+    fn start(pg: &PgServer, db: &str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, mut cmd) = (stop.clone(), pg.tool("psql"));
+        cmd.args(["-X", "-q", "-d", db, "-f", "-"])
+            .stdin(std::process::Stdio::piped());
+        let thread = std::thread::spawn(move || {
+            let mut child = cmd.spawn().expect("psql");
+            let mut stdin = child.stdin.take().unwrap();
+            let mut n = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let tx = "BEGIN; UPDATE konto SET saldo = saldo - 7 WHERE name = 'a';
+                          UPDATE konto SET saldo = saldo + 7 WHERE name = 'b';
+                          INSERT INTO ereignis DEFAULT VALUES; COMMIT;\n";
+                if std::io::Write::write_all(&mut stdin, tx.as_bytes()).is_err() {
+                    break;
+                }
+                n += 1;
+            }
+            drop(stdin);
+            child.wait().unwrap();
+            n
+        });
+        while pg.psql(db, "SELECT count(*) > 50 FROM ereignis") != "t\n" {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { stop, thread }
+    }
+
+    /// Stops it; returns how many transactions it sent.
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+
+    /// Asserts that `copy` holds one moment of the transfers: the balances sum to 0 and
+    /// there is one event per transfer.
+    fn assert_one_moment(pg: &PgServer, copy: &str) {
+        assert_eq!(pg.psql(copy, "SELECT sum(saldo) FROM konto"), "0\n");
+        assert_eq!(
+            pg.psql(copy, "SELECT (SELECT saldo FROM konto WHERE name = 'b') / 7 = (SELECT count(*) FROM ereignis)"),
+            "t\n"
+        );
+    }
+}
+
 #[test]
 fn pg_backup_of_hundreds_of_tables_under_writes_restores_one_consistent_point() {
     let Some(pg) = servers::postgres() else {
@@ -664,42 +719,14 @@ fn pg_backup_of_hundreds_of_tables_under_writes_restores_one_consistent_point() 
     );
     // A writer moving money between two rows in one transaction, and adding events, until
     // the backup is done: the restored database must show one moment of it.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, mut cmd) = (stop.clone(), pg.tool("psql"));
-        cmd.args(["-X", "-q", "-d", &db, "-f", "-"])
-            .stdin(std::process::Stdio::piped());
-        std::thread::spawn(move || {
-            let mut child = cmd.spawn().expect("psql");
-            let mut stdin = child.stdin.take().unwrap();
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let tx = "BEGIN; UPDATE konto SET saldo = saldo - 7 WHERE name = 'a';
-                          UPDATE konto SET saldo = saldo + 7 WHERE name = 'b';
-                          INSERT INTO ereignis DEFAULT VALUES; COMMIT;\n";
-                if std::io::Write::write_all(&mut stdin, tx.as_bytes()).is_err() {
-                    break;
-                }
-                n += 1;
-            }
-            drop(stdin);
-            child.wait().unwrap();
-            n
-        })
-    };
-    // Let the writer get going first.
-    while pg.psql(&db, "SELECT count(*) > 50 FROM ereignis") != "t\n" {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let writer = Transfers::start(pg, &db);
     let repo = Repo::new();
     run_cmd(
         pg_backup(&repo, pg, &["--dbname", &db, "--no-globals"]),
         None,
     )
     .ok();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let written = writer.join().unwrap();
-    assert!(written > 0);
+    assert!(writer.stop() > 0);
 
     let copy = pg.create_database("busy_restored");
     run_cmd(
@@ -707,12 +734,7 @@ fn pg_backup_of_hundreds_of_tables_under_writes_restores_one_consistent_point() 
         None,
     )
     .ok();
-    assert_eq!(pg.psql(&copy, "SELECT sum(saldo) FROM konto"), "0\n");
-    // The events restored are the transfers restored: one transaction's worth each.
-    assert_eq!(
-        pg.psql(&copy, "SELECT (SELECT saldo FROM konto WHERE name = 'b') / 7 = (SELECT count(*) FROM ereignis)"),
-        "t\n"
-    );
+    Transfers::assert_one_moment(pg, &copy);
     assert_eq!(
         pg.psql(
             &copy,
@@ -939,29 +961,7 @@ fn pg_backup_jobs_under_writes_is_one_point_in_time_across_its_archives() {
          CREATE TABLE füllung (n int, body text);
          INSERT INTO füllung SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;",
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, mut cmd) = (stop.clone(), pg.tool("psql"));
-        cmd.args(["-X", "-q", "-d", &db, "-f", "-"])
-            .stdin(std::process::Stdio::piped());
-        std::thread::spawn(move || {
-            let mut child = cmd.spawn().expect("psql");
-            let mut stdin = child.stdin.take().unwrap();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let tx = "BEGIN; UPDATE konto SET saldo = saldo - 7 WHERE name = 'a';
-                          UPDATE konto SET saldo = saldo + 7 WHERE name = 'b';
-                          INSERT INTO ereignis DEFAULT VALUES; COMMIT;\n";
-                if std::io::Write::write_all(&mut stdin, tx.as_bytes()).is_err() {
-                    break;
-                }
-            }
-            drop(stdin);
-            child.wait().unwrap();
-        })
-    };
-    while pg.psql(&db, "SELECT count(*) > 50 FROM ereignis") != "t\n" {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let writer = Transfers::start(pg, &db);
     let repo = Repo::new();
     // Every table in its own archive, three dumps at once.
     run_cmd(
@@ -981,8 +981,7 @@ fn pg_backup_jobs_under_writes_is_one_point_in_time_across_its_archives() {
         None,
     )
     .ok();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().unwrap();
+    assert!(writer.stop() > 0);
     let m = manifest_of(&repo);
     let tables: Vec<String> = m["databases"][0]["data"]
         .as_array()
@@ -1000,11 +999,7 @@ fn pg_backup_jobs_under_writes_is_one_point_in_time_across_its_archives() {
     )
     .ok();
     // konto and ereignis came from two archives dumped by two pg_dumps: one moment.
-    assert_eq!(pg.psql(&copy, "SELECT sum(saldo) FROM konto"), "0\n");
-    assert_eq!(
-        pg.psql(&copy, "SELECT (SELECT saldo FROM konto WHERE name = 'b') / 7 = (SELECT count(*) FROM ereignis)"),
-        "t\n"
-    );
+    Transfers::assert_one_moment(pg, &copy);
     assert_eq!(pg.psql(&copy, "SELECT count(*) FROM füllung"), "20000\n");
 }
 

@@ -135,22 +135,13 @@ pub fn restore(
         }
         (None, None) => {}
     }
-    for t in &opts.tables {
-        cmd.arg("--table").arg(t);
-    }
-    for n in &opts.schemas {
-        cmd.arg("--schema").arg(n);
-    }
     if opts.create {
         cmd.arg("--create");
     }
     if opts.clean {
         cmd.args(["--clean", "--if-exists"]);
     }
-    if opts.no_owner {
-        cmd.arg("--no-owner");
-    }
-    cmd.arg("--exit-on-error");
+    select(&mut cmd, opts);
     if opts.jobs > 1 && opts.to_file.is_none() {
         // pg_restore reads a parallel restore's entries out of order: it needs a file.
         let (_dir, staged) = stage(repo, index, &node)?;
@@ -160,6 +151,21 @@ pub fn restore(
         feed(repo, index, &node, cmd, "pg_restore", Stdio::null())?;
     }
     Ok(record.clone())
+}
+
+/// The `pg_restore` arguments every step of a restore shares: the selection, ownership, and
+/// stopping at the first error.
+fn select(cmd: &mut Command, opts: &PgRestoreOptions) {
+    for t in &opts.tables {
+        cmd.arg("--table").arg(t);
+    }
+    for n in &opts.schemas {
+        cmd.arg("--schema").arg(n);
+    }
+    if opts.no_owner {
+        cmd.arg("--no-owner");
+    }
+    cmd.arg("--exit-on-error");
 }
 
 /// A copy of the snapshot's file `node` in a new temporary folder (removed when the
@@ -230,16 +236,7 @@ fn restore_split(
     let restore_cmd = |extra: &[&str]| {
         let mut cmd = tools.tool("pg_restore");
         cmd.args(extra);
-        for t in &opts.tables {
-            cmd.arg("--table").arg(t);
-        }
-        for n in &opts.schemas {
-            cmd.arg("--schema").arg(n);
-        }
-        if opts.no_owner {
-            cmd.arg("--no-owner");
-        }
-        cmd.arg("--exit-on-error");
+        select(&mut cmd, opts);
         cmd
     };
     let mut first: Vec<&str> = vec!["--section=pre-data"];
