@@ -26,12 +26,16 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "config",
+        &["cista config check", "cista -P offsite config show"],
+    ),
+    (
         "config show",
-        &["cista config show", "cista -P offsite config show --json"],
+        &["cista config show", "cista config show -P offsite --json"],
     ),
     (
         "config check",
-        &["cista --config /etc/cista/cista.toml config check"],
+        &["cista config check --config /etc/cista/cista.toml"],
     ),
     (
         "snapshots",
