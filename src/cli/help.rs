@@ -27,7 +27,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
     ),
     (
         "config",
-        &["cista config check", "cista -P offsite config show"],
+        &["cista config check", "cista config show -P offsite"],
     ),
     (
         "config show",
