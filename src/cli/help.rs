@@ -26,6 +26,21 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "completion",
+        &[
+            "cista completion bash > /etc/bash_completion.d/cista",
+            "cista completion zsh > ~/.zfunc/_cista",
+            "cista completion fish > ~/.config/fish/completions/cista.fish",
+        ],
+    ),
+    (
+        "man",
+        &[
+            "cista man | man -l -",
+            "cista man --dir /usr/local/share/man/man1",
+        ],
+    ),
+    (
         "config",
         &["cista config check", "cista config show -P offsite"],
     ),

@@ -7,6 +7,7 @@ mod cat;
 pub mod config;
 mod config_cmd;
 mod copy;
+mod docs_cmds;
 mod forget;
 pub mod help;
 mod keys;
@@ -178,6 +179,10 @@ enum Command {
     Repair(repair::RepairCommand),
     /// Print the version of cista and the platform it was built for.
     Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(docs_cmds::CompletionArgs),
+    /// Write man pages: cista(1) and one per command (cista-backup(1), ...).
+    Man(docs_cmds::ManArgs),
     /// Print one repository object, decoded (JSON; a blob's bytes), for inspection.
     Cat(cat::CatArgs),
     /// Test hooks (hidden; docs/DESIGN.md, "Test hooks").
@@ -585,6 +590,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Repair(c) => repair::run(&env, c),
         Command::Unlock(a) => repo_cmds::unlock(&env, a),
         Command::Version => version(&env),
+        Command::Completion(a) => docs_cmds::completion(a),
+        Command::Man(a) => docs_cmds::man(&env, a),
         Command::Cat(a) => cat::run(&env, a),
         Command::Debug(d) => lock_cmds::debug(&env, d),
         Command::Rewrite(a) => rewrite::rewrite(&env, a),

@@ -444,3 +444,57 @@ fn closed_stderr_does_not_turn_warnings_into_a_panic() {
     c.stderr(Stdio::from(writer)).stdout(Stdio::null());
     assert_eq!(c.output().unwrap().status.code(), Some(1));
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_flags() {
+    let bash = run_cmd(
+        {
+            let mut c = cista();
+            c.args(["completion", "bash"]);
+            c
+        },
+        None,
+    )
+    .ok()
+    .stdout_str();
+    // A script bash accepts, knowing nested commands and their flags.
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(script.path(), &bash).unwrap();
+    let ok = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(script.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "bash -n refused the completion script");
+    assert!(bash.contains("--split-min-size") && bash.contains("--keep-daily"));
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let mut c = cista();
+        c.args(["completion", shell]);
+        let out = run_cmd(c, None).ok().stdout_str();
+        assert!(out.contains("cista"), "{shell}");
+    }
+    let mut c = cista();
+    c.args(["completion", "tcsh"]);
+    assert_eq!(run_cmd(c, None).code, Some(2));
+    // cista(1) with the help text's EXIT STATUS; one page per command in a folder.
+    let mut c = cista();
+    c.arg("man");
+    let page = run_cmd(c, None).ok().stdout_str();
+    assert!(
+        page.contains(".TH cista 1") && page.contains("EXIT STATUS"),
+        "{page}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cista();
+    c.args(["man", "--dir"]).arg(dir.path().join("man1"));
+    run_cmd(c, None).ok();
+    for page in [
+        "cista.1",
+        "cista-backup.1",
+        "cista-pg-restore.1",
+        "cista-config-show.1",
+    ] {
+        assert!(dir.path().join("man1").join(page).is_file(), "{page}");
+    }
+}
