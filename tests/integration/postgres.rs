@@ -24,6 +24,16 @@ fn plain_dump(pg: &PgServer, db: &str) -> String {
         .join("\n")
 }
 
+/// Held exclusively by a test that dumps every database of the shared server (`--all`), and
+/// shared by the tests that drop a database: one dropped between `--all`'s listing and its
+/// dump fails that dump, as it should, but must not fail the test.
+static CLUSTER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A test that drops databases of the shared server.
+fn dropping_databases() -> std::sync::RwLockReadGuard<'static, ()> {
+    CLUSTER.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A `cista backup` of `pg_dump ARGS` as a command's output named `name`.
 fn backup_of_pg_dump(repo: &Repo, pg: &PgServer, name: &str, args: &[&str]) -> Command {
     let pg_dump = pg.bin.join("pg_dump");
@@ -235,6 +245,7 @@ fn pg_backup_all_dumps_every_database_and_a_second_night_adds_little() {
     let Some(pg) = servers::postgres() else {
         return;
     };
+    let _alone = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
     let big = pg.create_database("big");
     pg.psql(
         &big,
@@ -436,6 +447,7 @@ fn pg_restore_brings_back_a_database_its_tables_or_a_schema_and_pg_ls_lists_them
     let Some(pg) = servers::postgres() else {
         return;
     };
+    let _drops = dropping_databases();
     let db = pg.create_database("kanzlei");
     pg.psql(
         &db,
@@ -754,6 +766,7 @@ fn pg_backup_jobs_splits_tables_into_archives_that_restore_in_parallel_to_the_sa
     let Some(pg) = servers::postgres() else {
         return;
     };
+    let _drops = dropping_databases();
     let db = pg.create_database("split");
     pg.psql(
         &db,
