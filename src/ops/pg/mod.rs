@@ -356,6 +356,59 @@ pub struct TableRecord {
     pub size_bytes: u64,
 }
 
+/// Runs `f` on every item, up to `jobs` at a time, and returns the results in item order.
+/// After the first failure no item is started, the flag handed to `f` is set (a running dump
+/// watches it and stops), and that first failure is the error: the later ones are its
+/// consequences.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    jobs: u32,
+    f: impl Fn(&T, &std::sync::atomic::AtomicBool) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let done: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
+    let workers = usize::try_from(jobs)
+        .unwrap_or(1)
+        .clamp(1, items.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { return };
+                    match f(item, &failed) {
+                        Ok(r) => {
+                            if let Ok(mut d) = done.lock() {
+                                d[i] = Some(r);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut first) = first_error.lock()
+                                && first.is_none()
+                            {
+                                *first = Some(e);
+                            }
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    done.into_inner()
+        .map_err(|_| Error::InvalidInput("a worker thread panicked".into()))?
+        .into_iter()
+        .map(|r| r.ok_or_else(|| Error::InvalidInput("a worker thread panicked".into())))
+        .collect()
+}
+
 /// The manifest's size cap: a snapshot is untrusted input, and the manifest of a cluster
 /// with a hundred thousand tables stays far below it.
 pub const MAX_MANIFEST_LEN: u64 = 256 << 20;

@@ -305,38 +305,12 @@ fn restore_split(
     } else {
         conn.to_owned()
     };
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
-    let workers = usize::try_from(opts.jobs)
-        .unwrap_or(1)
-        .clamp(1, parts.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((p, node)) = parts.get(i) else {
-                        return;
-                    };
-                    if failed.lock().map_or(true, |f| f.is_some()) {
-                        return;
-                    }
-                    let mut cmd = restore_cmd(&[]);
-                    cmd.arg("--dbname").arg(&into);
-                    let what = format!("pg_restore ({})", p.path);
-                    if let Err(e) = feed(repo, index, node, cmd, &what, Stdio::null())
-                        && let Ok(mut f) = failed.lock()
-                        && f.is_none()
-                    {
-                        *f = Some(e);
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failed.into_inner().ok().flatten() {
-        return Err(e);
-    }
+    super::in_parallel(&parts, opts.jobs, |(p, node), _| {
+        let mut cmd = restore_cmd(&[]);
+        cmd.arg("--dbname").arg(&into);
+        let what = format!("pg_restore ({})", p.path);
+        feed(repo, index, node, cmd, &what, Stdio::null())
+    })?;
     let mut post = restore_cmd(&["--section=post-data"]);
     post.arg("--dbname").arg(&into);
     if opts.jobs > 1 {

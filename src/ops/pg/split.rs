@@ -23,8 +23,7 @@
 
 use std::io::{BufRead, Write};
 use std::process::{Child, ChildStdin, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -56,19 +55,15 @@ pub struct SplitDump {
     pub data: Vec<DataPart>,
 }
 
-/// `schema.name` as a `pg_dump` pattern that matches that one table: each part double-quoted
-/// (inside quotes, pattern characters are literal and `""` is a quote).
+/// `schema.name` double-quoted part by part (`""` a quote inside): an SQL identifier, and a
+/// `pg_dump` pattern that matches that one table (inside quotes, pattern characters are
+/// literal).
 fn pattern(schema: &str, name: &str) -> String {
     format!(
         "\"{}\".\"{}\"",
         schema.replace('"', "\"\""),
         name.replace('"', "\"\"")
     )
-}
-
-/// `schema.name` as an SQL identifier.
-fn ident(schema: &str, name: &str) -> String {
-    pattern(schema, name)
 }
 
 /// One archive to dump.
@@ -139,7 +134,7 @@ pub fn dump(
     let lock: Vec<String> = tables
         .iter()
         .filter(|t| split_set.contains(&(t.schema.clone(), t.name.clone())))
-        .map(|t| ident(&t.schema, &t.name))
+        .map(|t| pattern(&t.schema, &t.name))
         .collect();
     let coordinator = Coordinator::start(tools, conn, &lock, writer.cancel_flag())?;
     let snapshot = coordinator.snapshot.clone();
@@ -186,52 +181,9 @@ fn run_jobs(
     jobs: u32,
     database: &str,
 ) -> Result<Vec<DataPart>> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    let done: Mutex<Vec<Option<DataPart>>> = Mutex::new(all.iter().map(|_| None).collect());
-    let workers = usize::try_from(jobs)
-        .unwrap_or(1)
-        .clamp(1, all.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    if failed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = all.get(i) else { return };
-                    match dump_one(writer, tools, conn, snapshot, job, &failed, database) {
-                        Ok(part) => {
-                            if let Ok(mut d) = done.lock() {
-                                d[i] = Some(part);
-                            }
-                        }
-                        Err(e) => {
-                            // Only the first failure is the cause; the dumps it stopped fail
-                            // after it.
-                            if let Ok(mut f) = first_error.lock()
-                                && f.is_none()
-                            {
-                                *f = Some(e);
-                            }
-                            failed.store(true, Ordering::Relaxed);
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().ok().flatten() {
-        return Err(e);
-    }
-    done.into_inner()
-        .map_err(|_| Error::InvalidInput("a dump thread panicked".into()))?
-        .into_iter()
-        .map(|p| p.ok_or_else(|| Error::InvalidInput("a dump thread panicked".into())))
-        .collect()
+    super::in_parallel(all, jobs, |job, failed| {
+        dump_one(writer, tools, conn, snapshot, job, failed, database)
+    })
 }
 
 /// Dumps one archive of a split dump.
